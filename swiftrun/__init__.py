@@ -1,0 +1,3 @@
+"""swiftrun: run Swift (Swift/K 0.96) workflows on Amazon EC2 with one command."""
+
+__version__ = "0.1.0"
