@@ -1,0 +1,158 @@
+"""Render the boot script (EC2 userdata) of a headnode or a worker from the files in ``userdata/``.
+
+The script is: a header of shell settings (each value quoted with shlex.quote), the deadman script
+as a function (the userdata installs it), ``common.sh``, then ``headnode.sh`` or ``worker.sh``.
+A worker's init script travels as WORKER_INIT_B64: gzip-compressed, then base64 (one line).
+Indentation, full-line comments and blank lines are dropped to stay well under EC2's 16 KB userdata limit.
+What the script builds on the node is the contract in docs/internals.md ("The node").
+
+Nothing secret ever goes in: the s3fs mount uses the instance profile (``iam_role=auto``), the
+credentials file is never read here, and a worker init script holding an AWS access key is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import shlex
+from pathlib import Path
+
+from .errors import ConfigError
+from .paths import data_dir
+from .project import Project
+
+ROLES = ("headnode", "worker")
+COASTER_PORT = 50010          # swift -> coaster service
+WORKER_PORT = 50005           # worker.pl -> coaster service
+HEADNODE_GRACE = 900          # a worker shuts down after the headnode is unreachable this long
+USERDATA_LIMIT = 16384        # EC2: raw userdata at most 16 KB
+HEADNODE_IP_PLACEHOLDER = "HEADNODE_PRIVATE_IP"   # dry run, before the headnode exists
+
+_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
+_HOST = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_NO_SPACE = re.compile(r"^\S+$")
+_DEADMAN_EOF = "SWIFTRUN_DEADMAN_EOF"
+
+
+def _read(name: str) -> str:
+    return (data_dir("userdata") / name).read_text(encoding="utf-8")
+
+
+def _compact(text: str) -> str:
+    """Drop indentation, blank lines and full-line comments (keeping ``#!`` and shellcheck
+    directives). Safe for these files: no ``<<-`` heredocs, no multi-line strings."""
+    out = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#") and not stripped.startswith(("#!", "# shellcheck")):
+            continue
+        out.append(stripped)
+    return "\n".join(out) + "\n"
+
+
+def _body(name: str) -> str:
+    """A userdata/ file without its shebang and ``set`` line (the header sets them once)."""
+    lines = [ln for ln in _compact(_read(name)).splitlines()
+             if not ln.startswith("#!") and ln.strip() != "set -Eeuo pipefail"]
+    return "\n".join(lines) + "\n"
+
+
+def _worker_init(project: Project) -> str:
+    path = project.ec2.worker_init_script
+    if not path:
+        return ""
+    path = Path(path)
+    if not path.is_absolute():
+        path = project.root / path
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"[ec2] worker_init_script: cannot read {path}: {exc.strerror}") from exc
+    if _AWS_KEY_ID.search(data.decode("utf-8", "replace")):
+        raise ConfigError(
+            f"[ec2] worker_init_script {path} contains an AWS access key; userdata is readable on "
+            "the node, so keys must not go there",
+            hint="give the workers an instance profile instead")
+    return base64.b64encode(gzip.compress(data, mtime=0)).decode("ascii")
+
+
+def _settings(project: Project, role: str, cluster: str, headnode_ip: str | None) -> dict[str, str]:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    if role == "worker" and not headnode_ip:
+        raise ValueError("a worker's userdata needs the headnode's private IP")
+    if headnode_ip and not _HOST.match(headnode_ip):
+        raise ValueError(f"not an IP address: {headnode_ip!r}")
+    for key, value in (("[swift] home", project.swift.home), ("[s3fs] mount", project.s3fs.mount)):
+        if not value.startswith("/") or not _NO_SPACE.match(value):
+            raise ConfigError(f"{key} must be an absolute path without spaces, not {value!r}")
+    if project.cluster.worker_concurrency < 1:
+        raise ConfigError("[cluster] worker_concurrency must be at least 1")
+    settings = {
+        "ROLE": role,
+        "CLUSTER": cluster,
+        "SSH_USER": project.ssh.user,
+        "HEADNODE_IP": (headnode_ip or "") if role == "worker" else "",
+        "WORKER_CONCURRENCY": str(project.cluster.worker_concurrency),
+        "SWIFT_HOME": project.swift.home.rstrip("/") or "/",
+        "SWIFT_URL": project.swift.install_url,
+        "SWIFT_SHA256": project.swift.install_sha256,
+        "S3FS_BUCKET": project.s3fs.bucket,
+        "S3FS_MOUNT": project.s3fs.mount.rstrip("/") or "/",
+        "IDLE_TIMEOUT": str(int(project.cluster.idle_timeout)),
+        "MAX_LIFETIME": str(int(project.cluster.max_lifetime)),
+        "HEADNODE_GRACE": str(HEADNODE_GRACE),
+        "COASTER_PORT": str(COASTER_PORT),
+        "WORKER_PORT": str(WORKER_PORT),
+    }
+    if role == "worker":
+        settings["WORKER_INIT_B64"] = _worker_init(project)
+    for key, value in settings.items():
+        if "\n" in value or "\r" in value or "\0" in value:
+            raise ConfigError(f"the value for {key} holds a line break: {value!r}")
+    return settings
+
+
+def render_userdata(project: Project, role: str, *, cluster: str, headnode_ip: str | None) -> str:
+    """The complete bash boot script for ``role`` ("headnode" or "worker").
+
+    ``headnode_ip`` is the headnode's private IP; a worker needs it. Raises ConfigError when the
+    script would exceed EC2's 16 KB userdata limit (a large worker init script).
+    """
+    settings = _settings(project, role, cluster, headnode_ip)
+    deadman = _compact(_read("deadman.sh"))
+    if _DEADMAN_EOF in deadman:
+        raise AssertionError("deadman.sh contains the heredoc delimiter")
+    parts = [
+        "#!/bin/bash\n",
+        f"# swiftrun {role} boot for cluster {shlex.quote(cluster)}: generated by swiftrun; no secrets.\n",
+        "set -Eeuo pipefail\n",
+        "".join(f"{key}={shlex.quote(value)}\n" for key, value in settings.items()),
+        # some are only read by name (${!key} when node.env is written): tell shellcheck
+        ": " + " ".join(f'"${key}"' for key in settings) + "\n",
+        f"swiftrun_deadman_script() {{\ncat <<'{_DEADMAN_EOF}'\n{deadman}{_DEADMAN_EOF}\n}}\n",
+        _body("common.sh"),
+        _body(f"{role}.sh"),
+    ]
+    script = "".join(parts)
+    size = len(script.encode("utf-8"))
+    if size > USERDATA_LIMIT:
+        init = len(settings.get("WORKER_INIT_B64", ""))
+        why = (f"; the worker init script takes {init} bytes of it (gzip + base64)" if init else "")
+        raise ConfigError(
+            f"the {role} userdata is {size} bytes, over EC2's {USERDATA_LIMIT}-byte limit{why}",
+            hint="keep [ec2] worker_init_script small: bake large setup into the image, or fetch it "
+                 "from the s3fs bucket in the init script")
+    return script
+
+
+def render_all(project: Project, cluster: str, headnode_ip: str | None = None) -> dict[str, str]:
+    """Both scripts, for dry-run printing; without ``headnode_ip`` the worker's shows a placeholder."""
+    return {
+        "headnode": render_userdata(project, "headnode", cluster=cluster, headnode_ip=None),
+        "worker": render_userdata(project, "worker", cluster=cluster,
+                                  headnode_ip=headnode_ip or HEADNODE_IP_PLACEHOLDER),
+    }

@@ -1,0 +1,852 @@
+"""The node boot scripts (userdata/*.sh) and their renderer (swiftrun/userdata.py).
+
+Rendered scripts really run here, each in a sandbox: a tmp dir is SWIFTRUN_NODE_ROOT, the stand-ins
+in tests/standins/node come first on PATH (apt-get, curl, mdadm, mkfs.ext4, mount, s3fs, systemctl,
+shutdown, chown), and fake /sys/block trees say which disks the "instance" has. Nothing leaves the
+machine: curl serves files from a test dir, the only sockets are on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import gzip
+import hashlib
+import io
+import os
+import pwd
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from swiftrun.errors import ConfigError
+from swiftrun.paths import data_dir
+from swiftrun.project import ClusterSettings, Project, SshSettings
+from swiftrun.userdata import USERDATA_LIMIT, render_all, render_userdata
+
+USERDATA = data_dir("userdata")
+STANDINS = Path(__file__).resolve().parent / "standins" / "node"
+SHELLCHECK = shutil.which("shellcheck")
+USER = getpass.getuser()
+UID = os.getuid()
+HEADNODE_IP = "10.1.2.3"
+FAKE_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+FAKE_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+SWIFT_URL = "https://swift.invalid/dist/swift-0.96.2.tar.gz"
+
+needs_shellcheck = pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck is not installed")
+
+FAKE_TOOL = """#!/bin/bash
+# fake {name}: remembers how it was started, then idles until stopped by PID
+printf '%s\\n' "$*" > "{name}.args"
+pwd > "{name}.cwd"
+exec sleep 600
+"""
+
+
+# ----------------------------------------------------------------------------- sandbox helpers
+
+def make_project(tmp_path: Path, **over) -> Project:
+    project = Project(
+        root=tmp_path,
+        cluster=ClusterSettings(name="tut", worker_concurrency=4, idle_timeout=1800, max_lifetime=28800),
+        ssh=SshSettings(user=USER),
+    )
+    for section, values in over.items():
+        project = replace(project, **{section: replace(getattr(project, section), **values)})
+    return project
+
+
+def swift_tools(bindir: Path) -> None:
+    bindir.mkdir(parents=True, exist_ok=True)
+    for name in ("swift", "coaster-service", "worker.pl"):
+        path = bindir / name
+        path.write_text(FAKE_TOOL.format(name=name))
+        path.chmod(0o755)
+
+
+def swift_tarball(top: str = "swift-0.96.2/") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name in ("swift", "coaster-service", "worker.pl"):
+            data = FAKE_TOOL.format(name=name).encode()
+            info = tarfile.TarInfo(f"{top}bin/{name}")
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class Node:
+    """One sandboxed 'instance': its root, PATH and what happened there."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.root = base / "root"
+        self.root.mkdir(parents=True)
+        self.curl_dir = base / "curl"
+        self.curl_dir.mkdir()
+        self.apt_bin = base / "apt-bin"
+        self.extra_bin = base / "extra-bin"          # per-test overrides, before the stand-ins
+        self.extra_bin.mkdir()
+        self.hide: set[str] = set()                  # real commands this "image" lacks (java, ...)
+        self.env: dict[str, str] = {}
+
+    # --- the image
+    def preinstall_swift(self, home: str = "/opt/swift") -> None:
+        swift_tools(self.root / home.lstrip("/") / "bin")
+
+    def nvme(self, count: int, *, first: int = 1) -> list[str]:
+        """``count`` NVMe instance-store disks, plus the EBS root nvme0n1 (not instance store)."""
+        self._nvme("nvme0n1", "Amazon Elastic Block Store", partitions=["nvme0n1p1"])
+        names = [f"nvme{first + i}n1" for i in range(count)]
+        for name in names:
+            self._nvme(name, "Amazon EC2 NVMe Instance Storage                ")
+        return names
+
+    def _nvme(self, name: str, model: str, partitions: tuple | list = ()) -> None:
+        block = self.root / "sys/block" / name
+        (block / "device").mkdir(parents=True, exist_ok=True)
+        (block / "device/model").write_text(model + "\n")
+        (block / "holders").mkdir(exist_ok=True)
+        for part in partitions:
+            (block / part).mkdir(exist_ok=True)
+            (block / part / "partition").write_text("1\n")
+        (self.root / "dev").mkdir(exist_ok=True)
+        (self.root / "dev" / name).touch()
+
+    def xvd(self, names: list[str], partitions: dict | None = None) -> list[str]:
+        """Xen whole disks, plus the root xvda with a partition."""
+        self._xen("xvda", ["xvda1"])
+        for name in names:
+            self._xen(name, (partitions or {}).get(name, []))
+        return names
+
+    def _xen(self, name: str, partitions: list[str]) -> None:
+        block = self.root / "sys/block" / name
+        (block / "holders").mkdir(parents=True, exist_ok=True)
+        for part in partitions:
+            (block / part).mkdir(exist_ok=True)
+            (block / part / "partition").write_text("1\n")
+        (self.root / "dev").mkdir(exist_ok=True)
+        (self.root / "dev" / name).touch()
+
+    def mounts(self, *lines: str) -> None:
+        (self.root / "proc").mkdir(exist_ok=True)
+        with open(self.root / "proc/mounts", "a") as fh:
+            fh.writelines(line + "\n" for line in lines)
+
+    # --- running things
+    def path(self) -> str:
+        dirs = [str(self.extra_bin), str(STANDINS)]
+        if self.hide:
+            toolbox = self.base / "toolbox"
+            shutil.rmtree(toolbox, ignore_errors=True)
+            toolbox.mkdir()
+            for entry in os.environ["PATH"].split(os.pathsep):
+                if not os.path.isdir(entry):
+                    continue
+                for name in os.listdir(entry):
+                    target = toolbox / name
+                    if name in self.hide or target.exists() or target.is_symlink():
+                        continue
+                    full = os.path.join(entry, name)
+                    if os.access(full, os.X_OK) and not os.path.isdir(full):
+                        target.symlink_to(full)
+            dirs += [str(self.apt_bin), str(toolbox)]
+        else:
+            dirs += [str(self.apt_bin), os.environ["PATH"]]
+        return os.pathsep.join(dirs)
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STANDIN_"))}
+        env.update(PATH=self.path(), SWIFTRUN_NODE_ROOT=str(self.root), SWIFTRUN_UNIT_SETTLE="0",
+                   STANDIN_CURL_DIR=str(self.curl_dir), STANDIN_APT_BIN=str(self.apt_bin))
+        env.update(self.env)
+        env.update(extra)
+        return env
+
+    def boot(self, script: str, **extra: str) -> subprocess.CompletedProcess:
+        path = self.base / "userdata.sh"
+        path.write_text(script)
+        return subprocess.run(["bash", str(path)], env=self.environ(**extra), capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    def deadman(self, script: Path | None = None, **extra: str) -> subprocess.CompletedProcess:
+        script = script or USERDATA / "deadman.sh"
+        return subprocess.run(["bash", str(script)], env=self.environ(**extra), capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    # --- what happened
+    def state(self, name: str) -> Path:
+        return self.root / "var/lib/swiftrun" / name
+
+    def calls(self, name: str | None = None) -> list[list[str]]:
+        log = self.root / "var/log/standins.log"
+        rows = [shlex.split(line) for line in log.read_text().splitlines()] if log.exists() else []
+        return [row for row in rows if name is None or row[0] == name]
+
+    def log(self) -> str:
+        path = self.root / "var/log/swiftrun/userdata.log"
+        return path.read_text() if path.exists() else ""
+
+    def r(self, path: str) -> str:
+        return f"{self.root}{path}"
+
+    def unit_pid(self, unit: str) -> int | None:
+        path = self.root / "run/standin-systemd" / f"{unit}.pid"
+        return int(path.read_text()) if path.exists() else None
+
+    def stop_units(self) -> None:
+        for pidfile in (self.root / "run/standin-systemd").glob("*.pid"):
+            pid = int(pidfile.read_text())
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def wait_for(path: Path, deadline: float = 15.0) -> Path:
+    """A file a started service writes: wait for it (bounded), no assertion on how long it took."""
+    end = time.monotonic() + deadline
+    while not path.exists() and time.monotonic() < end:
+        time.sleep(0.02)
+    assert path.exists(), f"{path} never appeared"
+    return path
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.fixture
+def node(tmp_path):
+    n = Node(tmp_path / "node")
+    yield n
+    n.stop_units()
+
+
+def assert_ready(node: Node, proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, f"boot failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    assert node.state("ready").exists()
+    assert not node.state("failed").exists()
+    assert node.state("step").read_text().strip() == "finish"
+
+
+def assert_failed(node: Node, proc: subprocess.CompletedProcess, step: str, *fragments: str) -> str:
+    assert proc.returncode != 0, proc.stdout
+    assert not node.state("ready").exists()
+    text = node.state("failed").read_text()
+    assert text.count("\n") == 1 and text.endswith("\n"), repr(text)
+    assert text.startswith(f"{step}: "), text
+    for fragment in fragments:
+        assert fragment in text, text
+    return text
+
+
+# ----------------------------------------------------------------------------- shellcheck
+
+@needs_shellcheck
+def test_shellcheck_sources():
+    files = sorted(str(p) for p in USERDATA.glob("*.sh"))
+    assert {Path(f).name for f in files} >= {"common.sh", "headnode.sh", "worker.sh", "deadman.sh"}
+    proc = subprocess.run([SHELLCHECK, "-s", "bash", *files], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+@needs_shellcheck
+def test_shellcheck_standins():
+    files = [str(p) for p in STANDINS.iterdir() if p.read_text().startswith("#!/bin/bash")]
+    proc = subprocess.run([SHELLCHECK, "-s", "bash", *files], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+@needs_shellcheck
+@pytest.mark.parametrize("role", ["headnode", "worker"])
+@pytest.mark.parametrize("full", [False, True], ids=["defaults", "everything"])
+def test_shellcheck_rendered(tmp_path, role, full):
+    over = {}
+    if full:
+        init = tmp_path / "init.sh"
+        init.write_text("#!/bin/bash\napt-get install -y r-base\n")
+        over = dict(s3fs={"bucket": "my-bucket"}, ec2={"worker_init_script": init},
+                    swift={"install_url": SWIFT_URL, "install_sha256": "a" * 64})
+    script = render_userdata(make_project(tmp_path, **over), role, cluster="tut",
+                             headnode_ip=HEADNODE_IP if role == "worker" else None)
+    path = tmp_path / f"{role}.sh"
+    path.write_text(script)
+    proc = subprocess.run([SHELLCHECK, "-s", "bash", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+# ----------------------------------------------------------------------------- the renderer
+
+def test_render_header(tmp_path):
+    project = make_project(tmp_path, s3fs={"bucket": "my-bucket", "mount": "/data/s3"},
+                           swift={"home": "/opt/swift-0.96", "install_url": SWIFT_URL,
+                                  "install_sha256": "b" * 64})
+    script = render_userdata(project, "worker", cluster="it's", headnode_ip=HEADNODE_IP)
+    assert script.startswith("#!/bin/bash\n")
+    assert len(script.encode()) < USERDATA_LIMIT
+    for line in ["ROLE=worker", "CLUSTER='it'\"'\"'s'", f"SSH_USER={USER}", f"HEADNODE_IP={HEADNODE_IP}",
+                 "WORKER_CONCURRENCY=4", "SWIFT_HOME=/opt/swift-0.96", f"SWIFT_URL={SWIFT_URL}",
+                 f"SWIFT_SHA256={'b' * 64}", "S3FS_BUCKET=my-bucket", "S3FS_MOUNT=/data/s3",
+                 "IDLE_TIMEOUT=1800", "MAX_LIFETIME=28800", "COASTER_PORT=50010", "WORKER_PORT=50005"]:
+        assert f"\n{line}\n" in script, line
+    # the pieces: deadman heredoc, common functions, the role's steps
+    assert "swiftrun_deadman_script()" in script and "setup_scratch()" in script
+    assert "run_worker_init" in script and "swiftrun-coaster.service" not in script
+    head = render_userdata(project, "headnode", cluster="tut", headnode_ip=None)
+    assert "swiftrun-coaster.service" in head and "WORKER_INIT_B64" not in head
+    assert "\nHEADNODE_IP=''\n" in head
+
+
+def test_render_arguments(tmp_path):
+    project = make_project(tmp_path)
+    with pytest.raises(ValueError, match="private IP"):
+        render_userdata(project, "worker", cluster="tut", headnode_ip=None)
+    with pytest.raises(ValueError, match="role"):
+        render_userdata(project, "bastion", cluster="tut", headnode_ip=None)
+    with pytest.raises(ValueError):
+        render_userdata(project, "worker", cluster="tut", headnode_ip="10.0.0.1; reboot")
+    with pytest.raises(ConfigError, match="absolute"):
+        render_userdata(make_project(tmp_path, s3fs={"bucket": "b", "mount": "s3"}), "headnode",
+                        cluster="tut", headnode_ip=None)
+    both = render_all(project, "tut")
+    assert set(both) == {"headnode", "worker"}
+    assert "HEADNODE_IP=HEADNODE_PRIVATE_IP" in both["worker"]
+    assert f"HEADNODE_IP={HEADNODE_IP}" in render_all(project, "tut", HEADNODE_IP)["worker"]
+
+
+def test_render_worker_init_encoding_and_limit(tmp_path):
+    init = tmp_path / "init.sh"
+    init.write_text("#!/bin/bash\necho hi\n")
+    project = make_project(tmp_path, ec2={"worker_init_script": Path("init.sh")})  # relative to root
+    script = render_userdata(project, "worker", cluster="tut", headnode_ip=HEADNODE_IP)
+    b64 = re.search(r"^WORKER_INIT_B64=(\S+)$", script, re.M).group(1)
+    assert gzip.decompress(base64.b64decode(b64)) == init.read_bytes()
+
+    init.write_bytes(os.urandom(15000))              # incompressible: cannot fit
+    with pytest.raises(ConfigError, match="16384-byte limit.*worker init script"):
+        render_userdata(project, "worker", cluster="tut", headnode_ip=HEADNODE_IP)
+    # the headnode does not carry the init script
+    assert len(render_userdata(project, "headnode", cluster="tut", headnode_ip=None)) < USERDATA_LIMIT
+
+    with pytest.raises(ConfigError, match="cannot read"):
+        render_userdata(make_project(tmp_path, ec2={"worker_init_script": tmp_path / "nope.sh"}),
+                        "worker", cluster="tut", headnode_ip=HEADNODE_IP)
+
+
+def test_render_refuses_aws_key_in_init_script(tmp_path):
+    init = tmp_path / "init.sh"
+    init.write_text(f"export AWS_ACCESS_KEY_ID={FAKE_KEY_ID}\n")
+    with pytest.raises(ConfigError, match="AWS access key"):
+        render_userdata(make_project(tmp_path, ec2={"worker_init_script": init}), "worker",
+                        cluster="tut", headnode_ip=HEADNODE_IP)
+
+
+def test_no_secret_in_userdata_or_logs(tmp_path, node):
+    creds = tmp_path / "credentials.csv"
+    creds.write_text("User name,Password,Access key ID,Secret access key,Console login link\n"
+                     f"swift,,{FAKE_KEY_ID},{FAKE_SECRET},https://example.invalid/console\n")
+    project = make_project(tmp_path, ec2={"credentials_file": creds}, s3fs={"bucket": "my-bucket"})
+    scripts = render_all(project, "tut", HEADNODE_IP)
+    for script in scripts.values():
+        assert FAKE_KEY_ID not in script and FAKE_SECRET not in script
+        assert "credentials" not in script.lower()
+    node.preinstall_swift()
+    assert_ready(node, node.boot(scripts["headnode"]))
+    seen = [node.log(), (node.root / "var/log/standins.log").read_text(),
+            (node.root / "etc/swiftrun/node.env").read_text(), (node.root / "etc/fstab").read_text()]
+    seen += [p.read_text() for p in (node.root / "etc/systemd/system").iterdir()]
+    for text in seen:
+        assert FAKE_KEY_ID not in text and FAKE_SECRET not in text
+    assert "iam_role=auto" in node.calls("s3fs")[0][-1]
+
+
+# ----------------------------------------------------------------------------- headnode boot
+
+def test_headnode_boot(tmp_path, node):
+    node.preinstall_swift()
+    before = int(time.time())
+    proc = node.boot(render_userdata(make_project(tmp_path), "headnode", cluster="tut", headnode_ip=None))
+    assert_ready(node, proc)
+
+    # markers, node.env, log
+    assert before <= int(node.state("boot").read_text()) <= int(time.time())
+    env = dict(line.split("=", 1) for line in (node.root / "etc/swiftrun/node.env").read_text().splitlines())
+    assert env["ROLE"] == "headnode" and env["CLUSTER"] == "tut" and env["SSH_USER"] == USER
+    assert env["IDLE_TIMEOUT"] == "1800" and env["MAX_LIFETIME"] == "28800" and env["HEADNODE_IP"] == ""
+    log = node.log()
+    assert "== step: swift" in log and "node ready" in log and "Swift found" in log
+    assert "node ready" in proc.stdout                          # ... and on the console
+
+    # nothing installed, no disks, no s3fs
+    assert not node.calls("apt-get") and not node.calls("mkfs.ext4") and not node.calls("s3fs")
+    assert not node.calls("curl") and not (node.root / "scratch").exists()
+
+    # units
+    units = node.root / "etc/systemd/system"
+    coaster = (units / "swiftrun-coaster.service").read_text()
+    assert (f"ExecStart={node.r('/opt/swift/bin/coaster-service')} -p 50010 -localport 50005 -nosec -passive"
+            in coaster)
+    assert f"User={USER}" in coaster and "Restart=on-failure" in coaster
+    assert f"WorkingDirectory={node.r('/var/lib/swiftrun/coaster')}" in coaster
+    assert "OnUnitActiveSec=1min" in (units / "swiftrun-deadman.timer").read_text()
+    deadman = node.root / "usr/local/lib/swiftrun/deadman.sh"
+    assert os.access(deadman, os.X_OK)
+    assert f"ExecStart=/bin/bash {deadman}" in (units / "swiftrun-deadman.service").read_text()
+    systemctl = node.calls("systemctl")
+    assert ["systemctl", "daemon-reload"] in systemctl
+    assert ["systemctl", "enable", "--now", "swiftrun-coaster.service", "swiftrun-deadman.timer"] in systemctl
+
+    # the coaster service really runs, from its working directory, with the right arguments
+    pid = node.unit_pid("swiftrun-coaster.service")
+    assert alive(pid)
+    workdir = node.state("coaster")
+    assert wait_for(workdir / "coaster-service.args").read_text().split() == \
+        ["-p", "50010", "-localport", "50005", "-nosec", "-passive"]
+    assert not node.unit_pid("swiftrun-deadman.timer")             # timers are not run
+
+    # the tool may touch activity: var/lib/swiftrun belongs to the SSH user
+    uid = pwd.getpwnam(USER).pw_uid
+    assert node.state("").stat().st_uid == uid and node.state("ready").stat().st_uid == uid
+
+    # the installed deadman works: far past max_lifetime -> shutdown
+    dm = node.deadman(deadman, NOW=str(int(time.time()) + 28800))
+    assert dm.returncode == 0, dm.stderr
+    assert node.calls("shutdown") and "lifetime" in node.calls("shutdown")[0][-1]
+
+
+def test_headnode_idempotent_rerun(tmp_path, node):
+    node.preinstall_swift()
+    disks = node.nvme(2)
+    script = render_userdata(make_project(tmp_path, s3fs={"bucket": "my-bucket"}), "headnode",
+                             cluster="tut", headnode_ip=None)
+    assert_ready(node, node.boot(script))
+    boot = node.state("boot").read_text()
+    pid = node.unit_pid("swiftrun-coaster.service")
+    calls = node.calls()
+
+    proc = node.boot(script)
+    assert_ready(node, proc)
+    assert node.state("boot").read_text() == boot
+    assert node.unit_pid("swiftrun-coaster.service") == pid and alive(pid)     # not restarted
+    for name in ("mdadm", "mkfs.ext4", "mount", "s3fs"):
+        assert len(node.calls(name)) == 1, name
+    assert len(node.calls()) > len(calls)                                      # it did run again
+    assert [d for d in disks if any(node.r(f"/dev/{d}") in c for c in node.calls("mdadm")[0])]
+    fstab = (node.root / "etc/fstab").read_text().splitlines()
+    assert len(fstab) == 2 and len(set(fstab)) == 2, fstab
+    assert "already mounted" in node.log()
+
+
+# ----------------------------------------------------------------------------- disks
+
+@pytest.mark.parametrize("kind,count", [("nvme", 0), ("nvme", 1), ("nvme", 2), ("nvme", 4),
+                                        ("xvd", 0), ("xvd", 1), ("xvd", 2), ("xvd", 4)])
+def test_instance_store_disks(tmp_path, node, kind, count):
+    node.preinstall_swift()
+    if kind == "nvme":
+        disks = node.nvme(count)
+    else:
+        disks = node.xvd([f"xvd{chr(ord('b') + i)}" for i in range(count)])
+    node.mounts(f"{node.r('/dev/')}{'nvme0n1p1' if kind == 'nvme' else 'xvda1'} / ext4 rw 0 0")
+    proc = node.boot(render_userdata(make_project(tmp_path), "worker", cluster="tut",
+                                     headnode_ip=HEADNODE_IP))
+    assert_ready(node, proc)
+    devs = [node.r(f"/dev/{d}") for d in disks]
+    mkfs, mdadm, mount = node.calls("mkfs.ext4"), node.calls("mdadm"), node.calls("mount")
+    scratch = node.r("/scratch")
+    if count == 0:
+        assert not mkfs and not mdadm and not mount
+        assert not (node.root / "scratch").exists()
+        assert "no instance-store disks" in node.log()
+        return
+    target = devs[0] if count == 1 else node.r("/dev/md0")
+    if count == 1:
+        assert not mdadm
+    else:
+        assert len(mdadm) == 1
+        call = mdadm[0]
+        assert call[1:3] == ["--create", target]
+        assert "--level=0" in call and f"--raid-devices={count}" in call
+        assert call[-count:] == devs
+    assert len(mkfs) == 1 and mkfs[0][-1] == target
+    assert mount == [["mount", "-o", "defaults,noatime", target, scratch]]
+    assert f"{target} {scratch} ext4" in (node.root / "proc/mounts").read_text()
+    fstab = (node.root / "etc/fstab").read_text()
+    assert fstab.count(f" {scratch} ") == 1
+    assert (node.root / "scratch").stat().st_uid == pwd.getpwnam(USER).pw_uid
+
+
+def test_disks_in_use_are_left_alone(tmp_path, node):
+    """Partitioned, mounted, swap and RAID-member disks are not instance stores to format."""
+    node.preinstall_swift()
+    node.xvd(["xvdb", "xvdc", "xvdd", "sde", "sdf"], partitions={"xvdb": ["xvdb1"]})
+    (node.root / "sys/block/sdf/holders/md127").mkdir()
+    node.mounts(f"{node.r('/dev/xvda1')} / ext4 rw 0 0", "/dev/xvdc /mnt ext4 rw 0 0")
+    (node.root / "proc/swaps").write_text("Filename Type Size Used Priority\n/dev/xvdd partition 1 0 -2\n")
+    node.nvme(0)
+    ebs = node.root / "sys/block/nvme5n1"              # another EBS volume, not instance store
+    (ebs / "device").mkdir(parents=True)
+    (ebs / "device/model").write_text("Amazon Elastic Block Store\n")
+    proc = node.boot(render_userdata(make_project(tmp_path), "headnode", cluster="tut", headnode_ip=None))
+    assert_ready(node, proc)
+    assert node.calls("mkfs.ext4") == [["mkfs.ext4", "-F", "-q", "-L", "swiftrun-scratch", "-E", "nodiscard",
+                                        node.r("/dev/sde")]]
+    assert not node.calls("mdadm")
+
+
+def test_disk_command_failure_marks_step(tmp_path, node):
+    node.preinstall_swift()
+    node.nvme(1)
+    bad = node.extra_bin / "mkfs.ext4"
+    bad.write_text("#!/bin/bash\necho 'mkfs.ext4: Device size reported to be zero' >&2\nexit 1\n")
+    bad.chmod(0o755)
+    proc = node.boot(render_userdata(make_project(tmp_path), "headnode", cluster="tut", headnode_ip=None))
+    assert_failed(node, proc, "disks", "mkfs.ext4")
+    assert "Device size reported to be zero" in node.log()
+    assert not node.calls("systemctl")
+
+
+# ----------------------------------------------------------------------------- s3fs
+
+@pytest.mark.parametrize("with_scratch", [False, True], ids=["no-scratch", "scratch"])
+def test_s3fs_mount(tmp_path, node, with_scratch):
+    node.preinstall_swift()
+    if with_scratch:
+        node.nvme(1)
+    project = make_project(tmp_path, s3fs={"bucket": "my-bucket", "mount": "/s3"})
+    proc = node.boot(render_userdata(project, "worker", cluster="tut", headnode_ip=HEADNODE_IP))
+    assert_ready(node, proc)
+    (call,) = node.calls("s3fs")
+    assert call[1:4] == ["my-bucket", node.r("/s3"), "-o"]
+    opts = call[4].split(",")
+    user = pwd.getpwnam(USER)
+    assert {"iam_role=auto", "allow_other", f"uid={user.pw_uid}", f"gid={user.pw_gid}"} <= set(opts)
+    cache = f"use_cache={node.r('/scratch/s3fs-cache')}"
+    assert (cache in opts) is with_scratch
+    assert (node.root / "scratch/s3fs-cache").is_dir() is with_scratch
+    assert (node.root / "s3").is_dir()
+    assert "my-bucket " + node.r("/s3") + " fuse.s3fs" in (node.root / "etc/fstab").read_text()
+    # s3fs comes after the disks
+    names = [c[0] for c in node.calls()]
+    if with_scratch:
+        assert names.index("mkfs.ext4") < names.index("s3fs")
+
+
+# ----------------------------------------------------------------------------- packages
+
+def test_packages_installed_when_missing(tmp_path, node):
+    node.preinstall_swift()
+    node.hide = {"java"}
+    script = render_userdata(make_project(tmp_path), "headnode", cluster="tut", headnode_ip=None)
+    assert_ready(node, node.boot(script))
+    apt = node.calls("apt-get")
+    assert ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "--no-install-recommends",
+            "default-jre-headless"] in apt
+    assert any("update" in c for c in apt)
+    # the stand-in "installed" java: the next boot skips apt
+    assert (node.apt_bin / "java").exists()
+    assert_ready(node, node.boot(script))
+    assert node.calls("apt-get") == apt
+
+
+def test_worker_needs_only_perl(tmp_path, node):
+    node.preinstall_swift()
+    node.hide = {"java", "perl"}
+    proc = node.boot(render_userdata(make_project(tmp_path), "worker", cluster="tut",
+                                     headnode_ip=HEADNODE_IP))
+    assert_ready(node, proc)
+    installs = [c for c in node.calls("apt-get") if "install" in c]
+    assert installs == [["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y",
+                         "--no-install-recommends", "perl"]]
+
+
+def test_apt_failure(tmp_path, node):
+    node.preinstall_swift()
+    node.hide = {"java"}
+    proc = node.boot(render_userdata(make_project(tmp_path), "headnode", cluster="tut", headnode_ip=None),
+                     STANDIN_APT_FAIL="install")
+    assert_failed(node, proc, "packages", "apt-get install default-jre-headless failed")
+
+
+# ----------------------------------------------------------------------------- Swift
+
+@pytest.mark.parametrize("top", ["swift-0.96.2/", ""], ids=["top-dir", "flat"])
+def test_swift_downloaded_and_verified(tmp_path, node, top):
+    data = swift_tarball(top)
+    (node.curl_dir / "swift-0.96.2.tar.gz").write_bytes(data)
+    project = make_project(tmp_path, swift={"install_url": SWIFT_URL,
+                                            "install_sha256": hashlib.sha256(data).hexdigest().upper()})
+    proc = node.boot(render_userdata(project, "headnode", cluster="tut", headnode_ip=None))
+    assert_ready(node, proc)
+    (curl,) = node.calls("curl")
+    assert curl[-1] == SWIFT_URL and "--retry" in curl
+    for tool in ("swift", "coaster-service", "worker.pl"):
+        assert os.access(node.root / "opt/swift/bin" / tool, os.X_OK)
+    assert not list((node.root / "var/tmp").iterdir())          # download and unpack dir removed
+    assert alive(node.unit_pid("swiftrun-coaster.service"))
+    # a re-run finds Swift installed
+    assert_ready(node, node.boot(render_userdata(project, "headnode", cluster="tut", headnode_ip=None)))
+    assert len(node.calls("curl")) == 1
+
+
+def test_preinstalled_swift_must_have_the_role_tools(tmp_path, node):
+    node.preinstall_swift()
+    (node.root / "opt/swift/bin/coaster-service").unlink()
+    proc = node.boot(render_userdata(make_project(tmp_path), "headnode", cluster="tut", headnode_ip=None))
+    assert_failed(node, proc, "swift", "bin/coaster-service is missing")
+
+
+@pytest.mark.parametrize("case", ["wrong", "missing", "no-url", "404"])
+def test_swift_download_refused(tmp_path, node, case):
+    data = swift_tarball()
+    (node.curl_dir / "swift-0.96.2.tar.gz").write_bytes(data)
+    swift = {"install_url": SWIFT_URL, "install_sha256": hashlib.sha256(data).hexdigest()}
+    expect = "SHA-256 mismatch"
+    if case == "wrong":
+        swift["install_sha256"] = hashlib.sha256(b"something else").hexdigest()
+    elif case == "missing":
+        swift["install_sha256"] = ""
+        expect = "install_sha256 is missing"
+    elif case == "no-url":
+        swift = {}
+        expect = "install_url is not set"
+    else:
+        swift["install_url"] = SWIFT_URL.replace("0.96.2", "9.9")
+        expect = "download of"
+    proc = node.boot(render_userdata(make_project(tmp_path, swift=swift), "headnode", cluster="tut",
+                                     headnode_ip=None))
+    assert_failed(node, proc, "swift", expect)
+    assert not (node.root / "opt/swift/bin/swift").exists()
+    assert not node.calls("systemctl")
+    assert "FAILED in step swift: " in node.log() and expect in node.log()
+
+
+# ----------------------------------------------------------------------------- worker
+
+def test_worker_boot_with_init_script(tmp_path, node):
+    node.preinstall_swift()
+    node.nvme(1)
+    init = tmp_path / "init.sh"
+    init.write_text('#!/bin/bash\nset -e\necho "hello from the init script of $CLUSTER as $(id -u)"\n'
+                    'echo worker-init >> "$SWIFTRUN_NODE_ROOT/var/log/standins.log"\n'
+                    'touch "$SCRATCH/init-was-here"\n')
+    project = make_project(tmp_path, ec2={"worker_init_script": init}, s3fs={"bucket": "my-bucket"})
+    script = render_userdata(project, "worker", cluster="tut", headnode_ip=HEADNODE_IP)
+    assert_ready(node, node.boot(script))
+    assert f"hello from the init script of tut as {UID}" in node.log()
+    assert (node.root / "scratch/init-was-here").exists()
+    names = [c[0] for c in node.calls()]
+    assert names.index("mount") < names.index("s3fs") < names.index("worker-init") < names.index("systemctl")
+
+    unit = (node.root / "etc/systemd/system/swiftrun-worker.service").read_text()
+    assert "Restart=always" in unit and "RestartSec=5" in unit and f"User={USER}" in unit
+    pid = node.unit_pid("swiftrun-worker.service")
+    assert alive(pid)
+    logdir = node.r("/var/log/swiftrun/worker")
+    args = wait_for(node.root / "var/log/swiftrun/worker/worker.pl.args").read_text().split()
+    assert args[:3] == ["-c", "4", f"http://{HEADNODE_IP}:50005"]
+    assert args[3].startswith("tut-") and args[4] == logdir
+    assert ["systemctl", "enable", "--now", "swiftrun-worker.service",
+            "swiftrun-deadman.timer"] in node.calls("systemctl")
+    env = (node.root / "etc/swiftrun/node.env").read_text()
+    assert f"HEADNODE_IP={HEADNODE_IP}\n" in env and "ROLE=worker\n" in env
+
+    # re-run: the init script does not run twice
+    assert_ready(node, node.boot(script))
+    assert names.count("worker-init") == 1 and [c[0] for c in node.calls()].count("worker-init") == 1
+    assert "already ran" in node.log()
+
+
+def test_worker_init_script_failure(tmp_path, node):
+    node.preinstall_swift()
+    init = tmp_path / "init.sh"
+    init.write_text("#!/bin/bash\necho about to fail\nexit 7\n")
+    project = make_project(tmp_path, ec2={"worker_init_script": init})
+    proc = node.boot(render_userdata(project, "worker", cluster="tut", headnode_ip=HEADNODE_IP))
+    assert_failed(node, proc, "worker_init", "exited with status 7")
+    assert "about to fail" in node.log()
+    assert not node.unit_pid("swiftrun-worker.service")
+    assert not node.calls("systemctl")
+
+
+# ----------------------------------------------------------------------------- the systemctl stand-in
+
+def test_systemctl_standin_start_stop(node):
+    unit = node.root / "etc/systemd/system/demo.service"
+    unit.parent.mkdir(parents=True)
+    (node.base / "wd").mkdir()
+    unit.write_text(f"[Service]\nWorkingDirectory={node.base / 'wd'}\nEnvironment=GREETING=hi\n"
+                    f"ExecStart=/bin/bash -c 'echo $GREETING > out; exec sleep 600'\n")
+    env = node.environ()
+    run = lambda *a: subprocess.run(["systemctl", *a], env=env, capture_output=True, text=True)  # noqa: E731
+    assert run("is-active", "--quiet", "demo").returncode == 3
+    assert run("enable", "--now", "demo.service", "demo.timer").returncode == 0
+    pid = node.unit_pid("demo.service")
+    assert alive(pid) and not node.unit_pid("demo.timer")
+    assert wait_for(node.base / "wd/out").read_text() == "hi\n"
+    assert run("start", "demo").returncode == 0 and node.unit_pid("demo.service") == pid
+    assert run("is-active", "demo").stdout.strip() == "active"
+    assert run("stop", "demo").returncode == 0
+    assert not alive(pid) and run("is-active", "--quiet", "demo").returncode == 3
+    assert run("start", "missing.service").returncode == 5
+    assert ["systemctl", "stop", "demo"] in node.calls("systemctl")
+
+
+# ----------------------------------------------------------------------------- deadman
+
+def write_env(node: Node, **values) -> None:
+    base = dict(ROLE="headnode", CLUSTER="tut", SSH_USER=USER, HEADNODE_IP="", WORKER_PORT="50005",
+                IDLE_TIMEOUT="1800", MAX_LIFETIME="28800", HEADNODE_GRACE="900")
+    base.update({k: str(v) for k, v in values.items()})
+    path = node.root / "etc/swiftrun/node.env"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{k}={v}\n" for k, v in base.items()))
+
+
+def set_boot(node: Node, when: int) -> None:
+    node.state("").mkdir(parents=True, exist_ok=True)
+    node.state("boot").write_text(f"{when}\n")
+
+
+def touch(path: Path, when: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    os.utime(path, (when, when))
+
+
+def shutdowns(node: Node) -> list[str]:
+    return [c[-1] for c in node.calls("shutdown")]
+
+
+def run_deadman(node: Node, **env) -> subprocess.CompletedProcess:
+    proc = node.deadman(SWIFTRUN_USER_HOME=str(node.base / "home"), **{k: str(v) for k, v in env.items()})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_deadman_headnode_idle(node):
+    now = int(time.time())
+    write_env(node, IDLE_TIMEOUT=600)
+    set_boot(node, now - 5000)
+    touch(node.state("activity"), now - 601)
+    proc = run_deadman(node, NOW=now)
+    assert len(shutdowns(node)) == 1 and "idle 601s" in shutdowns(node)[0]
+    assert node.calls("shutdown")[0][1:3] == ["-h", "now"]
+    assert "SHUTDOWN: idle" in proc.stdout
+    assert "SHUTDOWN: idle" in (node.root / "var/log/swiftrun/deadman.log").read_text()
+
+
+def test_deadman_headnode_active(node):
+    now = int(time.time())
+    write_env(node, IDLE_TIMEOUT=600)
+    set_boot(node, now - 5000)
+    touch(node.state("activity"), now - 100)
+    proc = run_deadman(node, NOW=now)
+    assert not shutdowns(node)
+    assert "keep: age 5000s, idle 100s" in proc.stdout
+
+
+def test_deadman_idle_counts_from_boot_without_activity(node):
+    now = int(time.time())
+    write_env(node)
+    set_boot(node, now - 100)
+    run_deadman(node, NOW=now, IDLE_TIMEOUT=100)          # the environment wins over node.env
+    assert shutdowns(node) and "idle 100s" in shutdowns(node)[0]
+
+
+def test_deadman_running_swift_counts_as_activity(node):
+    now = int(time.time())
+    write_env(node, IDLE_TIMEOUT=600)
+    set_boot(node, now - 5000)
+    touch(node.state("activity"), now - 5000)
+    runs = node.base / "home/swiftrun/p4/.swiftrun/runs"
+    runs.mkdir(parents=True)
+    (runs / "r1.pid").write_text(f"{os.getpid()}\n")
+    run_deadman(node, NOW=now)
+    assert not shutdowns(node)
+    assert node.state("activity").stat().st_mtime > now - 100
+    # once the run has ended (exit file), idle counts again
+    (runs / "r1.exit").write_text("0\n")
+    touch(node.state("activity"), now - 5000)
+    run_deadman(node, NOW=now)
+    assert len(shutdowns(node)) == 1
+
+
+@pytest.mark.parametrize("role", ["headnode", "worker"])
+def test_deadman_lifetime(node, role):
+    now = int(time.time())
+    write_env(node, ROLE=role, MAX_LIFETIME=3600, HEADNODE_IP="127.0.0.1")
+    set_boot(node, now - 3599)
+    touch(node.state("activity"), now)
+    with socket.socket() as srv:                             # headnode reachable: only the lifetime counts
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(5)
+        port = srv.getsockname()[1]
+        run_deadman(node, NOW=now, WORKER_PORT=port)
+        assert not shutdowns(node)
+        run_deadman(node, NOW=now + 1, WORKER_PORT=port)
+    assert len(shutdowns(node)) == 1 and "lifetime 3600s" in shutdowns(node)[0]
+
+
+def test_deadman_disabled_limits(node):
+    now = int(time.time())
+    write_env(node, IDLE_TIMEOUT=0, MAX_LIFETIME=0)
+    set_boot(node, now - 10 ** 6)
+    run_deadman(node, NOW=now)
+    assert not shutdowns(node)
+
+
+def test_deadman_headnode_gone(node):
+    now = int(time.time())
+    with socket.socket() as reserved:                        # bound, never listening: connect refused
+        reserved.bind(("127.0.0.1", 0))
+        port = reserved.getsockname()[1]
+        write_env(node, ROLE="worker", HEADNODE_IP="127.0.0.1", WORKER_PORT=port, HEADNODE_GRACE=300)
+        set_boot(node, now - 1000)
+        run_deadman(node, NOW=now)
+        assert not shutdowns(node)
+        assert node.state("headnode-unreachable-since").read_text().strip() == str(now)
+        proc = run_deadman(node, NOW=now + 299)
+        assert not shutdowns(node) and "unreachable for 299s" in proc.stdout
+        run_deadman(node, NOW=now + 300)
+    assert len(shutdowns(node)) == 1 and "unreachable for 300s" in shutdowns(node)[0]
+
+
+def test_deadman_headnode_back_resets_grace(node):
+    now = int(time.time())
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        port = srv.getsockname()[1]
+        write_env(node, ROLE="worker", HEADNODE_IP="127.0.0.1", WORKER_PORT=port, HEADNODE_GRACE=300)
+        set_boot(node, now - 1000)
+        run_deadman(node, NOW=now)                           # refused: grace starts
+        assert node.state("headnode-unreachable-since").exists()
+        srv.listen(5)
+        proc = run_deadman(node, NOW=now + 200)              # reachable again: grace cleared
+        assert "reachable" in proc.stdout
+        assert not node.state("headnode-unreachable-since").exists()
+    assert not shutdowns(node)
+
+
+def test_deadman_before_boot_marker(node):
+    write_env(node)
+    proc = run_deadman(node)
+    assert not shutdowns(node) and "no boot time" in proc.stdout
