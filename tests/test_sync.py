@@ -1,0 +1,531 @@
+"""swiftrun.sync against a real OpenSSH sshd on loopback; the "remote" tree is a local tmp dir.
+
+The sshd's PATH starts with a directory holding a `tar` wrapper: normally it execs the real tar;
+tests switch it (via a mode file) to emit a crafted archive or to fail half-way, standing in for a
+malicious or broken headnode.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import tarfile
+from pathlib import Path
+
+import paramiko
+import pytest
+from fabric import Config, Connection
+
+from swiftrun import sync
+from swiftrun.errors import RemoteError
+from tests.support.sshd import LoopbackSshd, keygen
+
+FAKE_TAR = """#!/bin/sh
+here=$(dirname "$0")
+mode=$(cat "$here/tar.mode" 2>/dev/null)
+case "$mode" in
+  evil) cat >/dev/null; exec cat "$here/evil.tar" ;;
+  fail) /bin/tar "$@" | head -c 3000; echo "tar: simulated failure" >&2; exit 2 ;;
+  *) exec /bin/tar "$@" ;;
+esac
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    """One sshd for the module: (sshd, client key, known_hosts, fakebin dir, remote HOME)."""
+    base = tmp_path_factory.mktemp("node")
+    key = keygen(base / "client" / "id_ed25519")
+    auth = base / "authorized_keys"
+    auth.write_text(Path(str(key) + ".pub").read_text())
+    home = base / "home"
+    home.mkdir()
+    fakebin = base / "fakebin"
+    fakebin.mkdir()
+    (fakebin / "tar").write_text(FAKE_TAR)
+    (fakebin / "tar").chmod(0o755)
+    path = f"{fakebin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    sshd = LoopbackSshd(base / "sshd", auth, env={"HOME": str(home), "PATH": path}).start()
+    known = base / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 {sshd.host_key_pub}\n")
+    try:
+        yield sshd, key, known, fakebin, home
+    finally:
+        sshd.stop()
+
+
+def connect(node) -> Connection:
+    sshd, key, known, _, _ = node
+    cfg = Config(overrides={"run": {"in_stream": False}}, ssh_config=paramiko.SSHConfig())
+    conn = Connection("127.0.0.1", user=sshd.user, port=sshd.port, config=cfg,
+                      connect_kwargs={"key_filename": str(key), "look_for_keys": False,
+                                      "allow_agent": False})
+    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())   # pinned, never auto-added
+    conn.client.load_host_keys(str(known))
+    conn.open()
+    return conn
+
+
+@pytest.fixture
+def conn(node):
+    c = connect(node)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def tar_mode(node):
+    mode_file = node[3] / "tar.mode"
+
+    def set_mode(mode: str) -> None:
+        mode_file.write_text(mode)
+
+    yield set_mode
+    mode_file.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    local.mkdir()
+    return local, remote, tmp_path / "state" / "proj.json"
+
+
+T0 = 1_600_000_000_123_456_000   # a fixed mtime in ns (sub-second on purpose)
+
+
+def write(root: Path, rel: str, text: str | bytes = "x", mode: int | None = None, mtime_ns: int | None = None):
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(text.encode() if isinstance(text, str) else text)
+    if mode is not None:
+        p.chmod(mode)
+    if mtime_ns is not None:
+        os.utime(p, ns=(mtime_ns, mtime_ns))
+    return p
+
+
+def make_project(local: Path) -> None:
+    write(local, "p4.swift", "type file;\n", mtime_ns=T0)
+    write(local, "bin/sort.sh", "#!/bin/sh\nsort \"$1\"\n", mode=0o755, mtime_ns=T0 + 1000)
+    write(local, "data/in.txt", "3\n1\n2\n", mode=0o640)
+    (local / "empty" / "nested").mkdir(parents=True)
+    os.symlink("data/in.txt", local / "input-link")
+    os.symlink("../bin", local / "data" / "bin-link")
+
+
+def up(conn, dirs, **kw):
+    local, remote, state = dirs
+    return sync.upload(conn, local, str(remote), state_file=state, **kw)
+
+
+def down(conn, dirs, **kw):
+    local, remote, state = dirs
+    return sync.fetch(conn, local, str(remote), state_file=state, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# upload
+
+
+def test_first_upload_sends_everything_and_keeps_metadata(conn, dirs):
+    local, remote, state = dirs
+    make_project(local)
+    rep = up(conn, dirs)
+    assert rep.full and rep.files_sent == 5 and rep.total_files == 3
+    assert rep.bytes_sent == rep.total_bytes == sum((local / p).stat().st_size
+                                                    for p in ("p4.swift", "bin/sort.sh", "data/in.txt"))
+    assert (remote / "p4.swift").read_text() == "type file;\n"
+    assert stat.S_IMODE((remote / "bin/sort.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE((remote / "data/in.txt").stat().st_mode) == 0o640
+    assert abs((remote / "p4.swift").stat().st_mtime_ns - T0) < 1000
+    assert abs((remote / "bin/sort.sh").stat().st_mtime_ns - (T0 + 1000)) < 1000
+    assert os.readlink(remote / "input-link") == "data/in.txt"
+    assert os.readlink(remote / "data/bin-link") == "../bin"
+    assert (remote / "empty/nested").is_dir() and not any((remote / "empty/nested").iterdir())
+    token = (remote / ".swiftrun/sync-id").read_text().strip()
+    assert token and token == sync.Manifest.load(state).sync_id
+    assert state.exists()
+
+
+def test_incremental_changes_deletes_and_renames(conn, dirs):
+    local, remote, _ = dirs
+    make_project(local)
+    up(conn, dirs)
+
+    rep = up(conn, dirs)
+    assert not rep.full and rep.files_sent == 0 and rep.bytes_sent == 0 and rep.deleted == 0
+
+    write(local, "data/in.txt", "changed\n")
+    rep = up(conn, dirs)
+    assert not rep.full and rep.files_sent == 1 and rep.bytes_sent == len("changed\n")
+    assert (remote / "data/in.txt").read_text() == "changed\n"
+
+    (local / "p4.swift").unlink()
+    rep = up(conn, dirs)
+    assert rep.files_sent == 0 and rep.deleted == 1
+    assert not (remote / "p4.swift").exists()
+
+    (local / "bin/sort.sh").rename(local / "bin/sort2.sh")
+    rep = up(conn, dirs)
+    assert rep.files_sent == 1 and rep.deleted == 1
+    assert not (remote / "bin/sort.sh").exists()
+    assert stat.S_IMODE((remote / "bin/sort2.sh").stat().st_mode) == 0o755
+
+    shutil.rmtree(local / "empty")
+    rep = up(conn, dirs)
+    assert rep.deleted == 1 and not (remote / "empty").exists()
+
+
+def test_mode_and_type_changes(conn, dirs):
+    local, remote, _ = dirs
+    write(local, "a", "file")
+    write(local, "b/c", "in dir")
+    write(local, "s.sh", "echo")
+    up(conn, dirs)
+    (local / "s.sh").chmod(0o700)
+    (local / "a").unlink()
+    write(local, "a/inner", "now a dir")
+    shutil.rmtree(local / "b")
+    write(local, "b", "now a file")
+    rep = up(conn, dirs)
+    assert not rep.full
+    assert stat.S_IMODE((remote / "s.sh").stat().st_mode) == 0o700
+    assert (remote / "a/inner").read_text() == "now a dir"
+    assert (remote / "b").read_text() == "now a file"
+
+
+def test_one_file_incremental_uses_one_channel(conn, dirs):
+    local, _, _ = dirs
+    for i in range(50):
+        write(local, f"f/{i:03d}.txt", f"{i}\n")
+    up(conn, dirs)
+    write(local, "f/007.txt", "changed\n")
+    transport = conn.client.get_transport()
+    opened = []
+    real = transport.open_session
+
+    def counting(*a, **kw):
+        opened.append(1)
+        return real(*a, **kw)
+
+    transport.open_session = counting
+    try:
+        rep = up(conn, dirs)
+    finally:
+        del transport.open_session
+    assert rep.files_sent == 1
+    assert len(opened) <= 3
+    assert len(opened) == rep.channels == 1
+
+
+@pytest.mark.parametrize("damage", ["missing", "changed", "wiped"])
+def test_remote_token_mismatch_forces_full_upload(conn, dirs, damage):
+    local, remote, _ = dirs
+    make_project(local)
+    up(conn, dirs)
+    write(local, "data/in.txt", "edit\n")
+    if damage == "missing":
+        (remote / ".swiftrun/sync-id").unlink()
+    elif damage == "changed":
+        (remote / ".swiftrun/sync-id").write_text("someone-else\n")
+    else:
+            shutil.rmtree(remote)
+    rep = up(conn, dirs)
+    assert rep.full and rep.files_sent == 5 and rep.channels == 2
+    assert (remote / "data/in.txt").read_text() == "edit\n"
+    assert (remote / "p4.swift").exists() and (remote / "empty/nested").is_dir()
+    assert not up(conn, dirs).full
+
+
+def test_manifest_for_other_root_or_corrupt_means_full(conn, dirs, tmp_path):
+    local, remote, state = dirs
+    write(local, "a.txt", "a")
+    up(conn, dirs)
+    state.write_text("{not json")
+    rep = up(conn, dirs)
+    assert rep.full and rep.channels == 1
+    other = tmp_path / "remote2"
+    rep = sync.upload(conn, local, str(other), state_file=state)
+    assert rep.full and (other / "a.txt").read_text() == "a"
+
+
+def test_ignore_rules_apply(conn, dirs):
+    local, remote, _ = dirs
+    write(local, ".gitignore", "*.log\n!keep.log\nbuild/\n/top-only.txt\n")
+    write(local, ".swiftignore", "bigdata/\n!wanted.log\n")
+    for rel in ("a.log", "keep.log", "wanted.log", "build/x.o", "src/build", "top-only.txt",
+                "src/top-only.txt", "bigdata/huge.bin", "scratch/tmp.dat", "p.swift",
+                "run001/log.txt", "sub/run002/x", ".git/HEAD", "lib/__pycache__/m.pyc", ".swiftrun/x"):
+        write(local, rel, rel)
+    rep = up(conn, dirs, exclude=["scratch/", "*.bak"])
+    got = sorted(str(p.relative_to(remote)) for p in remote.rglob("*")
+                 if p.is_file() and ".swiftrun" not in p.parts)
+    assert got == sorted([".gitignore", ".swiftignore", "keep.log", "wanted.log", "src/build",
+                          "src/top-only.txt", "p.swift", "sub/run002/x"])
+    assert rep.files_sent == len(got)
+
+
+def test_large_upload_is_reported(conn, dirs):
+    local, _, _ = dirs
+    write(local, "big.bin", b"\0" * 5000)
+    assert up(conn, dirs, warn_bytes=4000).large
+    write(local, "small.txt", "s")
+    assert not up(conn, dirs, warn_bytes=4000).large
+
+
+def test_tilde_remote_root(conn, node, tmp_path):
+    local = tmp_path / "local"
+    write(local, "x y/it's.txt", "quoted")
+    state = tmp_path / "s.json"
+    rep = sync.upload(conn, local, "~/swiftrun/my proj", state_file=state)
+    home = node[4]
+    assert rep.full and (home / "swiftrun/my proj/x y/it's.txt").read_text() == "quoted"
+    (home / "swiftrun/my proj/out.txt").write_text("result")
+    got = sync.fetch(conn, local, "~/swiftrun/my proj", state_file=state)
+    assert got.files == ["out.txt"] and (local / "out.txt").read_text() == "result"
+
+
+# ---------------------------------------------------------------------------------------------
+# fetch
+
+
+def simulate_run(remote: Path) -> None:
+    write(remote, "sorted.txt", "1\n2\n3\n", mtime_ns=T0 + 5_000_000_000)
+    write(remote, "output/a.out", "A", mode=0o600)
+    write(remote, "output/b.txt", "B")
+    with open(remote / "data/in.txt", "a") as fh:      # the run changed an input
+        fh.write("appended\n")
+    write(remote, "run001/p4-run001.log", "log")
+    write(remote, "run001/info/job.info", "info")
+    write(remote, ".swiftrun/runs/1.log", "console")
+
+
+def test_fetch_brings_back_new_and_changed_only(conn, dirs):
+    local, remote, _ = dirs
+    make_project(local)
+    up(conn, dirs)
+    simulate_run(remote)
+    rep = down(conn, dirs)
+    assert sorted(rep.files) == ["data/in.txt", "output/a.out", "output/b.txt", "run001/info/job.info",
+                                 "run001/p4-run001.log", "sorted.txt"]
+    assert (local / "data/in.txt").read_text() == "3\n1\n2\nappended\n"
+    assert (local / "sorted.txt").stat().st_mtime_ns // 1000 == (T0 + 5_000_000_000) // 1000
+    assert stat.S_IMODE((local / "output/a.out").stat().st_mode) == 0o600
+    assert not (local / ".swiftrun/runs").exists()
+    assert not list((local / ".swiftrun").glob("fetch-*"))      # staging cleaned up
+    assert rep.conflicts == [] and rep.refused == []
+
+    assert down(conn, dirs).files == []                          # nothing new: nothing fetched
+    rep = up(conn, dirs)                                         # fetched files are not sent back
+    assert rep.files_sent == 0 and rep.deleted == 0
+    assert (remote / "run001/p4-run001.log").exists()            # ignored locally, kept remotely
+
+
+def test_fetch_outputs_patterns_and_extra_dirs(conn, dirs):
+    local, remote, _ = dirs
+    make_project(local)
+    up(conn, dirs)
+    simulate_run(remote)
+    rep = down(conn, dirs, outputs=["output/*.out"])
+    assert rep.files == ["output/a.out"]
+    rep = down(conn, dirs, outputs=["sorted.txt"], extra_dirs=["run001"])
+    assert sorted(rep.files) == ["run001/info/job.info", "run001/p4-run001.log", "sorted.txt"]
+    assert not (local / "output/b.txt").exists()
+    assert (local / "data/in.txt").read_text() == "3\n1\n2\n"   # not matched: left alone
+    (local / "run001/p4-run001.log").unlink()
+    assert down(conn, dirs, outputs=["nothing"], extra_dirs=["run001/"]).files == ["run001/p4-run001.log"]
+
+
+def test_fetch_without_manifest_skips_identical_local_files(conn, dirs):
+    local, remote, state = dirs
+    make_project(local)
+    up(conn, dirs)
+    state.unlink()
+    write(remote, "new.txt", "n")
+    assert down(conn, dirs).files == ["new.txt"]
+
+
+def test_fetch_refuses_escaping_symlinks(conn, dirs, tmp_path):
+    local, remote, _ = dirs
+    write(local, "a.txt", "a")
+    up(conn, dirs)
+    write(remote, "ok.txt", "ok")
+    os.symlink("../../outside", remote / "escape")
+    os.symlink("/etc/passwd", remote / "abs-link")
+    os.symlink("ok.txt", remote / "inside-link")
+    rep = down(conn, dirs)
+    assert sorted(rep.files) == ["inside-link", "ok.txt"]
+    assert {r.split(":")[0] for r in rep.refused} == {"escape", "abs-link"}
+    assert not os.path.lexists(local / "escape") and not os.path.lexists(local / "abs-link")
+    assert os.readlink(local / "inside-link") == "ok.txt"
+
+
+def crafted_tar(outside: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        def add(name, data=b"pwned", kind=tarfile.REGTYPE, link=""):
+            ti = tarfile.TarInfo(name)
+            ti.type, ti.linkname = kind, link
+            if kind == tarfile.REGTYPE:
+                ti.size = len(data)
+                tar.addfile(ti, io.BytesIO(data))
+            else:
+                tar.addfile(ti)
+        add("../evil")
+        add(str(outside / "abs-evil"))
+        add("esc", kind=tarfile.SYMTYPE, link=str(outside))
+        add("esc/through-link")
+        add("hard", kind=tarfile.LNKTYPE, link="../evil")
+        add("unrequested.txt")
+        add("good.txt", b"good")
+    return buf.getvalue()
+
+
+def test_fetch_refuses_malicious_tar_entries(conn, dirs, node, tar_mode, tmp_path):
+    local, remote, _ = dirs
+    write(local, "a.txt", "a")
+    up(conn, dirs)
+    write(remote, "good.txt", "good")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (node[3] / "evil.tar").write_bytes(crafted_tar(outside))
+    tar_mode("evil")
+    rep = down(conn, dirs)
+    assert rep.files == ["good.txt"] and (local / "good.txt").read_text() == "good"
+    assert len(rep.refused) == 6, rep.refused
+    assert not (tmp_path / "state" / "evil").exists() and not (local.parent / "evil").exists()
+    assert list(outside.iterdir()) == []
+    assert not os.path.lexists(local / "esc") and not (local / "unrequested.txt").exists()
+
+
+def test_remote_tar_failure_leaves_local_files_intact(conn, dirs, tar_mode):
+    local, remote, _ = dirs
+    write(local, "notes.txt", "original")
+    up(conn, dirs)
+    write(remote, "a_big.bin", os.urandom(200_000))
+    write(remote, "notes.txt", "changed by the run")
+    tar_mode("fail")
+    with pytest.raises(RemoteError) as exc:
+        down(conn, dirs)
+    assert "swiftrun fetch" in str(exc.value) and "--keep-cluster" in str(exc.value)
+    assert (local / "notes.txt").read_text() == "original"
+    assert not (local / "a_big.bin").exists()
+    assert not list((local / ".swiftrun").glob("fetch-*"))
+    tar_mode("")
+    rep = down(conn, dirs)                                        # a retry then works
+    assert sorted(rep.files) == ["a_big.bin", "notes.txt"]
+
+
+class DroppingReader:
+    """Reads from the channel and kills the whole SSH connection after ``limit`` bytes."""
+
+    def __init__(self, inner, transport, limit):
+        self.inner, self.transport, self.limit, self.seen = inner, transport, limit, 0
+
+    def read(self, n=-1):
+        if self.seen >= self.limit:
+            self.transport.close()
+        data = self.inner.read(n)
+        self.seen += len(data)
+        return data
+
+
+def test_connection_drop_mid_fetch(node, dirs, monkeypatch):
+    local, remote, _ = dirs
+    c = connect(node)
+    write(local, "notes.txt", "original")
+    sync.upload(c, local, str(remote), state_file=dirs[2])
+    write(remote, "a_big.bin", os.urandom(8 << 20))   # more than the SSH window
+    write(remote, "notes.txt", "changed by the run")
+    real_exec = sync._exec
+
+    def exec_then_drop(conn, script, timeout):
+        chan = real_exec(conn, script, timeout)
+        if "tar -c" in script:
+            real_makefile = chan.makefile
+            chan.makefile = lambda *a: DroppingReader(real_makefile(*a), chan.get_transport(), 100_000)
+        return chan
+
+    monkeypatch.setattr(sync, "_exec", exec_then_drop)
+    with pytest.raises(RemoteError, match="connection dropped.*swiftrun fetch"):
+        sync.fetch(c, local, str(remote), state_file=dirs[2], timeout=10)
+    assert (local / "notes.txt").read_text() == "original"
+    assert not (local / "a_big.bin").exists()
+    monkeypatch.undo()
+    c2 = connect(node)
+    try:
+        assert sorted(sync.fetch(c2, local, str(remote), state_file=dirs[2]).files) == ["a_big.bin", "notes.txt"]
+    finally:
+        c2.close()
+        c.close()
+
+
+def test_fetch_missing_remote_root(conn, dirs):
+    with pytest.raises(RemoteError, match="does not exist"):
+        down(conn, dirs)
+
+
+def test_upload_remote_failure_is_remote_error(conn, dirs, tmp_path):
+    local, _, state = dirs
+    write(local, "a.txt", "a")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a dir")
+    with pytest.raises(RemoteError):
+        sync.upload(conn, local, str(blocker / "sub"), state_file=state)
+    assert not state.exists()
+
+
+def test_many_deletions_and_odd_names(conn, dirs):
+    local, remote, _ = dirs
+    names = [f"d/{i:04d} with space\nnewline.txt" for i in range(300)] + ["-dash", "*star", "$x"]
+    for n in names:
+        write(local, n, n)
+    up(conn, dirs)
+    assert all((remote / n).read_text() == n for n in names)
+    for n in names[:200] + ["-dash", "$x"]:
+        (local / n).unlink()
+    rep = up(conn, dirs)
+    assert rep.deleted == 202
+    assert not (remote / "-dash").exists() and (remote / "*star").exists()
+    assert len(list((remote / "d").iterdir())) == 100
+
+
+def test_interrupted_upload_makes_the_next_one_full(conn, dirs, tar_mode):
+    local, remote, _ = dirs
+    make_project(local)
+    up(conn, dirs)
+    write(local, "data/in.txt", "new")
+    tar_mode("fail")                      # remote tar exits 2
+    with pytest.raises(RemoteError, match="remote exit 2"):
+        up(conn, dirs)
+    assert not (remote / ".swiftrun/sync-id").exists()
+    tar_mode("")
+    rep = up(conn, dirs)
+    assert rep.full and (remote / "data/in.txt").read_text() == "new"
+
+
+def test_missing_local_root_is_refused_not_mirrored(conn, dirs, tmp_path):
+    from swiftrun.errors import ConfigError
+    local, remote, state = dirs
+    write(local, "a.txt", "a")
+    up(conn, dirs)
+    with pytest.raises(ConfigError):
+        sync.upload(conn, tmp_path / "nope", str(remote), state_file=state)
+    assert (remote / "a.txt").exists()
+
+
+def test_fetch_skips_caches_and_vcs(conn, dirs):
+    local, remote, _ = dirs
+    write(local, "m.py", "x = 1")
+    up(conn, dirs)
+    write(remote, "__pycache__/m.cpython-311.pyc", "pyc")
+    write(remote, ".git/HEAD", "ref")
+    write(remote, "out.txt", "o")
+    assert down(conn, dirs).files == ["out.txt"]
