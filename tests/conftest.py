@@ -1,0 +1,97 @@
+"""Shared fixtures: the test cloud (moto server + instances that are real loopback sshd hosts).
+
+- ``moto_server`` (session): one moto server for the whole run, behind the fault wrapper
+  (``moto_server.set_faults(...)``), with Canonical Ubuntu 24.04 images; stopped by PID at the end.
+- ``aws_env`` (function): moto reset (state and fault rules) + AWS/swiftrun environment; returns
+  the variables it set (``{**os.environ, **aws_env}`` for subprocesses; os.environ already has them).
+- ``cloud`` (function): ``aws_env`` + a running InstanceSimulator -> :class:`TestCloud`
+  (``.env .sim .proxy_command .hosts_dir .ami_id .ec2 .endpoint .region .moto .set_faults ...``).
+- ``cloud_factory`` (function): build a TestCloud with other stand-ins / Swift home / regions;
+  every cloud it made is stopped at teardown. Do not combine with ``cloud`` in one test (two
+  simulators would both boot every instance).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pytest
+
+from tests.support.cloud import (
+    DEFAULT_REGION, SIM_REGIONS, STANDIN_NODE_DIR, STANDIN_SWIFT_HOME, MotoServer, TestCloud,
+    write_amis_file,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+_AWS_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+              "AWS_REGION", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE",
+              "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+              "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CA_BUNDLE", "AWS_USE_FIPS_ENDPOINT",
+              "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory):
+    work = tmp_path_factory.mktemp("moto")
+    server = MotoServer(faults=True, workdir=work, amis_file=write_amis_file(work / "amis.json"))
+    server.start(warm_up=SIM_REGIONS)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    moto_server.reset()
+    aws_dir = tmp_path / "aws"
+    aws_dir.mkdir()
+    (aws_dir / "config").write_text("")
+    (aws_dir / "credentials").write_text("")
+    for name in list(os.environ):  # per-service endpoint overrides would bypass moto
+        if name.startswith("AWS_ENDPOINT_URL_") or name in _AWS_UNSET:
+            monkeypatch.delenv(name, raising=False)
+    env = {
+        "AWS_ENDPOINT_URL": moto_server.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": DEFAULT_REGION,
+        "AWS_CONFIG_FILE": str(aws_dir / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(aws_dir / "credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "SWIFTRUN_HOME": str(tmp_path / "swiftrun-home"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def cloud_factory(moto_server: MotoServer, aws_env: dict[str, str], tmp_path: Path):
+    clouds: list[TestCloud] = []
+
+    def make(base: Path | None = None, swift_home_src: Path | None = STANDIN_SWIFT_HOME,
+             standins_dirs: Iterable[Path] = (STANDIN_NODE_DIR,),
+             regions: Iterable[str] = SIM_REGIONS) -> TestCloud:
+        base = Path(base) if base else tmp_path / ("cloud" if not clouds else f"cloud{len(clouds)}")
+        tc = TestCloud(moto_server, aws_env, base, swift_home_src, standins_dirs, regions)
+        clouds.append(tc)
+        return tc.start()
+
+    yield make
+    errors = []
+    for tc in reversed(clouds):
+        try:
+            tc.stop()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def cloud(cloud_factory: Callable[..., TestCloud]) -> TestCloud:
+    return cloud_factory()

@@ -1,0 +1,815 @@
+"""The test cloud: moto server (EC2 & co. over HTTP on loopback) + instances that are real hosts.
+
+- :class:`MotoServer` runs ``python -m moto.server`` (or the fault-injecting wrapper of
+  :mod:`tests.support.faults`) on a free loopback port, started and stopped by PID.
+- :class:`InstanceSimulator` polls moto; every ``running`` instance gets a sandbox
+  ``<base>/<instance-id>/{root,home}``, the stand-in Swift home copied to ``<root>/opt/swift``,
+  a real OpenSSH sshd on loopback (authorized key = its key pair's public key), host-map entries
+  ``<base>/hosts/<ip>`` for :mod:`tests.support.proxy`, and its userdata run in the background with
+  ``SWIFTRUN_NODE_ROOT=<root>``. Stopped / terminated instances lose their sshd, their SSH
+  connections and every process of theirs (found by PID: userdata's process group, the
+  stand-in systemd pidfiles, and any process whose environment carries ``SWIFTRUN_NODE_ROOT=<root>``).
+  A ``shutdown`` by the node stand-in (``<root>/run/standin-shutdown``) stops or terminates the
+  instance in moto, per its InstanceInitiatedShutdownBehavior.
+- :class:`TestCloud` bundles both for one test (what the ``cloud`` fixture returns).
+
+Network traffic goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import gzip
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import faults as _faults
+from .sshd import LoopbackSshd, free_port
+
+log = logging.getLogger("testcloud")
+
+SUPPORT_DIR = Path(__file__).resolve().parent
+PROXY = SUPPORT_DIR / "proxy.py"
+REPO = SUPPORT_DIR.parent.parent
+STANDIN_NODE_DIR = REPO / "tests" / "standins" / "node"
+STANDIN_SWIFT_HOME = REPO / "tests" / "standins" / "swift-home"
+
+DUMMY_CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+DEFAULT_REGION = "us-west-2"
+SIM_REGIONS = ("us-west-2", "us-east-1")
+
+# --- images -------------------------------------------------------------------------------------
+CANONICAL_OWNER = "099720109477"
+UBUNTU_AMI_ID = "ami-0a5c0ffee2404a001"
+UBUNTU_AMI_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101"
+UBUNTU_OLD_AMI_ID = "ami-0a5c0ffee2404a000"
+UBUNTU_OLD_AMI_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20260301"
+UBUNTU_ARM_AMI_ID = "ami-0a5c0ffee2404a0a1"
+UBUNTU_ARM_AMI_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-20261101"
+
+
+def _ubuntu_image(ami_id: str, name: str, arch: str, created: str) -> dict[str, Any]:
+    return {
+        "ami_id": ami_id, "state": "available", "public": True, "owner_id": CANONICAL_OWNER,
+        "image_location": f"{CANONICAL_OWNER}/{name}", "sriov": "simple",
+        "root_device_type": "ebs", "root_device_name": "/dev/sda1",
+        "description": f"Canonical, Ubuntu, 24.04, {arch} noble image", "image_type": "machine",
+        "platform": None, "architecture": arch, "name": name, "virtualization_type": "hvm",
+        "hypervisor": "xen", "creation_date": created,
+    }
+
+
+TEST_IMAGES = [
+    _ubuntu_image(UBUNTU_AMI_ID, UBUNTU_AMI_NAME, "x86_64", "2026-11-01T10:00:00.000Z"),
+    _ubuntu_image(UBUNTU_OLD_AMI_ID, UBUNTU_OLD_AMI_NAME, "x86_64", "2026-03-01T10:00:00.000Z"),
+    _ubuntu_image(UBUNTU_ARM_AMI_ID, UBUNTU_ARM_AMI_NAME, "arm64", "2026-11-01T10:00:00.000Z"),
+]
+
+
+def write_amis_file(path: Path) -> Path:
+    """moto's default image list plus Canonical-owned Ubuntu 24.04 images (``MOTO_AMIS_PATH``).
+
+    With MOTO_AMIS_PATH set moto loads exactly this list in every region (and skips its big
+    per-region "latest" lists), after every reset too. The Ubuntu images: the newest amd64
+    (``UBUNTU_AMI_ID``), an older amd64 and an arm64 one, so "pick the newest" is testable.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("moto")  # locate moto's data without importing moto (slow)
+    moto_dir = Path(list(spec.submodule_search_locations)[0])  # type: ignore[union-attr]
+    with gzip.open(moto_dir / "ec2" / "resources" / "amis.json.gz", "rt") as f:
+        images = json.load(f) + [dict(a) for a in TEST_IMAGES]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(images))
+    return path
+
+
+_SESSION_LOCK = threading.Lock()
+_BOTOCORE_SESSION: Any = None
+
+
+def _botocore_session() -> Any:
+    """One botocore session for all test-cloud clients: it caches the (big) EC2 service model,
+    making a client ~10 ms instead of ~250 ms. No config or credentials files are read."""
+    global _BOTOCORE_SESSION
+    if _BOTOCORE_SESSION is None:
+        import botocore.session
+
+        session = botocore.session.Session()
+        session.set_config_variable("config_file", os.devnull)
+        session.set_config_variable("credentials_file", os.devnull)
+        _BOTOCORE_SESSION = session
+    return _BOTOCORE_SESSION
+
+
+def boto_client(service: str, endpoint_url: str, region: str = DEFAULT_REGION,
+                bypass_faults: bool = False, **config: Any):
+    """A boto3 client on the moto server with dummy credentials (no profile, no IMDS).
+    ``config`` goes to botocore's Config (e.g. ``retries={"total_max_attempts": 1}``);
+    ``bypass_faults`` marks its requests so the fault wrapper lets them through."""
+    import boto3
+    from botocore.config import Config
+
+    with _SESSION_LOCK:  # creating clients from one session is not thread-safe; using them is
+        session = boto3.session.Session(botocore_session=_botocore_session())
+        client = session.client(service, endpoint_url=endpoint_url, region_name=region,
+                                config=Config(**{"connect_timeout": 5, "read_timeout": 30, **config}),
+                                **DUMMY_CREDS)
+    if bypass_faults:
+        def _mark(request: Any, **_: Any) -> None:
+            request.headers[_faults.BYPASS_HEADER] = "1"
+        client.meta.events.register("before-sign", _mark)
+    return client
+
+
+# =================================================================================================
+class MotoServer:
+    """``python -m moto.server`` on a free loopback port; with ``faults=True`` the same app runs
+    behind :class:`tests.support.faults.FaultInjector` (``set_faults`` / ``clear_faults`` /
+    ``fault_state``)."""
+
+    def __init__(self, port: int | None = None, faults: bool = False,
+                 workdir: Path | None = None, env: dict[str, str] | None = None,
+                 amis_file: Path | None = None):
+        self.port = port or free_port()
+        self.faults = faults
+        self.workdir = Path(workdir) if workdir else None
+        self.extra_env = dict(env or {})
+        self.amis_file = amis_file
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        # Always through tests/support/faults.py: it serves exactly moto.server's app, plus a fix
+        # for MOTO_AMIS_PATH images with creation dates; the injector only with faults=True.
+        return _faults.command(self.port, faults=self.faults)
+
+    def start(self, timeout: float = 30.0, warm_up: Iterable[str] = (DEFAULT_REGION,)) -> "MotoServer":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({"MOTO_PORT": str(self.port), "PYTHONUNBUFFERED": "1"})
+        if self.amis_file:
+            env["MOTO_AMIS_PATH"] = str(self.amis_file)
+        env.update(self.extra_env)
+        if self.workdir:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.workdir / "moto.log", "ab")
+        out = self._log or subprocess.DEVNULL
+        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=out,
+                                     stdin=subprocess.DEVNULL, env=env, cwd=str(REPO))
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1):
+                    break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"moto server did not answer within {timeout}s")
+                time.sleep(0.05)
+        try:
+            for region in warm_up:  # the first EC2 call loads the backend (~1 s); pay it once here
+                boto_client("ec2", self.endpoint, region, bypass_faults=True).describe_instances()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def log_tail(self, n: int = 3000) -> str:
+        if self.workdir and (self.workdir / "moto.log").exists():
+            return (self.workdir / "moto.log").read_text(errors="replace")[-n:]
+        return ""
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        req = urllib.request.Request(self.endpoint + path, data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.read()
+
+    def reset(self) -> None:
+        """Clear all moto state (and the fault rules and counters)."""
+        self._request("POST", "/moto-api/reset", b"")
+        if self.faults:
+            self.clear_faults()
+
+    # -- faults (only with faults=True) ----------------------------------------------------
+    def _need_faults(self) -> None:
+        if not self.faults:
+            raise RuntimeError("this MotoServer was started without faults=True")
+
+    def set_faults(self, rules: dict[str, Any]) -> dict[str, Any]:
+        """Replace the fault rules (see tests.support.faults); zeroes the counters."""
+        self._need_faults()
+        return json.loads(self._request("POST", _faults.CONTROL_PATH, json.dumps(rules).encode()))
+
+    def clear_faults(self) -> None:
+        self._need_faults()
+        self._request("DELETE", _faults.CONTROL_PATH)
+
+    def fault_state(self) -> dict[str, Any]:
+        """``{"rules", "injected": {op: n}, "calls": {op: n}, "total"}``."""
+        self._need_faults()
+        return json.loads(self._request("GET", _faults.CONTROL_PATH))
+
+    def stop(self) -> None:
+        """Stop by PID (the Popen handle)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+# =================================================================================================
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
+
+SESSION_SH = """#!/bin/bash
+# ForceCommand of an emulated instance's sshd: start where a real login starts, in $HOME (the
+# sandbox home; sshd itself would start in the test user's real home directory).
+cd "$HOME" 2>/dev/null || true
+if [ -z "${SSH_ORIGINAL_COMMAND+set}" ]; then
+    exec /bin/bash -l
+fi
+case "$SSH_ORIGINAL_COMMAND" in
+    internal-sftp*|*/sftp-server*) exec %(sftp)s -d "$HOME" ;;
+esac
+exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"
+"""
+
+
+class NodeSshd(LoopbackSshd):
+    """LoopbackSshd whose sessions (commands, shells, sftp) start in the sandbox home, as on a
+    real host, instead of the test user's own home: relative paths stay inside the sandbox."""
+
+    def _config(self) -> Path:
+        cfg = super()._config()
+        session = self.workdir / "session.sh"
+        session.write_text(SESSION_SH % {"sftp": SFTP_SERVER})
+        session.chmod(0o755)
+        with cfg.open("a") as f:
+            f.write(f"ForceCommand {session}\n")
+        return cfg
+
+
+# =================================================================================================
+RUNNING = "running"
+GONE_STATES = {"stopping", "stopped", "shutting-down", "terminated"}
+
+
+@dataclass
+class SimInstance:
+    id: str
+    region: str
+    dir: Path
+    root: Path
+    home: Path
+    public_ip: str | None = None
+    private_ip: str | None = None
+    names: list[str] = field(default_factory=list)   # host-map entries written for it
+    sshd: LoopbackSshd | None = None
+    userdata: subprocess.Popen | None = None
+    had_userdata: bool = False
+    up: bool = False        # sshd running (instance "running" and booted)
+    failed: bool = False    # boot raised (recorded in InstanceSimulator.errors); not retried
+    boots: int = 0
+
+
+class InstanceSimulator:
+    """Makes moto's EC2 instances real hosts (see the module docstring)."""
+
+    def __init__(self, endpoint_url: str, regions: Iterable[str] | str, base_dir: Path,
+                 swift_home_src: Path | None, standins_dirs: Iterable[Path] = (),
+                 poll_interval: float = 0.15):
+        self.endpoint_url = endpoint_url
+        self.regions = [regions] if isinstance(regions, str) else list(regions)
+        self.base = Path(base_dir)
+        self.hosts_dir = self.base / "hosts"
+        self.swift_home_src = Path(swift_home_src) if swift_home_src else None
+        self.standins_dirs = [Path(p) for p in standins_dirs]
+        self.poll_interval = poll_interval
+        self.error: BaseException | None = None      # first unexpected error of the thread
+        self.errors: list[str] = []                  # every unexpected error, formatted
+        self.poll_errors = 0                         # moto errors while polling (tolerated)
+        self._lock = threading.RLock()
+        self._instances: dict[str, SimInstance] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._clients: dict[str, Any] = {}
+        self.polls = 0
+
+    # -- public API ----------------------------------------------------------------------
+    def start(self) -> "InstanceSimulator":
+        self.hosts_dir.mkdir(parents=True, exist_ok=True)
+        for region in self.regions:
+            self._clients[region] = boto_client("ec2", self.endpoint_url, region, bypass_faults=True,
+                                                retries={"total_max_attempts": 1})
+        self._thread = threading.Thread(target=self._run, name="instance-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, raise_errors: bool = True) -> None:
+        """Power off every instance (sshd, connections, processes) and end the thread.
+        Re-raises the thread's first unexpected error, if any."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            for inst in list(self._instances.values()):
+                try:
+                    self._power_off(inst)
+                except Exception as exc:  # keep going: clean up the others
+                    self._record(exc, f"power off {inst.id}")
+        if raise_errors and self.error is not None:
+            raise RuntimeError("instance simulator failed:\n" + "\n".join(self.errors)) from self.error
+
+    @property
+    def instances(self) -> list[str]:
+        with self._lock:
+            return list(self._instances)
+
+    def info(self, instance_id: str) -> SimInstance:
+        with self._lock:
+            return self._instances[instance_id]
+
+    def wait_for(self, instance_id: str, timeout: float = 20.0) -> LoopbackSshd:
+        """Wait until the instance's sshd is up (its userdata may still be running)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                inst = self._instances.get(instance_id)
+                if inst is not None and inst.up and inst.sshd is not None:
+                    return inst.sshd
+                if inst is not None and inst.failed:
+                    raise RuntimeError(f"instance {instance_id} failed to boot:\n" + "\n".join(self.errors))
+            if self.error is not None:
+                raise RuntimeError("instance simulator failed:\n" + "\n".join(self.errors)) from self.error
+            if self._thread is None or not self._thread.is_alive():
+                raise RuntimeError("instance simulator is not running")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"instance {instance_id} not up after {timeout}s "
+                                   f"(known: {self.instances}, poll errors: {self.poll_errors})")
+            time.sleep(0.05)
+
+    def wait_userdata(self, instance_id: str, timeout: float = 60.0) -> int:
+        """Wait until the instance is up and its userdata ended; return its exit code."""
+        deadline = time.monotonic() + timeout
+        self.wait_for(instance_id, timeout)
+        while True:
+            code = self.userdata_exit(instance_id)
+            if code is not None:
+                return code
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"userdata of {instance_id} still running after {timeout}s")
+            time.sleep(0.05)
+
+    def sshd(self, instance_id: str) -> LoopbackSshd:
+        inst = self.info(instance_id)
+        if inst.sshd is None:
+            raise KeyError(f"{instance_id} has no sshd (not up)")
+        return inst.sshd
+
+    def root(self, instance_id: str) -> Path:
+        return self.info(instance_id).root
+
+    def home(self, instance_id: str) -> Path:
+        return self.info(instance_id).home
+
+    def userdata_exit(self, instance_id: str) -> int | None:
+        """Exit code of the userdata run; None while it runs (or before it started);
+        0 when the instance had no userdata."""
+        inst = self.info(instance_id)
+        if inst.userdata is None:
+            return 0 if (inst.boots and not inst.had_userdata) else None
+        return inst.userdata.poll()
+
+    def console(self, instance_id: str) -> str:
+        path = self.info(instance_id).dir / "userdata.console"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def restart_sshd(self, instance_id: str, drop_connections: bool = True) -> None:
+        """Stop and start the instance's sshd on the same port (fault tests). With
+        ``drop_connections`` the open SSH connections die too (like a network blip); without,
+        they survive as on a real ``systemctl restart ssh``."""
+        with self._lock:
+            inst = self._instances[instance_id]
+            if inst.sshd is None:
+                raise KeyError(f"{instance_id} has no sshd (not up)")
+            _stop_sshd(inst.sshd, drop_connections=drop_connections)
+            inst.sshd.start()
+
+    def drop_connections(self, instance_id: str) -> int:
+        """Kill the instance's open SSH connections (sshd keeps listening); returns how many."""
+        with self._lock:
+            inst = self._instances[instance_id]
+            if inst.sshd is None or inst.sshd.proc is None:
+                return 0
+            kids = _descendants(inst.sshd.proc.pid)
+            _kill_pids(kids)
+            return len(kids)
+
+    # -- the thread ------------------------------------------------------------------------
+    def _record(self, exc: BaseException, what: str) -> None:
+        import traceback
+
+        text = f"{what}: " + "".join(traceback.format_exception(exc))
+        log.error("%s", text)
+        self.errors.append(text)
+        if self.error is None:
+            self.error = exc
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:
+                self._record(exc, "poll")
+            self._stop.wait(self.poll_interval)
+
+    def _describe(self, region: str) -> dict[str, dict] | None:
+        """{instance-id: instance} of a region, or None when moto did not answer well."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            found = {}
+            for page in self._clients[region].get_paginator("describe_instances").paginate():
+                for res in page.get("Reservations", []):
+                    for inst in res.get("Instances", []):
+                        found[inst["InstanceId"]] = inst
+            return found
+        except (BotoCoreError, ClientError, OSError) as exc:
+            self.poll_errors += 1
+            log.warning("describe_instances in %s failed: %s", region, exc)
+            return None
+
+    def poll_once(self) -> None:
+        self.polls += 1
+        for region in self.regions:
+            if self._stop.is_set():
+                return
+            found = self._describe(region)
+            if found is None:
+                continue
+            for iid, desc in found.items():
+                state = desc.get("State", {}).get("Name")
+                with self._lock:
+                    inst = self._instances.get(iid)
+                if state == RUNNING and (inst is None or not (inst.up or inst.failed)):
+                    try:
+                        self._boot(region, desc)
+                    except Exception as exc:
+                        with self._lock:
+                            if iid in self._instances:
+                                self._instances[iid].failed = True
+                        self._record(exc, f"boot {iid}")
+                elif state in GONE_STATES and inst is not None and (inst.up or inst.failed):
+                    self._power_off(inst)
+            with self._lock:
+                up = [i for i in self._instances.values() if i.region == region and i.up]
+            for inst in up:
+                self._check_shutdown(inst)
+            with self._lock:  # vanished (e.g. moto reset): power off
+                gone = [i for i in self._instances.values()
+                        if i.region == region and i.id not in found and (i.up or i.failed)]
+            for inst in gone:
+                self._power_off(inst)
+
+    def _check_shutdown(self, inst: SimInstance) -> None:
+        """The node stand-in ``shutdown`` leaves ``$R/run/standin-shutdown`` (its arguments, one
+        call a line): act on the last call as EC2 does on an OS shutdown, i.e. stop or terminate
+        the instance per its InstanceInitiatedShutdownBehavior (default stop). ``-c`` cancels,
+        ``-r`` (reboot) is ignored. Delays (``+5``) are not waited for. The file is moved to
+        ``standin-shutdown.done`` once handled."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        flag = inst.root / "run" / "standin-shutdown"
+        try:
+            text = flag.read_text()
+        except FileNotFoundError:
+            return
+        lines = [line.split() for line in text.splitlines() if line.strip()]
+        args = lines[-1] if lines else []
+        client = self._clients[inst.region]
+        try:
+            if "-c" in args or "-r" in args or "--reboot" in args:
+                action = "none"
+            else:
+                attr = client.describe_instance_attribute(
+                    InstanceId=inst.id, Attribute="instanceInitiatedShutdownBehavior")
+                behavior = (attr.get("InstanceInitiatedShutdownBehavior") or {}).get("Value") or "stop"
+                action = "terminate" if behavior == "terminate" else "stop"
+                if action == "terminate":
+                    client.terminate_instances(InstanceIds=[inst.id])
+                else:
+                    client.stop_instances(InstanceIds=[inst.id])
+        except (BotoCoreError, ClientError, OSError) as exc:  # retry next poll
+            self.poll_errors += 1
+            log.warning("acting on shutdown of %s: %s", inst.id, exc)
+            return
+        with open(flag.with_name("standin-shutdown.done"), "a") as f:
+            f.write(text)
+        flag.unlink(missing_ok=True)
+        log.info("instance %s: OS shutdown %s -> %s", inst.id, " ".join(args), action)
+
+    # -- boot / power off ------------------------------------------------------------------
+    def _env(self, inst: SimInstance) -> dict[str, str]:
+        path = [str(p) for p in self.standins_dirs] + [str(inst.root / "opt/swift/bin"),
+                                                       "/usr/local/bin", "/usr/bin", "/bin"]
+        return {"HOME": str(inst.home), "SWIFTRUN_NODE_ROOT": str(inst.root), "PATH": ":".join(path)}
+
+    def _boot(self, region: str, desc: dict) -> None:
+        iid = desc["InstanceId"]
+        client = self._clients[region]
+        with self._lock:
+            inst = self._instances.get(iid)
+            first = inst is None
+            if first:
+                d = self.base / iid
+                inst = SimInstance(iid, region, d, d / "root", d / "home")
+                self._instances[iid] = inst
+        script = b""
+        if first:
+            inst.root.mkdir(parents=True, exist_ok=True)
+            inst.home.mkdir(parents=True, exist_ok=True)
+            if self.swift_home_src is not None and self.swift_home_src.is_dir():
+                dest = inst.root / "opt" / "swift"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(self.swift_home_src, dest, symlinks=True, dirs_exist_ok=True)
+            keys = inst.dir / "authorized_keys"
+            keys.write_text(self._public_key(client, desc.get("KeyName")))
+            keys.chmod(0o600)
+            # cloud-init runs user scripts once per instance, not on every start
+            from botocore.exceptions import BotoCoreError, ClientError
+            try:
+                script = self._userdata(client, iid)
+            except (BotoCoreError, ClientError, OSError) as exc:  # moto hiccup: retry next poll
+                self.poll_errors += 1
+                log.warning("userdata of %s: %s (will retry)", iid, exc)
+                with self._lock:
+                    del self._instances[iid]
+                return
+            inst.had_userdata = bool(script.strip())
+            inst.sshd = NodeSshd(inst.dir / "sshd", keys, env=self._env(inst))
+        assert inst.sshd is not None
+        inst.sshd.start()
+        inst.public_ip = desc.get("PublicIpAddress")
+        inst.private_ip = desc.get("PrivateIpAddress")
+        names = [n for n in (inst.public_ip, inst.private_ip, desc.get("PublicDnsName"),
+                             desc.get("PrivateDnsName")) if n]
+        inst.names = names
+        for name in names:
+            _atomic_write(self.hosts_dir / name, f"{inst.sshd.port}\n")
+        if first and inst.had_userdata:
+            path = inst.dir / "userdata"
+            path.write_bytes(script)
+            console = open(inst.dir / "userdata.console", "ab")
+            env = {**self._env(inst), "USER": getpass.getuser(), "LOGNAME": getpass.getuser(),
+                   "SHELL": "/bin/bash", "LANG": "C.UTF-8"}
+            try:
+                inst.userdata = subprocess.Popen(["bash", str(path)], cwd=str(inst.root), env=env,
+                                                 stdin=subprocess.DEVNULL, stdout=console,
+                                                 stderr=subprocess.STDOUT, start_new_session=True)
+            finally:
+                console.close()
+        with self._lock:
+            inst.boots += 1
+            inst.up = True
+        log.info("instance %s up: sshd 127.0.0.1:%s for %s", iid, inst.sshd.port, names)
+
+    def _public_key(self, client: Any, key_name: str | None) -> str:
+        if not key_name:
+            return ""
+        try:
+            resp = client.describe_key_pairs(KeyNames=[key_name], IncludePublicKey=True)
+            return "".join(k.get("PublicKey", "").strip() + "\n" for k in resp.get("KeyPairs", []))
+        except Exception as exc:  # key pair deleted already: nobody can log in
+            log.warning("no public key for key pair %s: %s", key_name, exc)
+            return ""
+
+    def _userdata(self, client: Any, iid: str) -> bytes:
+        resp = client.describe_instance_attribute(InstanceId=iid, Attribute="userData")
+        value = (resp.get("UserData") or {}).get("Value") or ""
+        if not value:
+            return b""
+        data = base64.b64decode(value)
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        return data
+
+    def _power_off(self, inst: SimInstance) -> None:
+        """Host map entries, sshd (and its connections), userdata, stand-in services, then
+        any process still carrying this instance's SWIFTRUN_NODE_ROOT."""
+        with self._lock:
+            inst.up = inst.failed = False
+            for name in inst.names:
+                path = self.hosts_dir / name
+                try:
+                    if inst.sshd is not None and path.read_text().strip() == str(inst.sshd.port):
+                        path.unlink()
+                except FileNotFoundError:
+                    pass
+            inst.names = []
+            if inst.sshd is not None:
+                _stop_sshd(inst.sshd, drop_connections=True)
+            groups = []
+            if inst.userdata is not None:
+                groups.append(inst.userdata.pid)
+            for pidfile in sorted((inst.root / "run" / "standin-systemd").glob("*.pid")):
+                try:
+                    groups.append(int(pidfile.read_text().split()[0]))
+                except (OSError, ValueError, IndexError):
+                    pass
+            marker = f"SWIFTRUN_NODE_ROOT={inst.root}".encode()
+            for pgid in groups:
+                _kill_group(pgid, marker)
+            _kill_pids(_pids_with_env(marker))
+            if inst.userdata is not None:
+                try:
+                    inst.userdata.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            log.info("instance %s powered off", inst.id)
+
+
+# --- process helpers (everything by PID) --------------------------------------------------------
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def _descendants(pid: int) -> list[int]:
+    kids, out, todo = _children_map(), [], [pid]
+    while todo:
+        for child in kids.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] != b"Z"
+    except (OSError, ValueError):
+        return False
+
+
+def _kill_pids(pids: Iterable[int], grace: float = 2.0) -> None:
+    pids = [p for p in set(pids) if p != os.getpid()]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.02)
+        pids = [p for p in pids if _alive(p)]
+        if not pids:
+            return
+
+
+def _environ_has(pid: int, marker: bytes) -> bool | None:
+    """True/False whether /proc/<pid>/environ holds ``marker`` exactly; None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return marker in f.read().split(b"\0")
+    except (OSError, ValueError):
+        return None
+
+
+def _pids_with_env(marker: bytes) -> list[int]:
+    me = os.getpid()
+    return [int(e) for e in os.listdir("/proc")
+            if e.isdigit() and int(e) != me and _environ_has(int(e), marker)]
+
+
+def _kill_group(pgid: int, marker: bytes) -> None:
+    """SIGTERM then SIGKILL a process group. If its leader still lives it must be one of this
+    instance's processes (environment marker), so a recycled PID is never hit."""
+    if pgid <= 1 or pgid == os.getpgid(0):
+        return
+    if _alive(pgid) and _environ_has(pgid, marker) is False:
+        log.warning("not killing process group %s: its leader is not this instance's", pgid)
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            if not _group_has_live(pgid):
+                return
+            time.sleep(0.02)
+
+
+def _group_has_live(pgid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rindex(b")") + 2:].split()
+            if int(fields[2]) == pgid and fields[0] != b"Z":
+                return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
+
+
+def _stop_sshd(sshd: LoopbackSshd, drop_connections: bool = True) -> None:
+    kids = _descendants(sshd.proc.pid) if (drop_connections and sshd.proc is not None) else []
+    sshd.stop()
+    if kids:
+        _kill_pids(kids)
+
+
+# =================================================================================================
+class TestCloud:
+    """One test's cloud: a reset moto + an InstanceSimulator writing under ``base``."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, moto: MotoServer, env: dict[str, str], base: Path,
+                 swift_home_src: Path | None = STANDIN_SWIFT_HOME,
+                 standins_dirs: Iterable[Path] = (STANDIN_NODE_DIR,),
+                 regions: Iterable[str] = SIM_REGIONS):
+        self.moto = moto
+        self.env = dict(env)
+        self.endpoint = moto.endpoint
+        self.base = Path(base)
+        self.hosts_dir = self.base / "hosts"
+        self.region = self.env.get("AWS_DEFAULT_REGION", DEFAULT_REGION)
+        self.ami_id = UBUNTU_AMI_ID
+        self.sim = InstanceSimulator(self.endpoint, regions, self.base, swift_home_src, standins_dirs)
+        self.proxy_command = f"{sys.executable} {PROXY} {self.hosts_dir} %h %p"
+        self.ec2 = boto_client("ec2", self.endpoint, self.region)
+        # the same, but never faulted: for a test's own checks while faults are set
+        self.ec2_admin = boto_client("ec2", self.endpoint, self.region, bypass_faults=True)
+
+    def start(self) -> "TestCloud":
+        self.sim.start()
+        return self
+
+    def stop(self) -> None:
+        self.sim.stop()
+
+    def client(self, service: str, region: str | None = None):
+        return boto_client(service, self.endpoint, region or self.region)
+
+    # fault injection (the session moto server runs behind the wrapper)
+    def set_faults(self, rules: dict[str, Any]) -> dict[str, Any]:
+        return self.moto.set_faults(rules)
+
+    def clear_faults(self) -> None:
+        self.moto.clear_faults()
+
+    def fault_state(self) -> dict[str, Any]:
+        return self.moto.fault_state()
