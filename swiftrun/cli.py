@@ -1,0 +1,137 @@
+"""The command line. ``swiftrun p4.swift`` is ``swiftrun run p4.swift``.
+
+Errors a user can fix are one line on stderr and exit 2 (usage, config) or 1; a bug prints one
+line too and asks for ``--debug`` (or SWIFTRUN_DEBUG=1) to see the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+
+import click
+
+from swiftrun import __version__
+
+SWIFT_ARG = re.compile(r"^-[A-Za-z_][\w.]*=")
+
+# verb -> (module, attribute); aliases are the tutorial's names.
+COMMANDS = {
+    "run": ("run", "run"), "plan": ("run", "plan"), "conf": ("conf", "conf"),
+    "up": ("up", "up"), "down": ("down", "down"), "list": ("listing", "list_cmd"),
+    "connect": ("connect", "connect"), "add": ("scale", "add"), "remove": ("scale", "remove"),
+    "stop-headnode": ("scale", "stop_headnode"), "logs": ("logs", "logs"),
+    "cancel": ("logs", "cancel"), "fetch": ("logs", "fetch"), "init": ("init", "init"),
+}
+ALIASES = {"dissolve": "down", "list_resources": "list", "start_n_more": "add",
+           "stop_n_workers": "remove", "stop_headnode": "stop-headnode"}
+
+
+class SwiftrunGroup(click.Group):
+    """Lazy commands (fast --help) + aliases + a first argument ending in .swift means `run`."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        name = ALIASES.get(name, name)
+        if name not in COMMANDS:
+            return None
+        import importlib
+
+        module, attr = COMMANDS[name]
+        return getattr(importlib.import_module(f"swiftrun.commands.{module}"), attr)
+
+    def resolve_command(self, ctx, args):
+        if args and args[0].endswith(".swift"):
+            args = ["run", *args]
+        return super().resolve_command(ctx, args)
+
+    def parse_args(self, ctx, args):
+        if args and args[0].endswith(".swift"):
+            args = ["run", *args]
+        if args and args[0] in ("run", "plan", "conf"):
+            # swift's own -name=value arguments would collide with short options (-p, -q):
+            # take them out before click parses, anywhere after the verb.
+            ctx.meta["swift_args"] = tuple(a for a in args[1:] if SWIFT_ARG.match(a))
+            args = [a for a in args if not SWIFT_ARG.match(a)]
+        if args and args[0] == "connect" and "--" in args:
+            cut = args.index("--")
+            ctx.meta["remote_command"] = tuple(args[cut + 1:])
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(n, _HELP.get(n, "")) for n in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+        with formatter.section("Aliases (the tutorial's names)"):
+            formatter.write_dl([(a, t) for a, t in ALIASES.items()])
+
+
+_HELP = {
+    "run": "Run a SwiftScript on the cluster (swiftrun p4.swift is the same).",
+    "plan": "Show what a run would launch and the swift.conf it would use (offline).",
+    "conf": "Print the swift.conf a run of SCRIPT would use.",
+    "up": "Bring the cluster up, or check the running one.",
+    "down": "Terminate the cluster and delete its security group.",
+    "list": "List the cluster's nodes.",
+    "connect": "SSH to the headnode (or a worker) with the pinned host key.",
+    "add": "Add N workers.",
+    "remove": "Remove N workers (all of them if there are fewer).",
+    "stop-headnode": "Stop (not terminate) the headnode to save money.",
+    "logs": "Show (or --follow) the console of the latest run, or a node's boot log.",
+    "cancel": "Stop the swift run that is going on the headnode.",
+    "fetch": "Bring a run's outputs back from the headnode.",
+    "init": "Write a commented swiftrun.toml (or convert a legacy configs file).",
+    "doctor": "Check the project, credentials, cloud and cluster; say what to fix.",
+}
+
+
+@click.group(cls=SwiftrunGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="swiftrun")
+@click.option("--debug", is_flag=True, envvar="SWIFTRUN_DEBUG", help="Show tracebacks.")
+@click.pass_context
+def main_group(ctx, debug):
+    """Run Swift workflows on Amazon EC2 with one command: swiftrun p4.swift"""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def _sigterm(signum, frame):  # CI runners send SIGTERM: unwind like Ctrl-C so cleanup runs
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> None:
+    from swiftrun.errors import SwiftrunError
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    debug = bool(os.environ.get("SWIFTRUN_DEBUG")) or "--debug" in (argv or sys.argv[1:])
+    try:
+        rv = main_group.main(args=argv, prog_name="swiftrun", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.Abort:
+        print("swiftrun: aborted", file=sys.stderr)
+        sys.exit(130)
+    except SwiftrunError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"swiftrun: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("swiftrun: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if debug:
+            raise
+        print(f"swiftrun: internal error: {type(exc).__name__}: {exc} "
+              "(run again with --debug for the traceback)", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,473 @@
+"""EC2 provider (boto3): key pair, per-cluster security group, tagged launches, ordered teardown.
+
+Every resource is created with its tags in the same call (TagSpecifications), so a process killed
+at any moment leaves nothing that a tag query cannot find. Instances are only ever looked up by the
+``swiftrun:cluster`` tag; nothing here lists or touches "all instances in the region".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from swiftrun.cloud.base import (
+    GONE_STATES, HEADNODE, TAG_CLUSTER, TAG_ROLE, TAG_SHAPE, LaunchSpec, Node, Provider)
+from swiftrun.errors import CloudError, ConfigError
+from swiftrun.paths import state_home
+
+CANONICAL_OWNER = "099720109477"
+UBUNTU_NAME = "ubuntu/images/*/ubuntu-noble-24.04-{arch}-server-*"
+COASTER_PORTS = (50005, 50010)
+TAG_CREATED = "swiftrun:created"   # on resources swiftrun made (and may delete)
+
+# Plain words for the errors people meet when launching.
+_PLAIN = {
+    "UnauthorizedOperation": "these AWS credentials may not do this ({op}); ask for ec2:{op} permission",
+    "AuthFailure": "AWS rejected the credentials; check them with `aws sts get-caller-identity`",
+    "InstanceLimitExceeded": "the account's instance limit in this region is reached; terminate "
+                             "instances or ask AWS for a higher limit",
+    "VcpuLimitExceeded": "the account's vCPU limit for this instance family is reached; use a "
+                         "smaller type or fewer workers, or ask AWS for a higher limit",
+    "InsufficientInstanceCapacity": "AWS has no capacity for this instance type in this zone right "
+                                    "now; try another type or zone, or later",
+    "InvalidAMIID.NotFound": "the image does not exist in this region; check [ec2] image",
+    "InvalidAMIID.Malformed": "the image id is malformed; check [ec2] image",
+    "OptInRequired": "this region or service needs to be enabled for the account first",
+    "InvalidKeyPair.NotFound": "the key pair is missing in this region",
+    "InvalidParameterValue": "EC2 refused a value",
+    "Unsupported": "this instance type is not offered here; try another type or zone",
+}
+
+
+def _arch(instance_type: str) -> str:
+    """Graviton families carry a 'g' after the generation number (c7g, m6gd, t4g, c6gn)."""
+    family = instance_type.split(".")[0]
+    return "arm64" if re.fullmatch(r"[a-z]+\d+g[a-z]*", family) else "amd64"
+
+
+def make_session(project):
+    """A boto3 session from the project: credentials.csv, a profile, or the standard chain."""
+    import boto3
+    import botocore.exceptions
+
+    kwargs = {"region_name": project.ec2.region}
+    if project.ec2.credentials_file:
+        from swiftrun.credentials import read_credentials_csv
+
+        key_id, secret = read_credentials_csv(project.ec2.credentials_file)
+        kwargs.update(aws_access_key_id=key_id, aws_secret_access_key=secret)
+    elif project.ec2.profile:
+        kwargs["profile_name"] = project.ec2.profile
+    try:
+        session = boto3.Session(**kwargs)
+    except botocore.exceptions.ProfileNotFound:
+        raise ConfigError(f"[ec2] profile = {project.ec2.profile!r}: no such AWS profile "
+                          "(list them with `aws configure list-profiles`)") from None
+    if session.get_credentials() is None:
+        raise ConfigError("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                          "AWS_SECRET_ACCESS_KEY, [ec2] profile, or [ec2] credentials_file "
+                          "(the IAM credentials.csv)")
+    return session
+
+
+def credential_source(session) -> str:
+    creds = session.get_credentials()
+    return getattr(creds, "method", "unknown") if creds else "none"
+
+
+class EC2Provider(Provider):
+    name = "ec2"
+    elastic = True
+
+    def __init__(self, project, *, session=None):
+        self.project = project
+        self._session = session
+        self._ec2 = None
+        self._sg_id: str | None = None
+        self._images: dict[str, str] = {}
+        self.api_calls = 0
+
+    # -- plumbing --------------------------------------------------------------------------
+    @property
+    def session(self):
+        if self._session is None:
+            self._session = make_session(self.project)
+        return self._session
+
+    @property
+    def ec2(self):
+        if self._ec2 is None:
+            from botocore.config import Config
+
+            cfg = Config(retries={"mode": "standard", "max_attempts": 10},
+                         connect_timeout=10, read_timeout=60, user_agent_extra="swiftrun")
+            self._ec2 = self.session.client("ec2", config=cfg)
+            self._ec2.meta.events.register("before-call.ec2", self._count)
+        return self._ec2
+
+    def _count(self, **_):
+        self.api_calls += 1
+
+    def _call(self, op: str, **kwargs):
+        """One EC2 call with its errors put in plain words."""
+        import botocore.exceptions as bex
+
+        try:
+            return getattr(self.ec2, op)(**kwargs)
+        except bex.NoCredentialsError:
+            raise ConfigError("no AWS credentials found: set AWS_PROFILE, [ec2] profile or "
+                              "[ec2] credentials_file") from None
+        except bex.EndpointConnectionError as exc:
+            raise CloudError(f"cannot reach EC2 in {self.project.ec2.region}: {exc}") from None
+        except bex.ClientError as exc:
+            raise self._plain(exc, op) from None
+
+    def _plain(self, exc, op: str) -> CloudError:
+        code = exc.response.get("Error", {}).get("Code", "Error")
+        msg = exc.response.get("Error", {}).get("Message", "")
+        action = "".join(p.capitalize() for p in op.split("_"))
+        plain = _PLAIN.get(code)
+        text = f"EC2 {action} failed: {code}"
+        if plain:
+            text += f": {plain.format(op=action)}"
+        if msg and (not plain or code == "InvalidParameterValue"):
+            text += f" ({msg})"
+        err = CloudError(text)
+        err.code = code
+        return err
+
+    def _tags(self, cluster: str, role: str | None = None, extra: dict | None = None) -> list[dict]:
+        tags = {TAG_CLUSTER: cluster, TAG_CREATED: "1"}
+        if role:
+            tags[TAG_ROLE] = role
+            tags["Name"] = f"{cluster}-{role}"
+        tags.update(extra or {})
+        return [{"Key": k, "Value": str(v)} for k, v in tags.items()]
+
+    # -- finding -----------------------------------------------------------------------------
+    def find_nodes(self, cluster: str, *, include_gone: bool = False) -> list[Node]:
+        states = ["pending", "running", "stopping", "stopped"]
+        if include_gone:
+            states += list(GONE_STATES)
+        filters = [{"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]},
+                   {"Name": "instance-state-name", "Values": states}]
+        nodes: list[Node] = []
+        token = None
+        while True:
+            kwargs = {"Filters": filters, "MaxResults": 1000}
+            if token:
+                kwargs["NextToken"] = token
+            reply = self._call("describe_instances", **kwargs)
+            for res in reply.get("Reservations", []):
+                nodes.extend(self._node(i) for i in res.get("Instances", []))
+            token = reply.get("NextToken")
+            if not token:
+                break
+        return sorted(nodes, key=lambda n: (n.role != HEADNODE, n.launched or 0, n.id))
+
+    def _node(self, inst: dict) -> Node:
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        public, private = inst.get("PublicIpAddress"), inst.get("PrivateIpAddress")
+        return Node(
+            id=inst["InstanceId"], role=tags.get(TAG_ROLE, "?"), state=inst["State"]["Name"],
+            name=tags.get("Name", ""), type=inst.get("InstanceType", ""), public_ip=public,
+            private_ip=private, launched=inst.get("LaunchTime"), shape=tags.get(TAG_SHAPE, ""),
+            spot=inst.get("InstanceLifecycle") == "spot",
+            zone=inst.get("Placement", {}).get("AvailabilityZone", ""),
+            ssh_host=public or private, ssh_port=self.project.ssh.port,
+            host_key_alias=inst["InstanceId"])
+
+    # -- shared resources --------------------------------------------------------------------
+    def key_file(self) -> Path:
+        if self.project.ssh.key_file:
+            return Path(self.project.ssh.key_file)
+        return state_home() / "keys" / f"{self.project.key_name}.pem"
+
+    def ensure_key_pair(self, cluster: str) -> Path:
+        """The key pair exists in the region and its private key is on disk (0600, never overwritten).
+
+        A new key is made here and only its public half is sent (ImportKeyPair), so the private
+        key never crosses the network.
+        """
+        name, path = self.project.key_name, self.key_file()
+        reply = self._call("describe_key_pairs", Filters=[{"Name": "key-name", "Values": [name]}])
+        in_region = bool(reply.get("KeyPairs"))
+        if in_region and not path.exists():
+            raise ConfigError(
+                f"key pair {name!r} exists in {self.project.ec2.region} but its private key file "
+                f"{path} is missing: set [ssh] key_file to the .pem you kept, or delete the key pair "
+                f"(aws ec2 delete-key-pair --key-name {name}) so swiftrun can make a new one")
+        if in_region:
+            return path
+        if path.exists():
+            public = public_key_of(path)
+        else:
+            public = write_new_key(path)
+        self._call("import_key_pair", KeyName=name, PublicKeyMaterial=public.encode(),
+                   TagSpecifications=[{"ResourceType": "key-pair", "Tags": self._tags(cluster)}])
+        return path
+
+    def security_group(self, cluster: str, *, create: bool = True) -> str | None:
+        if self._sg_id:
+            return self._sg_id
+        name = self.project.security_group_name
+        reply = self._call("describe_security_groups",
+                           Filters=[{"Name": "group-name", "Values": [name]}])
+        groups = reply.get("SecurityGroups", [])
+        if groups:
+            self._sg_id = groups[0]["GroupId"]
+            self._ensure_ssh_rule(groups[0])
+            return self._sg_id
+        if not create:
+            return None
+        kwargs = {"GroupName": name, "Description": f"swiftrun cluster {cluster}",
+                  "TagSpecifications": [{"ResourceType": "security-group",
+                                         "Tags": self._tags(cluster)}]}
+        vpc = self._vpc_of_subnet()
+        if vpc:
+            kwargs["VpcId"] = vpc
+        sg = self._call("create_security_group", **kwargs)["GroupId"]
+        self._sg_id = sg
+        perms = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                  "IpRanges": [{"CidrIp": self.ssh_cidr(), "Description": "swiftrun ssh"}]}]
+        perms += [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
+                   "UserIdGroupPairs": [{"GroupId": sg, "Description": "coaster, cluster only"}]}
+                  for p in COASTER_PORTS]
+        self._call("authorize_security_group_ingress", GroupId=sg, IpPermissions=perms)
+        return sg
+
+    def _ensure_ssh_rule(self, group: dict) -> None:
+        """A reused group still lets this machine in (a laptop's address changes)."""
+        cidr = self.ssh_cidr()
+        for perm in group.get("IpPermissions", []):
+            if perm.get("FromPort") == 22 and any(r.get("CidrIp") == cidr
+                                                 for r in perm.get("IpRanges", [])):
+                return
+        self._call("authorize_security_group_ingress", GroupId=group["GroupId"],
+                   IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                                   "IpRanges": [{"CidrIp": cidr, "Description": "swiftrun ssh"}]}])
+
+    def _vpc_of_subnet(self) -> str | None:
+        if not self.project.ec2.subnet_id:
+            return None
+        reply = self._call("describe_subnets", SubnetIds=[self.project.ec2.subnet_id])
+        return reply["Subnets"][0]["VpcId"]
+
+    def ssh_cidr(self) -> str:
+        cidr = self.project.ec2.ssh_cidr
+        if cidr != "auto":
+            return cidr
+        return f"{public_address()}/32"
+
+    def prepare(self, cluster: str) -> None:
+        self.ensure_key_pair(cluster)
+        self.security_group(cluster)
+
+    def resolve_image(self, role: str) -> str:
+        image = self.project.ec2.image
+        if role != HEADNODE and self.project.ec2.worker_image:
+            image = self.project.ec2.worker_image
+        if image != "auto":
+            return image
+        itype = self.project.ec2.headnode_type if role == HEADNODE else self.project.ec2.worker_type
+        arch = _arch(itype)
+        if arch not in self._images:
+            reply = self._call("describe_images", Owners=[CANONICAL_OWNER], Filters=[
+                {"Name": "name", "Values": [UBUNTU_NAME.format(arch=arch)]},
+                {"Name": "state", "Values": ["available"]}])
+            images = sorted(reply.get("Images", []), key=lambda i: i.get("CreationDate", ""))
+            if not images:
+                raise CloudError(f"no Ubuntu 24.04 {arch} image found in {self.project.ec2.region}; "
+                                 "set [ec2] image to an AMI id")
+            self._images[arch] = images[-1]["ImageId"]
+        return self._images[arch]
+
+    # -- launching ---------------------------------------------------------------------------
+    def launch(self, cluster: str, spec: LaunchSpec) -> list[Node]:
+        if spec.count <= 0:
+            return []
+        tags = self._tags(cluster, spec.role, {TAG_SHAPE: spec.shape, **spec.extra_tags})
+        kwargs = {
+            "ImageId": spec.image, "InstanceType": spec.instance_type,
+            "MinCount": spec.min_count or spec.count, "MaxCount": spec.count,
+            "KeyName": self.project.key_name, "SecurityGroupIds": [self.security_group(cluster)],
+            "UserData": spec.userdata,
+            # A node that shuts itself down (dead-man switch) is gone, not parked and billed.
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
+                                  {"ResourceType": "volume", "Tags": self._tags(cluster, spec.role)}],
+        }
+        if self.project.ec2.subnet_id:
+            kwargs["SubnetId"] = self.project.ec2.subnet_id
+        if spec.spot:
+            kwargs["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {"SpotInstanceType": "one-time",
+                                "InstanceInterruptionBehavior": "terminate"}}
+        if self.project.ec2.volume_size_gb:
+            kwargs["BlockDeviceMappings"] = [{"DeviceName": "/dev/sda1", "Ebs": {
+                "VolumeSize": self.project.ec2.volume_size_gb, "DeleteOnTermination": True}}]
+        zones = list(self.project.ec2.availability_zones) or [None]
+        last: CloudError | None = None
+        for zone in zones:
+            if zone:
+                kwargs["Placement"] = {"AvailabilityZone": zone}
+            try:
+                reply = self._call("run_instances", **kwargs)
+                return [self._node(i) for i in reply.get("Instances", [])]
+            except CloudError as exc:
+                last = exc
+                if getattr(exc, "code", "") not in ("InsufficientInstanceCapacity", "Unsupported"):
+                    raise
+        assert last is not None
+        raise last
+
+    def wait_running(self, cluster: str, ids: list[str], timeout: float = 600) -> list[Node]:
+        """Poll until every id is running; ids not yet visible (eventual consistency) are waited for."""
+        deadline = time.monotonic() + timeout
+        delay = 0.2
+        while True:
+            nodes = {n.id: n for n in self._describe(ids)}
+            if nodes and all(nodes.get(i) and nodes[i].state == "running" for i in ids):
+                return [nodes[i] for i in ids]
+            dead = [n for n in nodes.values() if n.state in GONE_STATES]
+            if dead:
+                raise CloudError(f"instance {dead[0].id} went {dead[0].state} while starting "
+                                 "(spot reclaimed, or a boot failure: see `swiftrun list`)")
+            if time.monotonic() > deadline:
+                raise CloudError(f"instances not running after {int(timeout)}s: "
+                                 + ", ".join(f"{i}={nodes[i].state if i in nodes else '?'}" for i in ids))
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+    def _describe(self, ids: list[str]) -> list[Node]:
+        try:
+            reply = self._call("describe_instances", InstanceIds=ids)
+        except CloudError as exc:
+            if getattr(exc, "code", "") == "InvalidInstanceID.NotFound":
+                return []
+            raise
+        return [self._node(i) for r in reply.get("Reservations", []) for i in r.get("Instances", [])]
+
+    # -- taking down -------------------------------------------------------------------------
+    def terminate(self, cluster: str, ids: list[str]) -> None:
+        for chunk in _chunks(ids, 500):
+            try:
+                self._call("terminate_instances", InstanceIds=chunk)
+            except CloudError as exc:
+                if getattr(exc, "code", "") != "InvalidInstanceID.NotFound":
+                    raise
+
+    def start(self, cluster: str, ids: list[str]) -> None:
+        self._call("start_instances", InstanceIds=ids)
+
+    def stop(self, cluster: str, ids: list[str]) -> None:
+        self._call("stop_instances", InstanceIds=ids)
+
+    def wait_gone(self, cluster: str, ids: list[str], timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.2
+        while ids:
+            ids = [n.id for n in self._describe(ids) if n.state != "terminated"]
+            if not ids:
+                return
+            if time.monotonic() > deadline:
+                raise CloudError(f"instances still not terminated after {int(timeout)}s: "
+                                 f"{', '.join(ids)}; run `swiftrun down` again later")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+    def cleanup(self, cluster: str, *, delete_key: bool = False, timeout: float = 300) -> list[str]:
+        """Delete the security group (retrying while ENIs let go of it) and, if asked, the key pair.
+
+        Only resources carrying this cluster's tag are deleted: a group or key named in the
+        project but made by hand stays.
+        """
+        done = []
+        reply = self._call("describe_security_groups", Filters=[
+            {"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}])
+        deadline = time.monotonic() + timeout
+        for group in reply.get("SecurityGroups", []):
+            delay = 1.0
+            while True:
+                try:
+                    self._call("delete_security_group", GroupId=group["GroupId"])
+                    done.append(f"security group {group['GroupName']} ({group['GroupId']})")
+                    break
+                except CloudError as exc:
+                    code = getattr(exc, "code", "")
+                    if code == "InvalidGroup.NotFound":
+                        break
+                    if code != "DependencyViolation" or time.monotonic() > deadline:
+                        raise
+                    time.sleep(delay)
+                    delay = min(delay * 2, 15)
+        self._sg_id = None
+        if delete_key:
+            reply = self._call("describe_key_pairs", Filters=[
+                {"Name": "key-name", "Values": [self.project.key_name]},
+                {"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}])
+            for kp in reply.get("KeyPairs", []):
+                self._call("delete_key_pair", KeyName=kp["KeyName"])
+                done.append(f"key pair {kp['KeyName']} (the local key file is kept)")
+        return done
+
+    def describe_plan(self) -> dict:
+        p = self.project
+        return {"region": p.ec2.region, "key_pair": p.key_name, "key_file": str(self.key_file()),
+                "security_group": p.security_group_name, "ssh_cidr": p.ec2.ssh_cidr,
+                "coaster_ports": list(COASTER_PORTS)}
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def write_new_key(path: Path) -> str:
+    """Make an ed25519 key; write the private half 0600 with O_EXCL (never overwrite); return public."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(private)
+    return public + " swiftrun"
+
+
+def public_key_of(path: Path) -> str:
+    """The OpenSSH public key line of a private key file (ed25519, RSA or ECDSA; PEM or OpenSSH)."""
+    from cryptography.hazmat.primitives import serialization
+
+    data = Path(path).read_bytes()
+    try:
+        try:
+            key = serialization.load_ssh_private_key(data, password=None)
+        except ValueError:
+            key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: not an unencrypted private key ({exc}); set [ssh] key_file "
+                          "to the key's .pem file") from None
+    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH).decode()
+
+
+def public_address(timeout: float = 5.0) -> str:
+    """This machine's public IPv4 address, for ssh_cidr = "auto" (AWS's own checkip service)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=timeout) as resp:
+            addr = resp.read().decode().strip()
+    except OSError as exc:
+        raise ConfigError(f"[ec2] ssh_cidr = \"auto\" could not learn this machine's address ({exc}); "
+                          "set ssh_cidr to your address, e.g. \"203.0.113.7/32\"") from None
+    return addr

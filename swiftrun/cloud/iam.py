@@ -1,0 +1,403 @@
+"""The s3fs instance profile: nodes mount the ``[s3fs] bucket`` with an instance role.
+
+No access key ever goes into userdata or onto a node's disk: s3fs runs with ``iam_role=auto`` and
+gets short-lived credentials from the instance metadata of the role made here.
+
+One role and one instance profile per cluster, both named ``swiftrun-<cluster>-s3fs`` and tagged
+``swiftrun:cluster=<cluster>`` + ``swiftrun:created=1``. The role trusts ``ec2.amazonaws.com`` only
+and carries one inline policy (``swiftrun-s3fs``) that reaches exactly one bucket::
+
+    s3:ListBucket, s3:GetBucketLocation                       on arn:aws:s3:::<bucket>
+    s3:GetObject, s3:PutObject, s3:DeleteObject,
+    s3:AbortMultipartUpload, s3:ListMultipartUploadParts      on arn:aws:s3:::<bucket>/*
+
+``ensure_s3fs_profile`` is idempotent (a second call only reads); ``delete_s3fs_profile`` only
+deletes what carries this cluster's tag, never a role or profile of the same name made by hand.
+
+IAM is eventually consistent: a profile made seconds ago may still be refused by RunInstances
+(``InvalidParameterValue ... iamInstanceProfile``). Launch through
+:func:`retry_on_profile_propagation`, which retries exactly that error for up to 60 s.
+
+The caller's own credentials need, besides the EC2 ones: iam:GetRole, iam:CreateRole,
+iam:TagRole, iam:GetRolePolicy, iam:PutRolePolicy, iam:UpdateAssumeRolePolicy,
+iam:GetInstanceProfile, iam:CreateInstanceProfile, iam:TagInstanceProfile,
+iam:AddRoleToInstanceProfile, iam:RemoveRoleFromInstanceProfile, iam:PassRole (for RunInstances)
+and, to take down, iam:ListRolePolicies, iam:DeleteRolePolicy, iam:ListAttachedRolePolicies,
+iam:DetachRolePolicy, iam:ListInstanceProfilesForRole, iam:DeleteInstanceProfile, iam:DeleteRole;
+plus s3:ListBucket on the bucket (HeadBucket).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any, Callable, TypeVar
+
+from swiftrun.cloud.base import TAG_CLUSTER
+from swiftrun.errors import CloudError, ConfigError
+
+TAG_CREATED = "swiftrun:created"     # the same tag the EC2 provider puts on what it made
+POLICY_NAME = "swiftrun-s3fs"        # the one inline policy on the role
+PROPAGATION_TIMEOUT = 60.0           # seconds RunInstances is retried while IAM catches up
+
+_CLUSTER_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# S3's bucket name rules (as [s3fs] bucket is validated when the project loads). Checked again
+# here because the name goes into ARNs: a '*' or '/' would widen the policy.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+# Plain words for the IAM errors people meet.
+_PLAIN = {
+    "AccessDenied": "these AWS credentials may not do this (iam:{op}); ask for iam:{op} permission "
+                    "(swiftrun makes an instance role so nodes can mount the [s3fs] bucket without "
+                    "keys), or set [s3fs] bucket = \"\"",
+    "AccessDeniedException": "these AWS credentials may not do this (iam:{op}); ask for iam:{op} "
+                             "permission, or set [s3fs] bucket = \"\"",
+    "UnauthorizedOperation": "these AWS credentials may not do this (iam:{op}); ask for iam:{op} "
+                             "permission, or set [s3fs] bucket = \"\"",
+    "InvalidClientTokenId": "AWS rejected the credentials; check them with "
+                            "`aws sts get-caller-identity`",
+    "SignatureDoesNotMatch": "AWS rejected the credentials (wrong secret key); check them with "
+                             "`aws sts get-caller-identity`",
+    "AuthFailure": "AWS rejected the credentials; check them with `aws sts get-caller-identity`",
+    "ExpiredToken": "the AWS session token has expired; refresh the credentials",
+    "LimitExceeded": "an IAM quota of the account is reached (roles, instance profiles or policy "
+                     "size); delete unused ones or ask AWS for a higher limit",
+    "Throttling": "IAM is throttling this account's requests; try again in a minute",
+    "ServiceFailure": "IAM failed on its side; try again",
+    "ServiceUnavailable": "IAM is unavailable right now; try again",
+    "ConcurrentModification": "another change to the same IAM role or profile was in progress; "
+                              "try again",
+    "DeleteConflict": "the role or instance profile is still in use",
+    "UnmodifiableEntity": "the role is managed by an AWS service and cannot be changed",
+    "MalformedPolicyDocument": "IAM refused the policy document",
+}
+_SHOW_MESSAGE = {"DeleteConflict", "MalformedPolicyDocument", "LimitExceeded", "UnmodifiableEntity"}
+
+T = TypeVar("T")
+
+
+# --- names and documents -------------------------------------------------------------------------
+def profile_name(cluster: str) -> str:
+    """``swiftrun-<cluster>-s3fs``: the name of both the role and the instance profile (<= 54 chars)."""
+    if not isinstance(cluster, str) or not _CLUSTER_RE.match(cluster):
+        raise ConfigError(f"[cluster] name = {cluster!r}: must be 1-40 lower-case letters, digits "
+                          "or '-', starting with a letter or digit")
+    return f"swiftrun-{cluster}-s3fs"
+
+
+def trust_policy() -> dict:
+    """Who may assume the role: EC2 instances, nothing else."""
+    return {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                           "Action": "sts:AssumeRole"}]}
+
+
+def s3fs_policy(bucket: str) -> dict:
+    """The inline policy: exactly what s3fs needs on exactly one bucket."""
+    _check_bucket_name(bucket)
+    return {"Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "Bucket", "Effect": "Allow",
+                 "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                 "Resource": f"arn:aws:s3:::{bucket}"},
+                {"Sid": "Objects", "Effect": "Allow",
+                 "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                            "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                 "Resource": f"arn:aws:s3:::{bucket}/*"},
+            ]}
+
+
+def _check_bucket_name(bucket: str) -> None:
+    if not isinstance(bucket, str) or not _BUCKET_RE.match(bucket) or ".." in bucket:
+        raise ConfigError(f"[s3fs] bucket = {json.dumps(str(bucket))}: must be an S3 bucket name "
+                          "(3-63 lower-case letters, digits, '.' or '-')")
+
+
+def _tags(cluster: str) -> list[dict]:
+    return [{"Key": TAG_CLUSTER, "Value": cluster}, {"Key": TAG_CREATED, "Value": "1"}]
+
+
+def _is_ours(entity: dict, cluster: str) -> bool:
+    tags = {t.get("Key"): t.get("Value") for t in entity.get("Tags") or []}
+    return tags.get(TAG_CLUSTER) == cluster
+
+
+def _same_doc(current: Any, wanted: dict) -> bool:
+    """IAM hands documents back url-decoded into dicts by botocore; be lenient about strings."""
+    if isinstance(current, str):
+        try:
+            from urllib.parse import unquote
+
+            current = json.loads(unquote(current))
+        except ValueError:
+            return False
+    return _normal(current) == _normal(wanted)
+
+
+def _normal(doc: Any) -> Any:
+    """Single-item lists and strings compare equal, as IAM treats them."""
+    if isinstance(doc, dict):
+        return {k: _normal(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        items = [_normal(v) for v in doc]
+        return items[0] if len(items) == 1 else items
+    return doc
+
+
+# --- calls ---------------------------------------------------------------------------------------
+class _Clients:
+    """IAM and S3 clients of one session, every call counted and its errors put in plain words."""
+
+    def __init__(self, session, counter: Callable[[], Any] | None):
+        from botocore.config import Config
+
+        cfg = Config(retries={"mode": "standard", "max_attempts": 10},
+                     connect_timeout=10, read_timeout=60, user_agent_extra="swiftrun")
+        self.iam = session.client("iam", config=cfg)
+        self.s3 = session.client("s3", config=cfg)
+        if counter is not None:
+            def _count(**_: Any) -> None:
+                counter()
+            for client, service in ((self.iam, "iam"), (self.s3, "s3")):
+                client.meta.events.register(f"before-call.{service}", _count)
+
+    def call(self, op: str, **kwargs) -> dict:
+        """One IAM call; a refusal becomes a CloudError with ``.code`` set."""
+        import botocore.exceptions as bex
+
+        try:
+            return getattr(self.iam, op)(**kwargs)
+        except bex.NoCredentialsError:
+            raise ConfigError("no AWS credentials found: set AWS_PROFILE, [ec2] profile or "
+                              "[ec2] credentials_file") from None
+        except bex.EndpointConnectionError as exc:
+            raise CloudError(f"cannot reach IAM: {exc}") from None
+        except bex.ClientError as exc:
+            raise _plain(exc, op) from None
+
+    def get(self, op: str, **kwargs) -> dict | None:
+        """A Get* call; None when the entity does not exist."""
+        try:
+            return self.call(op, **kwargs)
+        except CloudError as exc:
+            if getattr(exc, "code", "") == "NoSuchEntity":
+                return None
+            raise
+
+
+def _plain(exc, op: str) -> CloudError:
+    error = exc.response.get("Error", {})
+    code, msg = error.get("Code", "Error"), error.get("Message", "")
+    action = "".join(p.capitalize() for p in op.split("_"))
+    plain = _PLAIN.get(code)
+    text = f"IAM {action} failed: {code}"
+    if plain:
+        text += f": {plain.format(op=action)}"
+    if msg and (not plain or code in _SHOW_MESSAGE):
+        text += f" ({msg})"
+    err = CloudError(text)
+    err.code = code
+    return err
+
+
+def _check_bucket(clients: _Clients, bucket: str) -> None:
+    """The bucket exists and these credentials reach it (HeadBucket), else a one-line ConfigError."""
+    import botocore.exceptions as bex
+
+    name = json.dumps(bucket)
+    try:
+        clients.s3.head_bucket(Bucket=bucket)
+    except bex.NoCredentialsError:
+        raise ConfigError("no AWS credentials found: set AWS_PROFILE, [ec2] profile or "
+                          "[ec2] credentials_file") from None
+    except bex.EndpointConnectionError as exc:
+        raise CloudError(f"cannot reach S3 to check [s3fs] bucket = {name}: {exc}") from None
+    except bex.ParamValidationError as exc:
+        raise ConfigError(f"[s3fs] bucket = {name}: not a valid bucket name "
+                          f"({' '.join(str(exc).split())})") from None
+    except bex.ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, msg = str(error.get("Code", "")), str(error.get("Message", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= 500 or code in ("SlowDown", "Throttling", "RequestLimitExceeded"):
+            raise CloudError(f"S3 HeadBucket failed on [s3fs] bucket = {name}: {code} {msg}; "
+                             "try again") from None
+        detail = code if msg in ("", code) else f"{code} {msg}".strip()
+        raise ConfigError(f"[s3fs] bucket = {name}: no such bucket or no access ({detail})") from None
+
+
+# --- ensure / delete -----------------------------------------------------------------------------
+def ensure_s3fs_profile(session, cluster: str, bucket: str, *,
+                        counter: Callable[[], Any] | None = None) -> str:
+    """Make (or bring up to date) the cluster's s3fs role + instance profile; return the profile ARN.
+
+    Order: check the bucket (HeadBucket) before anything is made, so a wrong bucket leaves nothing
+    in IAM. An existing role/profile of this name must carry ``swiftrun:cluster=<cluster>``; one
+    made by hand is never modified (CloudError). On an existing role the trust policy and the
+    inline policy are rewritten only when they differ (a changed bucket replaces the policy).
+    A freshly made profile may need seconds before RunInstances accepts it: see
+    :func:`retry_on_profile_propagation`.
+    """
+    name = profile_name(cluster)
+    _check_bucket_name(bucket)
+    clients = _Clients(session, counter)
+    _check_bucket(clients, bucket)
+
+    # the role
+    role = (clients.get("get_role", RoleName=name) or {}).get("Role")
+    if role is None:
+        try:
+            role = clients.call("create_role", RoleName=name,
+                                AssumeRolePolicyDocument=json.dumps(trust_policy()),
+                                Description=f"swiftrun cluster {cluster}: s3fs mount of one bucket",
+                                Tags=_tags(cluster))["Role"]
+        except CloudError as exc:
+            if getattr(exc, "code", "") != "EntityAlreadyExists":   # made meanwhile: use it
+                raise
+            role = clients.call("get_role", RoleName=name)["Role"]
+            _require_ours(role, cluster, "IAM role", name)
+    else:
+        _require_ours(role, cluster, "IAM role", name)
+        if not _same_doc(role.get("AssumeRolePolicyDocument"), trust_policy()):
+            clients.call("update_assume_role_policy", RoleName=name,
+                         PolicyDocument=json.dumps(trust_policy()))
+
+    # its one inline policy (PutRolePolicy replaces a policy of the same name)
+    wanted = s3fs_policy(bucket)
+    current = clients.get("get_role_policy", RoleName=name, PolicyName=POLICY_NAME)
+    if current is None or not _same_doc(current.get("PolicyDocument"), wanted):
+        clients.call("put_role_policy", RoleName=name, PolicyName=POLICY_NAME,
+                     PolicyDocument=json.dumps(wanted))
+
+    # the instance profile, holding exactly this role
+    profile = (clients.get("get_instance_profile", InstanceProfileName=name) or {}).get("InstanceProfile")
+    if profile is None:
+        try:
+            profile = clients.call("create_instance_profile", InstanceProfileName=name,
+                                   Tags=_tags(cluster))["InstanceProfile"]
+        except CloudError as exc:
+            if getattr(exc, "code", "") != "EntityAlreadyExists":
+                raise
+            profile = clients.call("get_instance_profile", InstanceProfileName=name)["InstanceProfile"]
+            _require_ours(profile, cluster, "IAM instance profile", name)
+    else:
+        _require_ours(profile, cluster, "IAM instance profile", name)
+    roles = [r.get("RoleName") for r in profile.get("Roles") or []]
+    if roles != [name]:
+        for other in roles:       # a profile holds at most one role
+            if other != name:
+                clients.call("remove_role_from_instance_profile", InstanceProfileName=name,
+                             RoleName=other)
+        if name not in roles:
+            try:
+                clients.call("add_role_to_instance_profile", InstanceProfileName=name, RoleName=name)
+            except CloudError as exc:
+                # LimitExceeded: someone added it (or another role) meanwhile
+                if getattr(exc, "code", "") != "LimitExceeded":
+                    raise
+                now = clients.call("get_instance_profile", InstanceProfileName=name)["InstanceProfile"]
+                if [r.get("RoleName") for r in now.get("Roles") or []] != [name]:
+                    raise
+    return profile["Arn"]
+
+
+def _require_ours(entity: dict, cluster: str, what: str, name: str) -> None:
+    if not _is_ours(entity, cluster):
+        raise CloudError(f"{what} {name} exists but was not made by swiftrun for cluster "
+                         f"{cluster!r} (no tag {TAG_CLUSTER}={cluster}); swiftrun will not change "
+                         "it: delete or rename it, or use another [cluster] name")
+
+
+def delete_s3fs_profile(session, cluster: str, *,
+                        counter: Callable[[], Any] | None = None) -> list[str]:
+    """Delete the cluster's s3fs instance profile and role; return what was deleted (plain words).
+
+    Idempotent: nothing there is no error. Only a profile / role tagged
+    ``swiftrun:cluster=<cluster>`` is deleted; one of the same name made by hand stays.
+    """
+    name = profile_name(cluster)
+    clients = _Clients(session, counter)
+    done: list[str] = []
+
+    def _gone_ok(op: str, **kwargs) -> bool:
+        try:
+            clients.call(op, **kwargs)
+            return True
+        except CloudError as exc:
+            if getattr(exc, "code", "") == "NoSuchEntity":
+                return False
+            raise
+
+    profile = (clients.get("get_instance_profile", InstanceProfileName=name) or {}).get("InstanceProfile")
+    if profile is not None and _is_ours(profile, cluster):
+        for role in profile.get("Roles") or []:
+            _gone_ok("remove_role_from_instance_profile", InstanceProfileName=name,
+                     RoleName=role["RoleName"])
+        if _gone_ok("delete_instance_profile", InstanceProfileName=name):
+            done.append(f"IAM instance profile {name}")
+
+    role = (clients.get("get_role", RoleName=name) or {}).get("Role")
+    if role is not None and _is_ours(role, cluster):
+        # DeleteRole needs the role out of every profile and without any policy
+        for prof in _pages(clients, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name):
+            _gone_ok("remove_role_from_instance_profile",
+                     InstanceProfileName=prof["InstanceProfileName"], RoleName=name)
+        for policy in _pages(clients, "list_role_policies", "PolicyNames", RoleName=name):
+            if _gone_ok("delete_role_policy", RoleName=name, PolicyName=policy):
+                done.append(f"IAM role policy {name}/{policy}")
+        for att in _pages(clients, "list_attached_role_policies", "AttachedPolicies", RoleName=name):
+            _gone_ok("detach_role_policy", RoleName=name, PolicyArn=att["PolicyArn"])
+        if _gone_ok("delete_role", RoleName=name):
+            done.append(f"IAM role {name}")
+    return done
+
+
+def _pages(clients: _Clients, op: str, key: str, **kwargs) -> list:
+    out: list = []
+    marker = None
+    while True:
+        args = dict(kwargs, **({"Marker": marker} if marker else {}))
+        try:
+            reply = clients.call(op, **args)
+        except CloudError as exc:
+            if getattr(exc, "code", "") == "NoSuchEntity":
+                return out
+            raise
+        out.extend(reply.get(key) or [])
+        marker = reply.get("Marker") if reply.get("IsTruncated") else None
+        if not marker:
+            return out
+
+
+# --- eventual consistency ------------------------------------------------------------------------
+def is_profile_propagation_error(exc: BaseException) -> bool:
+    """RunInstances refusing a just-made profile: ``InvalidParameterValue`` naming iamInstanceProfile.
+
+    Accepts the CloudError of the EC2 provider (``.code`` + message) and a raw botocore ClientError.
+    """
+    code = getattr(exc, "code", None)
+    response = getattr(exc, "response", None)
+    if code is None and isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        text = str(response.get("Error", {}).get("Message", "")) + " " + str(exc)
+    else:
+        text = str(exc)
+    if code != "InvalidParameterValue":
+        return False
+    text = text.lower()
+    return "iaminstanceprofile" in text or "iam instance profile" in text
+
+
+def retry_on_profile_propagation(fn: Callable[[], T], *, timeout: float = PROPAGATION_TIMEOUT,
+                                 sleep: Callable[[float], None] = time.sleep) -> T:
+    """Call ``fn()`` (e.g. the launch); while it fails only because IAM has not yet propagated the
+    new instance profile to EC2, wait (1 s, growing to 8 s) and call again, for up to ``timeout``
+    seconds. Any other error, or this one after the timeout, is raised as it is."""
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+    retrying = Retrying(retry=retry_if_exception(is_profile_propagation_error),
+                        stop=stop_after_delay(timeout),
+                        wait=wait_exponential(multiplier=1, min=1, max=8),
+                        sleep=sleep, reraise=True)
+    return retrying(fn)

@@ -1,0 +1,408 @@
+"""Cloud-agnostic cluster lifecycle: find by tags, up/reuse, scale, readiness, ordered teardown.
+
+The cloud's tags are the truth. Every launch carries its tags in the same API call, so a process
+killed at any moment leaves nothing ``down`` cannot find; the local files under
+``<state>/clusters/<name>/`` (pinned host keys, a lock) are a cache and a courtesy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from swiftrun.cloud.base import HEADNODE, WORKER, LaunchSpec, Node, Provider
+from swiftrun.errors import CloudError, SwiftrunError
+from swiftrun.paths import cluster_dir
+from swiftrun.remote import NODE_ROOT, STATE_DIR, Remote, Target
+
+BOOT_TIMEOUT = float(os.environ.get("SWIFTRUN_BOOT_TIMEOUT", "900"))
+SSH_TIMEOUT = float(os.environ.get("SWIFTRUN_SSH_TIMEOUT", "300"))
+COASTER_PORT, WORKER_PORT = 50010, 50005
+
+
+class ClusterMismatch(SwiftrunError):
+    """A running cluster was launched with settings that differ from the project's."""
+
+    exit_code = 1
+
+
+@dataclass
+class UpResult:
+    nodes: list[Node]
+    created: list[str] = field(default_factory=list)
+    reused: bool = False
+    api_calls: int = 0
+    seconds: float = 0.0
+
+
+def make_provider(project) -> Provider:
+    if project.cluster.provider == "static":
+        from swiftrun.cloud.static import StaticProvider
+
+        return StaticProvider(project)
+    from swiftrun.cloud.ec2 import EC2Provider
+
+    return EC2Provider(project)
+
+
+class Cluster:
+    def __init__(self, project, provider: Provider, ui, *, name: str | None = None):
+        self.project = project
+        self.provider = provider
+        self.ui = ui
+        self.name = name or project.cluster.name
+        self.dir = cluster_dir(self.name)
+        key = provider.key_file() if hasattr(provider, "key_file") else project.ssh.key_file
+        self.remote = Remote(cluster_dir=self.dir, key_file=key, user=project.ssh.user,
+                             proxy_command=project.ssh.proxy_command,
+                             connect_timeout=project.ssh.connect_timeout)
+
+    # -- looking -----------------------------------------------------------------------------
+    def nodes(self) -> list[Node]:
+        return self.provider.find_nodes(self.name)
+
+    @staticmethod
+    def headnode_of(nodes: list[Node]) -> Node | None:
+        heads = [n for n in nodes if n.role == HEADNODE and n.state != "terminated"]
+        return heads[0] if heads else None
+
+    @staticmethod
+    def workers_of(nodes: list[Node]) -> list[Node]:
+        return [n for n in nodes if n.role == WORKER and n.live]
+
+    def target(self, node: Node) -> Target:
+        user = self.project.ssh.user
+        if not self.provider.elastic:
+            user = self.provider.user_of(node)
+        return Target(host=node.ssh_host or node.id, port=node.ssh_port, user=user,
+                      alias=node.host_key_alias, label=f"{node.role} {node.id}")
+
+    @contextmanager
+    def lock(self):
+        """One swiftrun at a time may change this cluster (a second `up` would launch twice)."""
+        path = self.dir / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.ui.info(f"waiting for another swiftrun working on cluster {self.name!r}...")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- up ----------------------------------------------------------------------------------
+    def up(self, *, keep_on_failure: bool = False, wait: bool = True) -> UpResult:
+        start = time.monotonic()
+        with self.lock():
+            if not self.provider.elastic:
+                result = self._up_static()
+            else:
+                result = self._up_elastic(keep_on_failure=keep_on_failure, wait=wait)
+        result.api_calls = getattr(self.provider, "api_calls", 0)
+        result.seconds = time.monotonic() - start
+        return result
+
+    def _check_shape(self, nodes: list[Node]) -> None:
+        for node in nodes:
+            if not node.live or not node.shape:
+                continue
+            want = self.project.shape_hash(node.role)
+            if node.shape != want:
+                what = "settings that shape instances (image, type, spot, Swift, s3fs, init script)"
+                want_type = (self.project.ec2.headnode_type if node.role == HEADNODE
+                             else self.project.ec2.worker_type)
+                if node.type and node.type != want_type:
+                    what = f"{node.role} type {node.type} -> {want_type}"
+                raise ClusterMismatch(
+                    f"cluster {self.name!r} is running with other settings ({what}); run "
+                    f"`swiftrun down` first to relaunch it, or use another [cluster] name")
+
+    def _up_elastic(self, *, keep_on_failure: bool, wait: bool) -> UpResult:
+        from swiftrun.userdata import render_userdata
+
+        p = self.project
+        self.ui.step(f"Cluster {self.name} in {p.ec2.region}")
+        nodes = self.nodes()
+        self._check_shape(nodes)
+        head = self.headnode_of(nodes)
+        workers = self.workers_of(nodes)
+        created: list[str] = []
+        need_workers = max(0, p.cluster.workers - len(workers))
+        if len(workers) > p.cluster.workers:
+            self.ui.warn(f"{len(workers)} workers are running, the project asks for "
+                         f"{p.cluster.workers}: `swiftrun remove {len(workers) - p.cluster.workers}` "
+                         "to drop the extra ones")
+        if head and head.live and not need_workers:
+            self.ui.node("reuse", f"headnode {head.id} and {len(workers)} workers are up")
+            if wait:
+                self.wait_ready([head] + workers, fresh=False)
+            return UpResult(nodes=[head] + workers, reused=True)
+        try:
+            self.provider.prepare(self.name)
+            if head and head.state in ("stopped", "stopping"):
+                self.ui.node("headnode", f"starting stopped {head.id}")
+                self.provider.start(self.name, [head.id])
+                head = self.provider.wait_running(self.name, [head.id])[0]
+            if not head or not head.live:
+                self.ui.step("Launching headnode")
+                spec = LaunchSpec(role=HEADNODE, count=1, instance_type=p.ec2.headnode_type,
+                                  image=self.provider.resolve_image(HEADNODE),
+                                  userdata=render_userdata(p, HEADNODE, cluster=self.name,
+                                                           headnode_ip=None),
+                                  shape=p.shape_hash(HEADNODE))
+                launched = self.provider.launch(self.name, spec)
+                created += [n.id for n in launched]
+                head = launched[0]
+                self.ui.node(f"headnode {head.id}", f"{head.state}, private ip {head.private_ip}")
+            new_workers: list[Node] = []
+            if need_workers:
+                new_workers = self._launch_workers(head, need_workers)
+                created += [n.id for n in new_workers]
+            fresh = [n.id for n in [head] + new_workers if n.id in created]
+            if fresh:
+                with self.ui.waiting("instances to be running"):
+                    running = {n.id: n for n in self.provider.wait_running(self.name, fresh)}
+                head = running.get(head.id, head)
+                new_workers = [running.get(n.id, n) for n in new_workers]
+            all_nodes = [head] + workers + new_workers
+            if wait:
+                all_nodes = self.wait_ready(all_nodes, fresh=True, created=created)
+            return UpResult(nodes=all_nodes, created=created)
+        except BaseException as exc:
+            if created and not keep_on_failure:
+                why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                self.ui.warn(f"up {why}: terminating the {len(created)} instance(s) it created "
+                             "(use --keep-on-failure to keep them for debugging)")
+                try:
+                    self.provider.terminate(self.name, created)
+                except SwiftrunError as texc:
+                    self.ui.warn(f"could not terminate {', '.join(created)}: {texc}; "
+                                 "run `swiftrun down`")
+            elif created:
+                self.ui.warn(f"kept {len(created)} instance(s) for debugging; `swiftrun down` "
+                             "removes them")
+            raise
+
+    def _launch_workers(self, head: Node, count: int) -> list[Node]:
+        from swiftrun.userdata import render_userdata
+
+        p = self.project
+        if not head.private_ip:
+            raise CloudError(f"headnode {head.id} has no private IP yet; try again")
+        self.ui.step(f"Launching {count} worker(s)")
+        min_count = None
+        if p.cluster.min_workers is not None:
+            have = len(self.workers_of(self.nodes()))
+            min_count = max(1, min(count, p.cluster.min_workers - have))
+        spec = LaunchSpec(role=WORKER, count=count, instance_type=p.ec2.worker_type,
+                          image=self.provider.resolve_image(WORKER), spot=p.ec2.spot,
+                          userdata=render_userdata(p, WORKER, cluster=self.name,
+                                                   headnode_ip=head.private_ip),
+                          shape=p.shape_hash(WORKER), min_count=min_count)
+        launched = self.provider.launch(self.name, spec)
+        if len(launched) < count:
+            self.ui.warn(f"EC2 gave {len(launched)} of {count} workers (min_workers allows it)")
+        for n in launched:
+            self.ui.node(f"worker {n.id}", n.state)
+        return launched
+
+    # -- readiness ---------------------------------------------------------------------------
+    def wait_ready(self, nodes: list[Node], *, fresh: bool, created: list[str] | None = None) -> list[Node]:
+        """SSH answers and userdata finished on every node (workers in parallel).
+
+        Only nodes launched in this call may have their host key pinned on first contact.
+        """
+        created = set(created or [])
+        head = self.headnode_of(nodes)
+        workers = [n for n in nodes if n.role == WORKER]
+        self.ui.step("Waiting for nodes to be ready" if fresh else "Checking nodes")
+        with self.ui.waiting("nodes to finish booting"):
+            self._ready(head, allow_new=head.id in created or not self.remote.is_pinned(self.target(head)))
+            failed: list[tuple[Node, Exception]] = []
+            if workers:
+                with ThreadPoolExecutor(max_workers=min(16, len(workers))) as pool:
+                    futs = {pool.submit(self._ready, w, allow_new=w.id in created or
+                                        not self.remote.is_pinned(self.target(w))): w for w in workers}
+                    for fut, w in futs.items():
+                        try:
+                            fut.result()
+                        except SwiftrunError as exc:
+                            failed.append((w, exc))
+        if failed:
+            ok = len(workers) - len(failed)
+            floor = self.project.cluster.min_workers
+            if floor is not None and ok >= floor:
+                for w, exc in failed:
+                    self.ui.warn(f"worker {w.id} dropped: {exc}")
+                bad = [w.id for w, _ in failed if w.id in created]
+                if bad:
+                    self.provider.terminate(self.name, bad)
+                workers = [w for w in workers if w not in [f for f, _ in failed]]
+                self.ui.warn(f"continuing with {ok} of {len(futs)} workers (min_workers = {floor})")
+            else:
+                raise failed[0][1]
+        return [head] + workers
+
+    def _ready(self, node: Node, *, allow_new: bool) -> None:
+        target = self.target(node)
+        self.remote.wait(target, SSH_TIMEOUT, allow_new=allow_new)
+        if not self.provider.elastic:
+            self.ui.node(target.label, "ssh ok")
+            return
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        delay, last_step = 0.3, None
+        probe = (f'd={STATE_DIR}; if [ -f "$d/failed" ]; then echo "FAILED $(cat "$d/failed")"; '
+                 f'elif [ -f "$d/ready" ]; then echo READY; '
+                 f'else echo "BOOTING $(cat "$d/step" 2>/dev/null)"; fi')
+        while True:
+            state = self.remote.run(target, probe, timeout=30).stdout.strip()
+            if state == "READY":
+                self.ui.node(target.label, "ready")
+                return
+            if state.startswith("FAILED"):
+                tail = self.remote.run(
+                    target, f"tail -n 5 {NODE_ROOT}/var/log/swiftrun/userdata.log", timeout=30).stdout
+                detail = " | ".join(line.strip() for line in tail.strip().splitlines()[-3:])
+                raise CloudError(f"{target.label} failed to boot: {state[7:]} (last log lines: "
+                                 f"{detail}; full log: `swiftrun logs --boot {node.id}`)")
+            step = state.partition(" ")[2]
+            if step and step != last_step:
+                self.ui.node(target.label, f"booting: {step}")
+                last_step = step
+            if time.monotonic() > deadline:
+                raise CloudError(f"{target.label} still booting ({step or 'unknown step'}) after "
+                                 f"{int(BOOT_TIMEOUT)}s; see `swiftrun logs --boot {node.id}`")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+    # -- static services ---------------------------------------------------------------------
+    def _up_static(self) -> UpResult:
+        nodes = self.nodes()
+        head = self.headnode_of(nodes)
+        self.ui.step(f"Static cluster {self.name}: {len(nodes)} host(s)")
+        self.wait_ready(nodes, fresh=False, created=[])
+        home = shlex.quote(self.project.swift.home)
+        run = self.remote.run(self.target(head), _start_service(
+            "coaster", home, "coaster-service",
+            f"-p {COASTER_PORT} -localport {WORKER_PORT} -nosec -passive"), timeout=60)
+        if not run.ok:
+            raise CloudError(f"could not start coaster-service on {head.id}: "
+                             f"{(run.stderr or run.stdout).strip()}")
+        self.ui.node(f"headnode {head.id}", run.stdout.strip())
+        url = f"http://{head.private_ip}:{WORKER_PORT}"
+        for w in self.workers_of(nodes):
+            args = (f"-c {int(self.project.cluster.worker_concurrency)} {shlex.quote(url)} "
+                    f"{shlex.quote(self.name + '-' + w.id)} \"$d/worker-logs\"")
+            run = self.remote.run(self.target(w), _start_service("worker", home, "worker.pl", args),
+                                  timeout=60)
+            if not run.ok:
+                raise CloudError(f"could not start worker.pl on {w.id}: "
+                                 f"{(run.stderr or run.stdout).strip()}")
+            self.ui.node(f"worker {w.id}", run.stdout.strip())
+        return UpResult(nodes=nodes)
+
+    def _down_static(self) -> list[str]:
+        stopped = []
+        for node in self.nodes():
+            name = "coaster" if node.role == HEADNODE else "worker"
+            try:
+                res = self.remote.run(self.target(node), _stop_service(name), timeout=30)
+                stopped.append(f"{node.role} {node.id}: {res.stdout.strip() or 'nothing running'}")
+            except SwiftrunError as exc:
+                self.ui.warn(f"{node.id}: {exc}")
+        return stopped
+
+    # -- scaling and teardown ----------------------------------------------------------------
+    def add(self, count: int) -> list[Node]:
+        self._need_elastic("add")
+        with self.lock():
+            nodes = self.nodes()
+            head = self.headnode_of(nodes)
+            if not head or not head.live:
+                raise CloudError(f"cluster {self.name!r} has no running headnode; run `swiftrun up`")
+            self._check_shape([n for n in nodes if n.role == WORKER])
+            launched = self._launch_workers(head, count)
+            ids = [n.id for n in launched]
+            try:
+                running = self.provider.wait_running(self.name, ids)
+                self.wait_ready([head] + running, fresh=True, created=ids)
+            except BaseException:
+                self.ui.warn("terminating the workers that did not come up")
+                self.provider.terminate(self.name, ids)
+                raise
+            return running
+
+    def remove(self, count: int) -> list[str]:
+        """Terminate the ``count`` newest workers (all of them if there are fewer)."""
+        self._need_elastic("remove")
+        with self.lock():
+            workers = sorted(self.workers_of(self.nodes()), key=lambda n: (n.launched or 0, n.id))
+            victims = [n.id for n in workers[::-1][:count]]
+            if victims:
+                self.provider.terminate(self.name, victims)
+                self.remote.forget(victims)
+            return victims
+
+    def stop_headnode(self) -> str | None:
+        self._need_elastic("stop-headnode")
+        with self.lock():
+            head = self.headnode_of(self.nodes())
+            if not head or not head.live:
+                return None
+            self.provider.stop(self.name, [head.id])
+            return head.id
+
+    def down(self, *, delete_key: bool = False) -> dict:
+        """Terminate, wait until terminated, then delete the security group. Idempotent."""
+        with self.lock():
+            if not self.provider.elastic:
+                return {"stopped": self._down_static(), "terminated": [], "deleted": []}
+            nodes = self.nodes()
+            ids = [n.id for n in nodes]
+            if ids:
+                self.ui.step(f"Terminating {len(ids)} instance(s) of {self.name}")
+                self.provider.terminate(self.name, ids)
+                with self.ui.waiting("instances to terminate"):
+                    self.provider.wait_gone(self.name, ids)
+            self.remote.close()
+            deleted = self.provider.cleanup(self.name, delete_key=delete_key)
+            self.remote.forget(ids)
+            return {"terminated": ids, "deleted": deleted, "stopped": []}
+
+    def _need_elastic(self, verb: str) -> None:
+        if not self.provider.elastic:
+            raise CloudError(f"`swiftrun {verb}` needs a cloud provider; with provider = "
+                             "\"static\" edit [static] workers instead")
+
+
+def _start_service(name: str, swift_home: str, binary: str, args: str) -> str:
+    """Shell that starts ``binary`` detached once (pidfile in ~/.swiftrun-node), finding it under
+    the Swift home or on PATH."""
+    return f"""set -e
+d="$HOME/.swiftrun-node"; mkdir -p "$d" "$d/worker-logs"
+if [ -f "$d/{name}.pid" ] && kill -0 "$(cat "$d/{name}.pid")" 2>/dev/null; then
+  echo "{binary} already running (pid $(cat "$d/{name}.pid"))"; exit 0; fi
+b="${{SWIFTRUN_NODE_ROOT:-}}"{swift_home}/bin/{binary}
+[ -x "$b" ] || b="$(command -v {binary} || true)"
+[ -n "$b" ] || {{ echo "{binary} not found under {swift_home}/bin or on PATH ([swift] home)" >&2; exit 127; }}
+cd "$d"
+setsid nohup "$b" {args} > "$d/{name}.log" 2>&1 < /dev/null &
+echo $! > "$d/{name}.pid"
+echo "started {binary} (pid $!)"
+"""
+
+
+def _stop_service(name: str) -> str:
+    return f"""d="$HOME/.swiftrun-node"
+if [ -f "$d/{name}.pid" ]; then p="$(cat "$d/{name}.pid")"
+  if kill -0 "$p" 2>/dev/null; then kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p"; echo "stopped pid $p"; fi
+  rm -f "$d/{name}.pid"; fi
+"""

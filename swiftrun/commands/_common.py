@@ -1,0 +1,105 @@
+"""What every command shares: the project/cluster options, loading, JSON output.
+
+Heavy imports (boto3, fabric) happen inside functions, so `swiftrun --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from swiftrun.errors import UsageError
+
+
+def project_options(f):
+    """-p/--project, --cluster, --json, --yes, --quiet on a command."""
+    f = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")(f)
+    f = click.option("--yes", "-y", is_flag=True,
+                     help="Answer yes to confirmations (implied when stdin is not a terminal).")(f)
+    f = click.option("--json", "json_mode", is_flag=True,
+                     help="Print one JSON document on stdout.")(f)
+    f = click.option("--cluster", "cluster_name", envvar="SWIFTRUN_CLUSTER", metavar="NAME",
+                     help="Cluster name (default: [cluster] name; env SWIFTRUN_CLUSTER).")(f)
+    f = click.option("-p", "--project", "project_file", metavar="FILE",
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="Project file (swiftrun.toml or a legacy configs file).")(f)
+    return f
+
+
+class Env:
+    """Loaded lazily from the options each command got."""
+
+    def __init__(self, project_file=None, cluster_name=None, json_mode=False, yes=False,
+                 quiet=False, start: Path | None = None):
+        from swiftrun.ui import UI
+
+        self.project_file = project_file
+        self.cluster_name = cluster_name
+        self.json_mode = json_mode
+        self.yes = yes or not sys.stdin.isatty()
+        self.start = start
+        self.ui = UI(json_mode=json_mode, quiet=quiet or json_mode)
+        self._project = None
+
+    @property
+    def project(self):
+        if self._project is None:
+            from swiftrun.project import env_overrides, load_project
+
+            if self.project_file is not None and not self.project_file.exists():
+                raise UsageError(f"-p {self.project_file}: no such file (give the path of "
+                                 "swiftrun.toml, or leave -p out to search from the script's directory)")
+            overrides, labels = env_overrides()
+            overrides.pop("cluster.name", None)
+            if self.cluster_name:
+                overrides["cluster.name"] = self.cluster_name
+                labels["cluster.name"] = ("--cluster" if os.environ.get("SWIFTRUN_CLUSTER")
+                                          != self.cluster_name else "SWIFTRUN_CLUSTER")
+            self._project = load_project(self.project_file, start=self.start or Path.cwd(),
+                                         overrides=overrides, override_labels=labels)
+            for warning in getattr(self._project, "warnings", ()):
+                self.ui.warn(warning)
+        return self._project
+
+    def cluster(self):
+        from swiftrun.cluster import Cluster, make_provider
+
+        return Cluster(self.project, make_provider(self.project), self.ui)
+
+    def emit(self, doc: dict) -> None:
+        print(json.dumps(doc, indent=2, default=_jsonable, sort_keys=False), flush=True)
+
+
+def _jsonable(obj):
+    if is_dataclass(obj):
+        return asdict(obj)
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def node_doc(node) -> dict:
+    up = ""
+    if node.launched:
+        secs = (datetime.now(node.launched.tzinfo) - node.launched).total_seconds()
+        up = int(max(0, secs))
+    return {"id": node.id, "name": node.name, "role": node.role, "state": node.state,
+            "type": node.type, "public_ip": node.public_ip, "private_ip": node.private_ip,
+            "zone": node.zone, "spot": node.spot, "uptime_s": up}
+
+
+def human_duration(seconds) -> str:
+    if seconds == "" or seconds is None:
+        return "-"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")

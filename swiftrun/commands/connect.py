@@ -1,0 +1,63 @@
+"""`swiftrun connect [NODE] [-- COMMAND]`: OpenSSH to a node with the cluster's key and pins."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+import click
+
+from swiftrun.commands._common import Env, project_options
+from swiftrun.errors import ClusterNotFound, UsageError
+
+
+def pick(cluster, which: str | None):
+    nodes = [n for n in cluster.nodes() if n.live]
+    if not nodes:
+        raise ClusterNotFound(f"cluster {cluster.name!r} has no running nodes; `swiftrun up` "
+                              "starts it")
+    if which in (None, "headnode"):
+        head = cluster.headnode_of(nodes)
+        if not head:
+            raise ClusterNotFound(f"cluster {cluster.name!r} has no running headnode")
+        return head
+    workers = cluster.workers_of(nodes)
+    if which.startswith("worker") and which[6:].isdigit():
+        i = int(which[6:])
+        if not 0 <= i < len(workers):
+            raise UsageError(f"{which}: the cluster has {len(workers)} worker(s): worker0.."
+                             f"worker{len(workers) - 1}")
+        return workers[i]
+    for n in nodes:
+        if which in (n.id, n.name, n.public_ip, n.private_ip):
+            return n
+    raise UsageError(f"{which}: no such node; use headnode, workerN, an instance id or an IP "
+                     "(see `swiftrun list`)")
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("node", required=False)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--print", "print_only", is_flag=True, help="Print the ssh command instead of running it.")
+@project_options
+@click.pass_context
+def connect(ctx, node, command, print_only, project_file, cluster_name, json_mode, yes, quiet):
+    """SSH to NODE (headnode by default; workerN, an instance id or IP), optionally running COMMAND."""
+    command = ctx.meta.get("remote_command", ()) or command
+    env = Env(project_file, cluster_name, json_mode, yes, quiet)
+    cluster = env.cluster()
+    target_node = pick(cluster, node)
+    target = cluster.target(target_node)
+    if not cluster.remote.is_pinned(target):
+        # Learn and pin the key through our own checked connection first, never ssh's accept-new.
+        cluster.remote.wait(target, 60, allow_new=True)
+        cluster.remote.close()
+    argv = cluster.remote.ssh_argv(target, list(command) or None,
+                                   tty=not command and sys.stdin.isatty())
+    if print_only:
+        print(" ".join(shlex.quote(a) for a in argv))
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)

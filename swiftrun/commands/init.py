@@ -1,0 +1,35 @@
+"""`swiftrun init [--from configs]`: write a commented swiftrun.toml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from swiftrun.errors import UsageError
+
+
+@click.command()
+@click.option("--from", "legacy", type=click.Path(dir_okay=False, path_type=Path),
+              help="Convert the tutorial's legacy configs file.")
+@click.option("--name", default=None, help="Cluster name (default: this directory's name).")
+@click.option("--provider", type=click.Choice(["ec2", "static"]), default="ec2")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("swiftrun.toml"), show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(legacy, name, provider, output, force):
+    """Write a commented swiftrun.toml with every setting explained."""
+    from swiftrun.initfile import convert_legacy, render_init
+    from swiftrun.project import sanitize_cluster_name
+
+    if output.exists() and not force:
+        raise UsageError(f"{output} exists; use --force to overwrite it or -o to write elsewhere")
+    if legacy:
+        if not legacy.is_file():
+            raise UsageError(f"--from {legacy}: no such file")
+        text = convert_legacy(legacy, dest_dir=output.resolve().parent)
+    else:
+        text = render_init(name or sanitize_cluster_name(Path.cwd().name), provider=provider)
+    output.write_text(text)
+    click.echo(f"wrote {output}", err=True)
+    return 0

@@ -1,0 +1,30 @@
+"""`swiftrun list` (alias `list_resources`): the cluster's nodes, found by tags."""
+
+from __future__ import annotations
+
+import click
+
+from swiftrun.commands._common import Env, human_duration, node_doc, project_options
+
+
+@click.command("list")
+@project_options
+def list_cmd(project_file, cluster_name, json_mode, yes, quiet):
+    """List the cluster's nodes: name, role, state, type, public/private IP, uptime."""
+    env = Env(project_file, cluster_name, json_mode, yes, quiet)
+    cluster = env.cluster()
+    nodes = [node_doc(n) for n in cluster.nodes()]
+    if json_mode:
+        env.emit({"cluster": cluster.name, "nodes": nodes})
+        return 0
+    if not nodes:
+        env.ui.info(f"cluster {cluster.name}: no nodes")
+        return 0
+    cols = ["name", "role", "state", "type", "public_ip", "private_ip", "uptime", "id"]
+    rows = [[str(n["name"] or "-"), n["role"], n["state"], n["type"], n["public_ip"] or "-",
+             n["private_ip"] or "-", human_duration(n["uptime_s"]), n["id"]] for n in nodes]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip())
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    return 0

@@ -1,0 +1,53 @@
+"""`swiftrun add N`, `swiftrun remove N`, `swiftrun stop-headnode` (the tutorial's start_n_more,
+stop_n_workers, stop_headnode)."""
+
+from __future__ import annotations
+
+import click
+
+from swiftrun.commands._common import Env, node_doc, project_options
+
+
+@click.command()
+@click.argument("count", type=click.IntRange(min=1))
+@project_options
+def add(count, project_file, cluster_name, json_mode, yes, quiet):
+    """Add COUNT workers to the running cluster."""
+    env = Env(project_file, cluster_name, json_mode, yes, quiet)
+    cluster = env.cluster()
+    nodes = cluster.add(count)
+    cluster.remote.close()
+    if json_mode:
+        env.emit({"cluster": cluster.name, "added": [node_doc(n) for n in nodes]})
+    else:
+        env.ui.info(f"added {len(nodes)} worker(s): {', '.join(n.id for n in nodes)}")
+    return 0
+
+
+@click.command()
+@click.argument("count", type=click.IntRange(min=1))
+@project_options
+def remove(count, project_file, cluster_name, json_mode, yes, quiet):
+    """Terminate COUNT workers, newest first (more than there are removes all)."""
+    env = Env(project_file, cluster_name, json_mode, yes, quiet)
+    cluster = env.cluster()
+    gone = cluster.remove(count)
+    if json_mode:
+        env.emit({"cluster": cluster.name, "removed": gone})
+    else:
+        env.ui.info(f"removed {len(gone)} worker(s)" + (f": {', '.join(gone)}" if gone else ""))
+    return 0
+
+
+@click.command("stop-headnode")
+@project_options
+def stop_headnode(project_file, cluster_name, json_mode, yes, quiet):
+    """Stop the headnode (its disk is kept; `swiftrun up` starts it again)."""
+    env = Env(project_file, cluster_name, json_mode, yes, quiet)
+    cluster = env.cluster()
+    stopped = cluster.stop_headnode()
+    if json_mode:
+        env.emit({"cluster": cluster.name, "stopped": stopped})
+    else:
+        env.ui.info(f"stopped headnode {stopped}" if stopped else "no running headnode")
+    return 0

@@ -1,0 +1,352 @@
+"""The main job: render swift.conf, bring up or reuse the cluster, sync, run swift detached on the
+headnode, stream its console, fetch the results, dissolve.
+
+swift runs under ``setsid nohup`` with its console in ``.swiftrun/runs/<id>.log`` and its exit
+code in ``<id>.exit``, so losing the SSH session (or the laptop) never loses the run: the tail
+reconnects and resumes at the byte it had reached, and ``swiftrun logs`` can reattach later.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from swiftrun.cloud.base import HEADNODE, WORKER
+from swiftrun.errors import ConfigError, Interrupted, RemoteError, SwiftrunError
+from swiftrun.remote import STATE_DIR
+
+RUNS = ".swiftrun/runs"
+
+
+def remote_root(project, script_dir: Path) -> str:
+    """Where the script directory lives on the headnode: ``~/swiftrun/<dir name>``."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", script_dir.resolve().name) or "project"
+    return f"~/swiftrun/{name}"
+
+
+def rq(path: str) -> str:
+    """Quote a remote path but let a leading ``~/`` expand."""
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def swift_args(project, extra: tuple[str, ...]) -> list[str]:
+    """``[swift] args`` then command-line ``-name=value`` (which win)."""
+    args = {str(k): v for k, v in project.swift.args.items()}
+    for item in extra:
+        if not re.fullmatch(r"-[A-Za-z_][\w.-]*=.*", item):
+            raise ConfigError(f"argument {item!r}: swift arguments are -name=value "
+                              "(e.g. -nsim=10); swiftrun's own options start with --")
+        name, _, value = item[1:].partition("=")
+        args[name] = value
+    out = []
+    for k, v in args.items():
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        out.append(f"-{k}={v}")
+    return out
+
+
+@dataclass
+class RunOptions:
+    script: Path
+    args: tuple[str, ...] = ()
+    keep_cluster: bool = False
+    keep_on_failure: bool = False
+    cancel_on_interrupt: bool = False
+    dry_run: bool = False
+
+
+@dataclass
+class RunReport:
+    cluster: str
+    run_id: str = ""
+    swift_run: str = ""        # runNNN
+    exit_code: int | None = None
+    nodes: list = field(default_factory=list)
+    durations: dict = field(default_factory=dict)
+    sync: dict = field(default_factory=dict)
+    fetched: list = field(default_factory=list)
+    dissolved: bool = False
+    kept_reason: str = ""
+
+
+def plan(project, script: Path) -> dict:
+    """What a run would do, with no credentials and no network: for --dry-run / `swiftrun plan`."""
+    from swiftrun import swiftconf
+    from swiftrun.cluster import make_provider
+    from swiftrun.ignore import IgnoreRules
+    from swiftrun.userdata import render_all
+
+    script_dir = script.parent
+    conf = swiftconf.render_checked(project, script_dir=script_dir)
+    provider = make_provider(project)
+    out = {"project": str(project.path) if project.path else None,
+           "cluster": project.cluster.name, "provider": project.cluster.provider,
+           "script": str(script), "swift_conf": conf.text, "resources": provider.describe_plan()}
+    if provider.elastic:
+        p = project
+        out["instances"] = [
+            {"role": HEADNODE, "count": 1, "type": p.ec2.headnode_type, "image": p.ec2.image,
+             "spot": False},
+            {"role": WORKER, "count": p.cluster.workers, "type": p.ec2.worker_type,
+             "image": p.ec2.worker_image or p.ec2.image, "spot": p.ec2.spot}]
+        scripts = render_all(p, p.cluster.name)
+        out["userdata_bytes"] = {k: len(v.encode()) for k, v in scripts.items()}
+    else:
+        out["hosts"] = provider.describe_plan()
+    from swiftrun.sync import scan
+
+    rules = IgnoreRules.from_dir(script_dir, extra=project.sync.exclude)
+    entries = scan(script_dir, rules)
+    out["sync"] = {"files": sum(1 for e in entries.values() if e.type == "f"),
+                   "bytes": sum(e.size for e in entries.values() if e.type == "f")}
+    return out
+
+
+class Runner:
+    def __init__(self, project, cluster, ui, opts: RunOptions):
+        self.project, self.cluster, self.ui, self.opts = project, cluster, ui, opts
+        self.script = opts.script.resolve()
+        self.script_dir = self.script.parent
+        self.root = remote_root(project, self.script_dir)
+        self.report = RunReport(cluster=cluster.name)
+
+    # -- the whole job -----------------------------------------------------------------------
+    def run(self) -> RunReport:
+        from swiftrun import swiftconf
+
+        t0 = time.monotonic()
+        conf = swiftconf.render_checked(self.project, script_dir=self.script_dir)
+        if not self.script.is_file():
+            raise ConfigError(f"{self.opts.script}: no such SwiftScript file")
+        up = self.cluster.up(keep_on_failure=self.opts.keep_on_failure)
+        self.report.nodes = up.nodes
+        self.report.durations["up"] = round(time.monotonic() - t0, 3)
+        head = self.cluster.headnode_of(up.nodes)
+        self.target = self.cluster.target(head)
+        keep_reason = ""
+        try:
+            self._sync_and_start(conf.text)
+            self._follow()
+            self._fetch()
+        except KeyboardInterrupt:
+            keep_reason = self._interrupted()
+        except SwiftrunError as exc:
+            keep_reason = f"kept because the run could not finish: {exc}"
+            self.report.kept_reason = keep_reason
+            raise
+        finally:
+            self._finish(keep_reason)
+        self.report.durations["total"] = round(time.monotonic() - t0, 3)
+        return self.report
+
+    def _sync_and_start(self, conf_text: str) -> None:
+        from swiftrun import sync
+
+        t = time.monotonic()
+        conn = self.cluster.remote.connect(self.target)
+        self.ui.step(f"Syncing {self.script_dir} to {self.target.label}:{self.root}")
+        state = self.cluster.dir / "sync" / f"{Path(self.root).name}.json"
+        rep = sync.upload(conn, self.script_dir, self.root, state_file=state,
+                          exclude=self.project.sync.exclude,
+                          warn_bytes=self.project.sync.warn_size_mb * 2**20)
+        if rep.large:
+            self.ui.warn(f"uploading {rep.bytes_sent / 2**20:.0f} MiB; exclude what swift does not "
+                         "need with .swiftignore or [sync] exclude")
+        self.ui.node("sync", f"{rep.files_sent} file(s), {rep.bytes_sent} bytes sent"
+                     f"{' (full)' if rep.full else ''}, {rep.deleted} deleted")
+        self.report.sync = {"files_sent": rep.files_sent, "bytes_sent": rep.bytes_sent,
+                            "deleted": rep.deleted, "full": rep.full}
+        self.report.durations["sync"] = round(time.monotonic() - t, 3)
+        self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        self.report.run_id = self.run_id
+        args = swift_args(self.project, self.opts.args)
+        self.ui.step(f"Running swift {self.script.name} {' '.join(args)}".rstrip())
+        start_run(self.cluster.remote, self.target, self.root, self.run_id,
+                  swift_home=self.project.swift.home, script=self.script.name, args=args,
+                  conf_text=conf_text)
+        self.t_run = time.monotonic()
+
+    def _follow(self) -> None:
+        code, console = follow(self.cluster.remote, self.target, self.root, self.run_id, self.ui)
+        self.report.exit_code = code
+        m = re.search(r"RunID: (run\d+)", console)
+        self.report.swift_run = m.group(1) if m else ""
+        self.report.durations["swift"] = round(time.monotonic() - self.t_run, 3)
+
+    def _fetch(self) -> None:
+        from swiftrun import sync
+
+        t = time.monotonic()
+        conn = self.cluster.remote.connect(self.target)
+        state = self.cluster.dir / "sync" / f"{Path(self.root).name}.json"
+        extra = (self.report.swift_run,) if self.report.swift_run else ()
+        rep = sync.fetch(conn, self.script_dir, self.root, state_file=state,
+                         outputs=self.project.sync.outputs, extra_dirs=extra)
+        for path in rep.refused:
+            self.ui.warn(f"not fetched (unsafe path or link): {path}")
+        for path in rep.conflicts:
+            self.ui.warn(f"{path} changed here and on the headnode; the headnode's copy was kept")
+        if rep.failed:
+            raise RemoteError(f"could not write {len(rep.failed)} fetched file(s) "
+                              f"(first: {rep.failed[0]}); retry with `swiftrun fetch {self.opts.script}`")
+        self.report.fetched = list(rep.files_fetched)
+        self.ui.node("fetch", f"{len(rep.files_fetched)} file(s) back, {rep.bytes} bytes")
+        self.report.durations["fetch"] = round(time.monotonic() - t, 3)
+
+    def _interrupted(self) -> str:
+        remote, target = self.cluster.remote, self.target
+        if not getattr(self, "run_id", ""):
+            return "interrupted before swift started"
+        if not self.opts.cancel_on_interrupt:
+            self.ui.warn("interrupted: swift keeps running on the headnode. Press Ctrl-C again "
+                         "within 3 s to cancel it")
+            try:
+                time.sleep(3)
+            except KeyboardInterrupt:
+                self.opts.cancel_on_interrupt = True
+        if self.opts.cancel_on_interrupt:
+            cancel_run(remote, target, self.root, self.run_id)
+            self.ui.info("swift cancelled on the headnode")
+            self.report.exit_code = 130
+            return ""   # normal dissolve rules apply
+        self.ui.info(f"reattach: swiftrun logs --follow {self.opts.script}\n"
+                     f"cancel:   swiftrun cancel {self.opts.script}\n"
+                     f"dissolve: swiftrun down  (after fetching: swiftrun fetch {self.opts.script})")
+        self.report.exit_code = 130
+        return "kept: swift is still running"
+
+    def _finish(self, keep_reason: str) -> None:
+        keep = self.opts.keep_cluster or self.project.cluster.keep
+        if keep_reason:
+            self.report.kept_reason = keep_reason
+            self.ui.warn(f"cluster {self.cluster.name} {keep_reason}; `swiftrun down` dissolves it")
+        elif not keep:
+            self.cluster.down()
+            self.report.dissolved = True
+        self.cluster.remote.close()
+
+
+# -- remote run control (used by run, logs, cancel) --------------------------------------------
+def start_run(remote, target, root: str, run_id: str, *, swift_home: str, script: str,
+              args: list[str], conf_text: str) -> None:
+    """Write swift.conf and a wrapper, then start it detached from this SSH session."""
+    swift_cmd = " ".join(shlex.quote(a) for a in ["-config", ".swiftrun/swift.conf", script, *args])
+    wrapper = f"""#!/bin/sh
+cd "$(dirname "$0")/../.." || exit 97
+id={shlex.quote(run_id)}; runs={RUNS}
+echo $$ > "$runs/$id.pid"
+touch {STATE_DIR}/activity 2>/dev/null || true
+( while sleep 60; do touch {STATE_DIR}/activity 2>/dev/null || true; done ) &
+beat=$!
+b="${{SWIFTRUN_NODE_ROOT:-}}"{shlex.quote(swift_home)}/bin/swift
+[ -x "$b" ] || b="$(command -v swift || true)"
+if [ -z "$b" ]; then
+  echo "swiftrun: swift not found under {swift_home}/bin or on PATH on the headnode ([swift] home)" > "$runs/$id.log"
+  code=127
+else
+  "$b" {swift_cmd} > "$runs/$id.log" 2>&1 < /dev/null
+  code=$?
+fi
+kill "$beat" 2>/dev/null
+touch {STATE_DIR}/activity 2>/dev/null || true
+echo "$code" > "$runs/$id.exit.tmp" && mv "$runs/$id.exit.tmp" "$runs/$id.exit"
+"""
+    cmd = (f"cd {rq(root)} && mkdir -p {RUNS} && cat > .swiftrun/swift.conf.tmp && "
+           f"mv .swiftrun/swift.conf.tmp .swiftrun/swift.conf && "
+           f"printf '%s' {shlex.quote(wrapper)} > {RUNS}/{run_id}.sh && : > {RUNS}/{run_id}.log && "
+           f"echo {shlex.quote(run_id)} > {RUNS}/latest && "
+           f"setsid nohup sh {RUNS}/{run_id}.sh > /dev/null 2>&1 < /dev/null & echo started")
+    remote.run(target, cmd, stdin=conf_text.encode(), timeout=60, check=True)
+
+
+def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int = 0,
+           reconnect_for: float = 600.0) -> tuple[int, str]:
+    """Stream the run's console from byte ``offset`` until swift exits; return (exit code, text).
+
+    A dropped connection is retried with backoff and the stream resumes at the byte reached, so
+    no line is lost or printed twice.
+    """
+    out = out or sys.stdout.buffer
+    seen = bytearray()
+    log = f"{RUNS}/{run_id}.log"
+    tail = (f"cd {rq(root)} || exit 96; i=0; while [ ! -s {RUNS}/{run_id}.pid ] && [ $i -lt 100 ]; "
+            f"do sleep 0.05; i=$((i+1)); done; "
+            f"if [ -f {RUNS}/{run_id}.exit ]; then tail -c +$((OFFSET+1)) {log}; "
+            f"else tail -s 0.2 -c +$((OFFSET+1)) --pid=\"$(cat {RUNS}/{run_id}.pid)\" -f {log}; fi; "
+            f"i=0; while [ ! -f {RUNS}/{run_id}.exit ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; "
+            f"test -f {RUNS}/{run_id}.exit || exit 98; exit 0")
+    down_since = None
+    delay = 0.5
+    while True:
+        try:
+            conn = remote.connect(target)
+            chan = conn.transport.open_session(timeout=30)
+            chan.exec_command(f"OFFSET={offset}; " + tail)
+            chan.shutdown_write()
+            down_since, delay = None, 0.5
+            while True:
+                data = chan.recv(65536)
+                if not data:
+                    break
+                out.write(data)
+                out.flush()
+                offset += len(data)
+                seen += data
+            status = chan.recv_exit_status() if chan.exit_status_ready() else -1
+            chan.close()
+            if status == 0:
+                break
+            if status in (96, 98):
+                raise _RunGone(f"run {run_id} on {target.label} has no exit code yet "
+                                  "(it may have been killed); see `swiftrun logs`")
+            raise OSError("stream ended early")   # connection lost: reconnect and resume
+        except (OSError, EOFError) as exc:
+            remote.drop(target)
+            now = time.monotonic()
+            down_since = down_since or now
+            if now - down_since > reconnect_for:
+                raise RemoteError(f"lost the connection to {target.label} for {int(reconnect_for)}s "
+                                  f"({exc}); swift may still be running: `swiftrun logs --follow`") from None
+            ui.node("stream", f"connection lost ({exc or type(exc).__name__}); reconnecting")
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        except _RunGone:
+            raise
+        except RemoteError:
+            remote.drop(target)
+            now = time.monotonic()
+            down_since = down_since or now
+            if now - down_since > reconnect_for:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    res = remote.run(target, f"cat {rq(root)}/{RUNS}/{run_id}.exit", timeout=30, check=True)
+    return int(res.stdout.strip() or 1), seen.decode(errors="replace")
+
+
+class _RunGone(RemoteError):
+    pass
+
+
+def latest_run(remote, target, root: str) -> str:
+    res = remote.run(target, f"cat {rq(root)}/{RUNS}/latest 2>/dev/null", timeout=30)
+    run_id = res.stdout.strip()
+    if not run_id:
+        raise RemoteError(f"no run of this project on {target.label} ({root})")
+    return run_id
+
+
+def cancel_run(remote, target, root: str, run_id: str) -> bool:
+    """Stop swift (the wrapper's whole process group); the wrapper still writes an exit code."""
+    cmd = (f"cd {rq(root)} && p=$(cat {RUNS}/{run_id}.pid 2>/dev/null) && [ -n \"$p\" ] && "
+           f"[ ! -f {RUNS}/{run_id}.exit ] && kill -TERM -- -$p 2>/dev/null && echo cancelled")
+    res = remote.run(target, cmd, timeout=30)
+    return "cancelled" in res.stdout

@@ -1,0 +1,60 @@
+"""Drive the installed `swiftrun` command as a user would, against the test cloud."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+SWIFTRUN = shutil.which("swiftrun") or f"{sys.executable} -m swiftrun"
+
+
+def toml_project(directory: Path, cloud, *, name: str = "t1", workers: int = 2,
+                 extra: str = "", **cluster) -> Path:
+    """A swiftrun.toml that reaches the test cloud's instances through its proxy command."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "[cluster]", f'name = "{name}"', f"workers = {workers}",
+        *[f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {str(v).lower()}"
+          for k, v in cluster.items()],
+        "", "[ec2]", f'region = "{cloud.region}"', 'ssh_cidr = "127.0.0.1/32"',
+        "", "[ssh]", f'user = "{getpass.getuser()}"',
+        f"proxy_command = {_toml_str(cloud.proxy_command)}",
+        "", extra,
+    ]
+    path = directory / "swiftrun.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def swiftrun(*args, cwd: Path | None = None, check: bool = True, timeout: float = 180,
+             env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "SWIFTRUN_BOOT_TIMEOUT": "90", "SWIFTRUN_SSH_TIMEOUT": "60",
+                **(env or {})}
+    cmd = SWIFTRUN.split() + [str(a) for a in args]
+    res = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
+                         timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+    if check and res.returncode != 0:
+        raise AssertionError(f"swiftrun {' '.join(map(str, args))} exited {res.returncode}\n"
+                             f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+    return res
+
+
+def cluster_instances(cloud, name: str, states=("pending", "running")) -> list[dict]:
+    reply = cloud.ec2.describe_instances(Filters=[
+        {"Name": "tag:swiftrun:cluster", "Values": [name]},
+        {"Name": "instance-state-name", "Values": list(states)}])
+    return [i for r in reply["Reservations"] for i in r["Instances"]]
+
+
+def cluster_groups(cloud, name: str) -> list[dict]:
+    reply = cloud.ec2.describe_security_groups(Filters=[
+        {"Name": "tag:swiftrun:cluster", "Values": [name]}])
+    return reply["SecurityGroups"]

@@ -1,0 +1,72 @@
+"""Issue 2 end to end: the installed `swiftrun` against moto + a real sshd per instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+from tests.support.cli import cluster_groups, cluster_instances, swiftrun, toml_project
+
+
+def tags(inst):
+    return {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+
+
+def test_lifecycle_up_reuse_scale_list_connect_down(cloud, tmp_path):
+    proj = tmp_path / "proj"
+    toml_project(proj, cloud, name="life", workers=3)
+    # An instance nobody tagged: `down` must never touch it.
+    stranger = cloud.ec2.run_instances(ImageId=cloud.ami_id, MinCount=1, MaxCount=1,
+                                       InstanceType="t3.micro")["Instances"][0]["InstanceId"]
+
+    up = swiftrun("up", "--json", cwd=proj)
+    doc = json.loads(up.stdout)
+    assert len(doc["created"]) == 4 and not doc["reused"]
+    insts = cluster_instances(cloud, "life")
+    assert len(insts) == 4
+    roles = sorted(tags(i)["swiftrun:role"] for i in insts)
+    assert roles == ["headnode", "worker", "worker", "worker"]
+    assert all(tags(i)["Name"].startswith("life-") for i in insts)
+    assert len(cluster_groups(cloud, "life")) == 1
+    # Workers were told the headnode's private IP at launch.
+    head = next(i for i in insts if tags(i)["swiftrun:role"] == "headnode")
+    worker = next(i for i in insts if tags(i)["swiftrun:role"] == "worker")
+    ud = cloud.ec2.describe_instance_attribute(InstanceId=worker["InstanceId"], Attribute="userData")
+    import base64
+    assert head["PrivateIpAddress"] in base64.b64decode(ud["UserData"]["Value"]).decode()
+    # The key file is private.
+    home = os.environ["SWIFTRUN_HOME"]
+    key = os.path.join(home, "keys", "swiftrun-life.pem")
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+
+    again = json.loads(swiftrun("up", "--json", cwd=proj).stdout)
+    assert again["reused"] and again["created"] == []
+    assert len(cluster_instances(cloud, "life")) == 4
+
+    swiftrun("add", "2", cwd=proj)
+    assert len(cluster_instances(cloud, "life")) == 6
+    swiftrun("remove", "1", cwd=proj)
+    assert len(cluster_instances(cloud, "life")) == 5
+
+    listing = swiftrun("list", cwd=proj).stdout
+    assert listing.count("worker") >= 4 and "headnode" in listing
+    as_json = json.loads(swiftrun("list_resources", "--json", cwd=proj).stdout)
+    assert len(as_json["nodes"]) == 5
+
+    out = swiftrun("connect", "--", "echo", "hello-from", "$SWIFTRUN_NODE_ROOT", cwd=proj).stdout
+    assert out.startswith("hello-from ") and str(tmp_path) in out
+    printed = swiftrun("connect", "--print", cwd=proj).stdout
+    assert "StrictHostKeyChecking=yes" in printed and "HostKeyAlias=i-" in printed
+
+    # More than exist removes all, without error.
+    swiftrun("stop_n_workers", "10", cwd=proj)
+    assert [tags(i)["swiftrun:role"] for i in cluster_instances(cloud, "life")] == ["headnode"]
+
+    swiftrun("dissolve", cwd=proj)
+    assert cluster_instances(cloud, "life") == []
+    assert cluster_groups(cloud, "life") == []
+    survivor = cloud.ec2.describe_instances(InstanceIds=[stranger])["Reservations"][0]["Instances"][0]
+    assert survivor["State"]["Name"] == "running"
+    # A second down is fine.
+    assert "nothing to take down" in swiftrun("down", cwd=proj).stderr
