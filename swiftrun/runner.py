@@ -175,7 +175,10 @@ class Runner:
         self.t_run = time.monotonic()
 
     def _follow(self) -> None:
-        code, console = follow(self.cluster.remote, self.target, self.root, self.run_id, self.ui)
+        # With --json, stdout is reserved for the one JSON document: swift's console goes to stderr.
+        out = sys.stderr.buffer if self.ui.json_mode else None
+        code, console = follow(self.cluster.remote, self.target, self.root, self.run_id, self.ui,
+                               out=out)
         self.report.exit_code = code
         m = re.search(r"RunID: (run\d+)", console)
         self.report.swift_run = m.group(1) if m else ""
@@ -197,8 +200,8 @@ class Runner:
         if rep.failed:
             raise RemoteError(f"could not write {len(rep.failed)} fetched file(s) "
                               f"(first: {rep.failed[0]}); retry with `swiftrun fetch {self.opts.script}`")
-        self.report.fetched = list(rep.files_fetched)
-        self.ui.node("fetch", f"{len(rep.files_fetched)} file(s) back, {rep.bytes} bytes")
+        self.report.fetched = list(rep.files)
+        self.ui.node("fetch", f"{rep.files_fetched} file(s) back, {rep.bytes} bytes")
         self.report.durations["fetch"] = round(time.monotonic() - t, 3)
 
     def _interrupted(self) -> str:

@@ -70,3 +70,32 @@ def test_lifecycle_up_reuse_scale_list_connect_down(cloud, tmp_path):
     assert survivor["State"]["Name"] == "running"
     # A second down is fine.
     assert "nothing to take down" in swiftrun("down", cwd=proj).stderr
+
+
+def test_s3fs_bucket_gets_a_scoped_instance_profile_removed_by_down(cloud, tmp_path):
+    import boto3
+
+    session = boto3.Session(region_name=cloud.region)
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket="swiftrun-e2e-bucket",
+                     CreateBucketConfiguration={"LocationConstraint": cloud.region})
+    proj = tmp_path / "s3p"
+    toml_project(proj, cloud, name="s3c", workers=1,
+                 extra='[s3fs]\nbucket = "swiftrun-e2e-bucket"\n')
+    swiftrun("up", cwd=proj)
+    iam = session.client("iam")
+    prof = iam.get_instance_profile(InstanceProfileName="swiftrun-s3c-s3fs")["InstanceProfile"]
+    insts = cluster_instances(cloud, "s3c")
+    assert len(insts) == 2
+    assert all(i["IamInstanceProfile"]["Arn"] == prof["Arn"] for i in insts)
+    policy = iam.get_role_policy(RoleName="swiftrun-s3c-s3fs", PolicyName="swiftrun-s3fs")
+    resources = {r for st in policy["PolicyDocument"]["Statement"] for r in
+                 ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"])}
+    assert resources == {"arn:aws:s3:::swiftrun-e2e-bucket", "arn:aws:s3:::swiftrun-e2e-bucket/*"}
+    # Every node mounted it with the instance role (the s3fs stand-in records the call).
+    for inst in insts:
+        log = (cloud.sim.root(inst["InstanceId"]) / "var/log/standins.log").read_text()
+        assert "s3fs" in log and "iam_role=auto" in log and "testing" not in log
+    swiftrun("down", cwd=proj)
+    assert iam.list_instance_profiles()["InstanceProfiles"] == []
+    assert [r for r in iam.list_roles()["Roles"] if r["RoleName"] == "swiftrun-s3c-s3fs"] == []

@@ -358,3 +358,38 @@ def test_propagation_error_from_botocore_is_recognised():
     assert not iam.is_profile_propagation_error(
         ClientError({"Error": {"Code": "InvalidAMIID.NotFound", "Message": "iamInstanceProfile"}},
                     "RunInstances"))
+
+
+def test_drifted_trust_policy_and_profile_role_are_repaired(rec, admin):
+    make_bucket(admin, "swiftrun-data")
+    arn = iam.ensure_s3fs_profile(rec.session, CLUSTER, "swiftrun-data")
+    client = admin["iam"]
+    lambda_trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole"}]}
+    client.update_assume_role_policy(RoleName=NAME, PolicyDocument=json.dumps(lambda_trust))
+    client.create_role(RoleName="intruder", AssumeRolePolicyDocument=json.dumps(iam.trust_policy()))
+    client.remove_role_from_instance_profile(InstanceProfileName=NAME, RoleName=NAME)
+    client.add_role_to_instance_profile(InstanceProfileName=NAME, RoleName="intruder")
+
+    assert iam.ensure_s3fs_profile(rec.session, CLUSTER, "swiftrun-data") == arn
+    trust = client.get_role(RoleName=NAME)["Role"]["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    profile = client.get_instance_profile(InstanceProfileName=NAME)["InstanceProfile"]
+    assert [r["RoleName"] for r in profile["Roles"]] == [NAME]
+    assert "intruder" in role_names(admin)      # removed from our profile, never deleted
+
+
+def test_delete_access_denied_is_a_plain_cloud_error(rec, admin, moto_server):
+    make_bucket(admin, "swiftrun-data")
+    iam.ensure_s3fs_profile(rec.session, CLUSTER, "swiftrun-data")
+    moto_server.set_faults({"DeleteRole": {"error": "AccessDenied", "status": 403, "service": "iam"}})
+    with pytest.raises(CloudError) as info:
+        iam.delete_s3fs_profile(rec.session, CLUSTER)
+    text = str(info.value)
+    assert text.startswith("IAM DeleteRole failed: AccessDenied: ") and "iam:DeleteRole" in text
+    assert "by hand" in text and "[s3fs] bucket" not in text
+    moto_server.clear_faults()
+    assert iam.delete_s3fs_profile(rec.session, CLUSTER) == [f"IAM role {NAME}"]
+    assert role_names(admin) == [] and profile_names(admin) == []

@@ -87,6 +87,7 @@ class EC2Provider(Provider):
         self._ec2 = None
         self._sg_id: str | None = None
         self._images: dict[str, str] = {}
+        self._profile_arn: str | None = None
         self.api_calls = 0
 
     # -- plumbing --------------------------------------------------------------------------
@@ -264,6 +265,12 @@ class EC2Provider(Provider):
     def prepare(self, cluster: str) -> None:
         self.ensure_key_pair(cluster)
         self.security_group(cluster)
+        if self.project.s3fs.bucket:
+            from swiftrun.cloud.iam import ensure_s3fs_profile
+
+            # Nodes mount the bucket with this scoped role: no keys in userdata or on disk.
+            self._profile_arn = ensure_s3fs_profile(self.session, cluster, self.project.s3fs.bucket,
+                                                    counter=self._count)
 
     def resolve_image(self, role: str) -> str:
         image = self.project.ec2.image
@@ -301,6 +308,8 @@ class EC2Provider(Provider):
         }
         if self.project.ec2.subnet_id:
             kwargs["SubnetId"] = self.project.ec2.subnet_id
+        if self._profile_arn:
+            kwargs["IamInstanceProfile"] = {"Arn": self._profile_arn}
         if spec.spot:
             kwargs["InstanceMarketOptions"] = {
                 "MarketType": "spot",
@@ -315,7 +324,14 @@ class EC2Provider(Provider):
             if zone:
                 kwargs["Placement"] = {"AvailabilityZone": zone}
             try:
-                reply = self._call("run_instances", **kwargs)
+                if self._profile_arn:
+                    from swiftrun.cloud.iam import retry_on_profile_propagation
+
+                    # A new instance profile takes a few seconds to be usable by RunInstances.
+                    reply = retry_on_profile_propagation(
+                        lambda: self._call("run_instances", **kwargs))
+                else:
+                    reply = self._call("run_instances", **kwargs)
                 return [self._node(i) for i in reply.get("Instances", [])]
             except CloudError as exc:
                 last = exc
@@ -405,6 +421,15 @@ class EC2Provider(Provider):
                     time.sleep(delay)
                     delay = min(delay * 2, 15)
         self._sg_id = None
+        from swiftrun.cloud.iam import delete_s3fs_profile
+
+        # Always look: the bucket may have been dropped from the project since `up`. Without s3fs
+        # in the project, credentials that may not read IAM are no reason to fail a teardown.
+        try:
+            done += delete_s3fs_profile(self.session, cluster, counter=self._count)
+        except (CloudError, ConfigError):
+            if self.project.s3fs.bucket:
+                raise
         if delete_key:
             reply = self._call("describe_key_pairs", Filters=[
                 {"Name": "key-name", "Values": [self.project.key_name]},

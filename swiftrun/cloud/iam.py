@@ -48,13 +48,11 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 # Plain words for the IAM errors people meet.
 _PLAIN = {
-    "AccessDenied": "these AWS credentials may not do this (iam:{op}); ask for iam:{op} permission "
-                    "(swiftrun makes an instance role so nodes can mount the [s3fs] bucket without "
-                    "keys), or set [s3fs] bucket = \"\"",
+    "AccessDenied": "these AWS credentials may not do this (iam:{op}); ask for iam:{op} permission",
     "AccessDeniedException": "these AWS credentials may not do this (iam:{op}); ask for iam:{op} "
-                             "permission, or set [s3fs] bucket = \"\"",
+                             "permission",
     "UnauthorizedOperation": "these AWS credentials may not do this (iam:{op}); ask for iam:{op} "
-                             "permission, or set [s3fs] bucket = \"\"",
+                             "permission",
     "InvalidClientTokenId": "AWS rejected the credentials; check them with "
                             "`aws sts get-caller-identity`",
     "SignatureDoesNotMatch": "AWS rejected the credentials (wrong secret key); check them with "
@@ -72,6 +70,7 @@ _PLAIN = {
     "UnmodifiableEntity": "the role is managed by an AWS service and cannot be changed",
     "MalformedPolicyDocument": "IAM refused the policy document",
 }
+_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
 _SHOW_MESSAGE = {"DeleteConflict", "MalformedPolicyDocument", "LimitExceeded", "UnmodifiableEntity"}
 
 T = TypeVar("T")
@@ -149,7 +148,8 @@ def _normal(doc: Any) -> Any:
 class _Clients:
     """IAM and S3 clients of one session, every call counted and its errors put in plain words."""
 
-    def __init__(self, session, counter: Callable[[], Any] | None):
+    def __init__(self, session, counter: Callable[[], Any] | None, denied_hint: str = ""):
+        self.denied_hint = denied_hint   # appended to AccessDenied: what else the user can do
         from botocore.config import Config
 
         cfg = Config(retries={"mode": "standard", "max_attempts": 10},
@@ -174,7 +174,7 @@ class _Clients:
         except bex.EndpointConnectionError as exc:
             raise CloudError(f"cannot reach IAM: {exc}") from None
         except bex.ClientError as exc:
-            raise _plain(exc, op) from None
+            raise _plain(exc, op, self.denied_hint) from None
 
     def get(self, op: str, **kwargs) -> dict | None:
         """A Get* call; None when the entity does not exist."""
@@ -186,7 +186,7 @@ class _Clients:
             raise
 
 
-def _plain(exc, op: str) -> CloudError:
+def _plain(exc, op: str, denied_hint: str = "") -> CloudError:
     error = exc.response.get("Error", {})
     code, msg = error.get("Code", "Error"), error.get("Message", "")
     action = "".join(p.capitalize() for p in op.split("_"))
@@ -194,6 +194,8 @@ def _plain(exc, op: str) -> CloudError:
     text = f"IAM {action} failed: {code}"
     if plain:
         text += f": {plain.format(op=action)}"
+        if code in _DENIED and denied_hint:
+            text += f" {denied_hint}"
     if msg and (not plain or code in _SHOW_MESSAGE):
         text += f" ({msg})"
     err = CloudError(text)
@@ -241,7 +243,9 @@ def ensure_s3fs_profile(session, cluster: str, bucket: str, *,
     """
     name = profile_name(cluster)
     _check_bucket_name(bucket)
-    clients = _Clients(session, counter)
+    clients = _Clients(session, counter, denied_hint=(
+        "(swiftrun makes an instance role so nodes mount the [s3fs] bucket without keys), "
+        "or set [s3fs] bucket = \"\""))
     _check_bucket(clients, bucket)
 
     # the role
@@ -317,7 +321,8 @@ def delete_s3fs_profile(session, cluster: str, *,
     ``swiftrun:cluster=<cluster>`` is deleted; one of the same name made by hand stays.
     """
     name = profile_name(cluster)
-    clients = _Clients(session, counter)
+    clients = _Clients(session, counter, denied_hint=(
+        f"(to delete the s3fs role and instance profile {name}), or delete them by hand"))
     done: list[str] = []
 
     def _gone_ok(op: str, **kwargs) -> bool:

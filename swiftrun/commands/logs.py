@@ -88,7 +88,7 @@ def fetch(script, project_file, cluster_name, json_mode, yes, quiet):
     state = cluster.dir / "sync" / f"{Path(root).name}.json"
     rep = sync.fetch(conn, sdir, root, state_file=state, outputs=env.project.sync.outputs)
     if json_mode:
-        env.emit({"fetched": list(rep.files_fetched), "bytes": rep.bytes})
+        env.emit({"fetched": rep.files, "bytes": rep.bytes})
     else:
-        env.ui.info(f"fetched {len(rep.files_fetched)} file(s), {rep.bytes} bytes")
+        env.ui.info(f"fetched {rep.files_fetched} file(s), {rep.bytes} bytes")
     return 0

@@ -1,0 +1,76 @@
+"""Issue 3 end to end: `swiftrun p4.swift` against the test cloud (moto + real sshd per instance,
+the Swift stand-in on the nodes)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.support.cli import cluster_groups, cluster_instances, swiftrun, toml_project
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def copy_example(example: str, dest: Path, cloud, **kw) -> Path:
+    shutil.copytree(EXAMPLES / example, dest)
+    (dest / "swiftrun.toml").unlink()
+    toml_project(dest, cloud, **kw)
+    return dest
+
+
+def test_p4_round_trip_keep_reuse_and_dissolve(cloud, tmp_path):
+    proj = copy_example("p4", tmp_path / "p4", cloud, name="p4run", workers=1)
+    res = swiftrun("p4.swift", "--keep-cluster", "--json", cwd=proj)
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == 0
+    # swift's own console came through the stream
+    assert "RunID: run001" in res.stderr
+    numbers = [int(x) for x in (proj / "unsorted.txt").read_text().split()]
+    assert [int(x) for x in (proj / "sorted.txt").read_text().split()] == sorted(numbers)
+    assert (proj / "run001" / "swift.log").is_file()
+    assert doc["sync"]["full"] is True
+    ids = {i["InstanceId"] for i in cluster_instances(cloud, "p4run")}
+    assert len(ids) == 2 and not doc["dissolved"]
+
+    # Second run on the kept cluster: no new instance, only the changed file goes over.
+    (proj / "unsorted.txt").write_text("5\n3\n9\n1\n")
+    doc2 = json.loads(swiftrun("run", "p4.swift", "--keep-cluster", "--json", cwd=proj).stdout)
+    assert doc2["exit_code"] == 0 and doc2["swift_run"] == "run002"
+    assert doc2["sync"]["files_sent"] == 1 and not doc2["sync"]["full"]
+    assert {i["InstanceId"] for i in cluster_instances(cloud, "p4run")} == ids
+    assert (proj / "sorted.txt").read_text().split() == ["1", "3", "5", "9"]
+    assert (proj / "run002").is_dir()
+
+    # Third run without --keep-cluster dissolves it after the outputs are back.
+    (proj / "unsorted.txt").write_text("2\n1\n")
+    doc3 = json.loads(swiftrun("p4.swift", "--json", cwd=proj).stdout)
+    assert doc3["exit_code"] == 0 and doc3["dissolved"]
+    assert (proj / "sorted.txt").read_text().split() == ["1", "2"]
+    assert cluster_instances(cloud, "p4run") == []
+    assert cluster_groups(cloud, "p4run") == []
+
+
+def test_failing_app_and_compile_error_keep_swift_exit_codes(cloud, tmp_path):
+    proj = tmp_path / "bad"
+    toml_project(proj, cloud, name="badrun", workers=1)
+    (proj / "fail.swift").write_text(
+        'type file;\n'
+        'app (file o) boom () { sh "-c" "echo kaboom-on-stderr >&2; exit 3" stdout=@o; }\n'
+        'file out <"out.txt">;\nout = boom();\n')
+    res = swiftrun("fail.swift", "--keep-cluster", cwd=proj, check=False)
+    assert res.returncode == 2, res.stderr
+    assert "kaboom-on-stderr" in res.stdout + res.stderr
+    (proj / "syntax.swift").write_text("type file;\nthis is not swift (\n")
+    res = swiftrun("syntax.swift", cwd=proj, check=False)
+    assert res.returncode == 3, res.stderr
+    # the run without --keep-cluster dissolved it
+    assert cluster_instances(cloud, "badrun") == []
+
+
+def test_swift_arguments_reach_swift(cloud, tmp_path):
+    proj = copy_example("p6", tmp_path / "p6", cloud, name="p6run", workers=1)
+    res = swiftrun("p6.swift", "-nsim=3", cwd=proj)
+    outs = sorted(p.name for p in (proj / "output").glob("sim_*.out"))
+    assert outs == ["sim_0.out", "sim_1.out", "sim_2.out"], res.stderr
+    assert (proj / "output" / "average.out").is_file()
