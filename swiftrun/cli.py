@@ -16,6 +16,11 @@ import click
 from swiftrun import __version__
 
 SWIFT_ARG = re.compile(r"^-[A-Za-z_][\w.]*=")
+BARE_ARG = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+def _is_swift_arg(arg: str) -> bool:
+    return bool(SWIFT_ARG.match(arg) or BARE_ARG.match(arg))
 
 # verb -> (module, attribute); aliases are the tutorial's names.
 COMMANDS = {
@@ -55,8 +60,9 @@ class SwiftrunGroup(click.Group):
         if args and args[0] in ("run", "plan", "conf"):
             # swift's own -name=value arguments would collide with short options (-p, -q):
             # take them out before click parses, anywhere after the verb.
-            ctx.meta["swift_args"] = tuple(a for a in args[1:] if SWIFT_ARG.match(a))
-            args = [a for a in args if not SWIFT_ARG.match(a)]
+            # A bare name=value is a forgotten dash: hand it on so the run explains the form.
+            ctx.meta["swift_args"] = tuple(a for a in args[1:] if _is_swift_arg(a))
+            args = [args[0]] + [a for a in args[1:] if not _is_swift_arg(a)]
         if args and args[0] == "connect" and "--" in args:
             cut = args.index("--")
             ctx.meta["remote_command"] = tuple(args[cut + 1:])
@@ -113,9 +119,17 @@ def main(argv=None) -> None:
         sys.exit(rv if isinstance(rv, int) else 0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help())
+        sys.exit(0)
+    except click.UsageError as exc:
+        # One line, like every other error: what was wrong and where to look.
+        where = exc.ctx.command_path if exc.ctx else "swiftrun"
+        print(f"swiftrun: error: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
+        sys.exit(2)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        print(f"swiftrun: error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except click.Abort:
         print("swiftrun: aborted", file=sys.stderr)
         sys.exit(130)

@@ -129,8 +129,8 @@ class Cluster:
         from swiftrun.userdata import render_userdata
 
         p = self.project
+        nodes = self.nodes()   # first: bad credentials fail here, before any progress line
         self.ui.step(f"Cluster {self.name} in {p.ec2.region}")
-        nodes = self.nodes()
         self._check_shape(nodes)
         head = self.headnode_of(nodes)
         workers = self.workers_of(nodes)

@@ -53,6 +53,21 @@ def swift_args(project, extra: tuple[str, ...]) -> list[str]:
     return out
 
 
+def sync_excludes(project, script_dir: Path) -> tuple[str, ...]:
+    """[sync] exclude, plus swiftrun's own state (keys!) and ~/.ssh when they sit inside the
+    script directory (a script run from $HOME must never upload them)."""
+    from swiftrun.paths import state_home
+
+    extra = []
+    for private in (state_home(), Path.home() / ".ssh", Path.home() / ".aws"):
+        try:
+            rel = private.resolve().relative_to(script_dir.resolve())
+        except ValueError:
+            continue
+        extra.append(f"/{rel.as_posix()}/")
+    return tuple(project.sync.exclude) + tuple(extra)
+
+
 @dataclass
 class RunOptions:
     script: Path
@@ -103,7 +118,7 @@ def plan(project, script: Path) -> dict:
         out["hosts"] = provider.describe_plan()
     from swiftrun.sync import scan
 
-    rules = IgnoreRules.from_dir(script_dir, extra=project.sync.exclude)
+    rules = IgnoreRules.from_dir(script_dir, extra=sync_excludes(project, script_dir))
     entries = scan(script_dir, rules)
     out["sync"] = {"files": sum(1 for e in entries.values() if e.type == "f"),
                    "bytes": sum(e.size for e in entries.values() if e.type == "f")}
@@ -126,6 +141,7 @@ class Runner:
         conf = swiftconf.render_checked(self.project, script_dir=self.script_dir)
         if not self.script.is_file():
             raise ConfigError(f"{self.opts.script}: no such SwiftScript file")
+        self.swift_args = swift_args(self.project, self.opts.args)   # bad input: before launching
         up = self.cluster.up(keep_on_failure=self.opts.keep_on_failure)
         self.report.nodes = up.nodes
         self.report.durations["up"] = round(time.monotonic() - t0, 3)
@@ -155,7 +171,7 @@ class Runner:
         self.ui.step(f"Syncing {self.script_dir} to {self.target.label}:{self.root}")
         state = self.cluster.dir / "sync" / f"{Path(self.root).name}.json"
         rep = sync.upload(conn, self.script_dir, self.root, state_file=state,
-                          exclude=self.project.sync.exclude,
+                          exclude=sync_excludes(self.project, self.script_dir),
                           warn_bytes=self.project.sync.warn_size_mb * 2**20)
         if rep.large:
             self.ui.warn(f"uploading {rep.bytes_sent / 2**20:.0f} MiB; exclude what swift does not "
@@ -167,7 +183,7 @@ class Runner:
         self.report.durations["sync"] = round(time.monotonic() - t, 3)
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         self.report.run_id = self.run_id
-        args = swift_args(self.project, self.opts.args)
+        args = self.swift_args
         self.ui.step(f"Running swift {self.script.name} {' '.join(args)}".rstrip())
         start_run(self.cluster.remote, self.target, self.root, self.run_id,
                   swift_home=self.project.swift.home, script=self.script.name, args=args,

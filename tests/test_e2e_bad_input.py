@@ -1,0 +1,92 @@
+"""Every bad input: one line naming the file/key/flag and the fix, exit 2, no traceback, and
+nothing created in the cloud."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.cli import swiftrun, toml_project
+
+P4 = "type file;\nfile o <\"o.txt\">;\n"
+
+
+def nothing_created(cloud):
+    ec2 = cloud.ec2
+    insts = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+    groups = [g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"]
+    keys = ec2.describe_key_pairs()["KeyPairs"]
+    return insts == [] and groups == [] and keys == []
+
+
+def one_line_error(res, *needles):
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+CASES = {
+    "toml syntax": ("[cluster]\nworkers = = 3\n", ["swiftrun.toml:2"]),
+    "unknown key": ("[cluster]\nworkerz = 3\n", ["workerz", "workers"]),
+    "unknown section": ("[clusterr]\nworkers = 3\n", ["clusterr"]),
+    "wrong type": ("[cluster]\nworkers = \"three\"\n", ["workers"]),
+    "negative workers": ("[cluster]\nworkers = -1\n", ["workers", "-1"]),
+    "unknown region": ("[ec2]\nregion = \"us-weest-2\"\n", ["region", "us-west-2"]),
+    "bad provider": ("[cluster]\nprovider = \"gcp\"\n", ["provider"]),
+    "bad duration": ("[cluster]\nidle_timeout = \"soon\"\n", ["idle_timeout"]),
+    "bad staging": ("[swift]\nstaging = \"nfs\"\n", ["staging"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_project_file(cloud, tmp_path, case):
+    text, needles = CASES[case]
+    (tmp_path / "swiftrun.toml").write_text(text)
+    (tmp_path / "p.swift").write_text(P4)
+    for argv in (["up"], ["p.swift"]):
+        one_line_error(swiftrun(*argv, cwd=tmp_path, check=False), *needles)
+    assert nothing_created(cloud)
+
+
+def test_missing_project_file_flag(cloud, tmp_path):
+    one_line_error(swiftrun("up", "-p", "nope.toml", cwd=tmp_path, check=False), "nope.toml")
+
+
+def test_missing_script_and_bad_flag(cloud, tmp_path):
+    one_line_error(swiftrun("gone.swift", cwd=tmp_path, check=False), "gone.swift")
+    res = swiftrun("up", "--bogus", cwd=tmp_path, check=False)
+    assert res.returncode == 2 and "--bogus" in res.stderr and "Traceback" not in res.stderr
+    res = swiftrun("add", "-1", cwd=tmp_path, check=False)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert nothing_created(cloud)
+
+
+def test_bad_swift_argument_and_bad_swift_conf_fail_before_launch(cloud, tmp_path):
+    toml_project(tmp_path, cloud, name="badconf", workers=1)
+    (tmp_path / "p.swift").write_text(P4)
+    one_line_error(swiftrun("p.swift", "nsim=3", cwd=tmp_path, check=False), "nsim=3", "-name=value")
+    (tmp_path / "swift.conf").write_text("bogusTopKey: 1\n")
+    one_line_error(swiftrun("p.swift", cwd=tmp_path, check=False), "bogusTopKey", "swift.conf")
+    assert nothing_created(cloud)
+
+
+def test_missing_credentials(cloud, tmp_path, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")   # never ask an instance role here
+    toml_project(tmp_path, cloud, name="nocreds", workers=1)
+    one_line_error(swiftrun("up", cwd=tmp_path, check=False), "credentials")
+    assert nothing_created(cloud)
+
+
+def test_missing_credentials_csv(cloud, tmp_path):
+    toml_project(tmp_path, cloud, name="csv", workers=1,
+                 extra="") 
+    text = (tmp_path / "swiftrun.toml").read_text().replace(
+        "[ec2]\n", "[ec2]\ncredentials_file = \"credentials.csv\"\n")
+    (tmp_path / "swiftrun.toml").write_text(text)
+    one_line_error(swiftrun("up", cwd=tmp_path, check=False), "credentials.csv")
+    assert nothing_created(cloud)

@@ -1,0 +1,42 @@
+"""Runner pieces that need no cloud: swift argument handling, what a sync may never upload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from swiftrun.errors import ConfigError
+from swiftrun.ignore import IgnoreRules
+from swiftrun.project import Project, SwiftSettings
+from swiftrun.runner import remote_root, rq, swift_args, sync_excludes
+from swiftrun.sync import scan
+
+
+def test_swift_args_merge_project_and_command_line():
+    project = Project(root=Path("."), swift=SwiftSettings(args={"nsim": 10, "verbose": True}))
+    assert swift_args(project, ()) == ["-nsim=10", "-verbose=true"]
+    assert swift_args(project, ("-nsim=3", "-steps=2")) == ["-nsim=3", "-verbose=true", "-steps=2"]
+    with pytest.raises(ConfigError, match="-name=value"):
+        swift_args(project, ("nsim=3",))
+
+
+def test_state_home_inside_script_dir_is_never_synced(tmp_path, monkeypatch):
+    state = tmp_path / ".swiftrun-state"
+    monkeypatch.setenv("SWIFTRUN_HOME", str(state))
+    (state / "keys").mkdir(parents=True)
+    (state / "keys" / "swiftrun-x.pem").write_text("PRIVATE")
+    (tmp_path / "p4.swift").write_text("type file;\n")
+    excludes = sync_excludes(Project(root=tmp_path), tmp_path)
+    assert "/.swiftrun-state/" in excludes
+    entries = scan(tmp_path, IgnoreRules.from_dir(tmp_path, extra=excludes))
+    assert "p4.swift" in entries
+    assert not any(rel.startswith(".swiftrun-state") for rel in entries)
+
+
+def test_remote_root_is_quoted_but_home_expands(tmp_path):
+    odd = tmp_path / "my dir;rm -rf"
+    odd.mkdir()
+    root = remote_root(Project(root=odd), odd)
+    assert root.startswith("~/swiftrun/") and ";" not in root and " " not in root
+    assert rq("~/a b") == '"$HOME"/\'a b\''
