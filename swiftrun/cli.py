@@ -29,6 +29,7 @@ COMMANDS = {
     "connect": ("connect", "connect"), "add": ("scale", "add"), "remove": ("scale", "remove"),
     "stop-headnode": ("scale", "stop_headnode"), "logs": ("logs", "logs"),
     "cancel": ("logs", "cancel"), "fetch": ("logs", "fetch"), "init": ("init", "init"),
+    "doctor": ("doctor", "doctor"),
 }
 ALIASES = {"dissolve": "down", "list_resources": "list", "start_n_more": "add",
            "stop_n_workers": "remove", "stop_headnode": "stop-headnode"}
@@ -49,13 +50,19 @@ class SwiftrunGroup(click.Group):
         module, attr = COMMANDS[name]
         return getattr(importlib.import_module(f"swiftrun.commands.{module}"), attr)
 
+    @staticmethod
+    def _run_options_first(args) -> bool:
+        """`swiftrun --dry-run p4.swift`: run's options may come before the script."""
+        return (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version", "--debug")
+                and any(a.endswith(".swift") for a in args))
+
     def resolve_command(self, ctx, args):
         if args and args[0].endswith(".swift"):
             args = ["run", *args]
         return super().resolve_command(ctx, args)
 
     def parse_args(self, ctx, args):
-        if args and args[0].endswith(".swift"):
+        if args and (args[0].endswith(".swift") or self._run_options_first(args)):
             args = ["run", *args]
         if args and args[0] in ("run", "plan", "conf"):
             # swift's own -name=value arguments would collide with short options (-p, -q):
