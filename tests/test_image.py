@@ -1,0 +1,30 @@
+"""`swiftrun image build` against the test cloud: an AMI from a scrubbed, ready node."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support.cli import cluster_groups, cluster_instances, swiftrun, toml_project
+
+
+def test_image_build_makes_a_tagged_ami_from_a_scrubbed_node_and_cleans_up(cloud, tmp_path):
+    toml_project(tmp_path, cloud, name="bakery", workers=2)
+    res = swiftrun("image", "build", "--name", "swiftrun-test-image", "--json", cwd=tmp_path)
+    doc = json.loads(res.stdout)
+    image = cloud.ec2.describe_images(ImageIds=[doc["image_id"]])["Images"][0]
+    tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
+    assert image["Name"] == "swiftrun-test-image"
+    assert tags["swiftrun:cluster"] == "bakery-image" and tags["swiftrun:image-of"] == "bakery"
+    # The bake instance (headnode only, no workers) is gone, and so is its security group.
+    baked = cluster_instances(cloud, "bakery-image", states=("pending", "running", "stopped",
+                                                             "shutting-down", "terminated"))
+    assert len(baked) == 1 and baked[0]["State"]["Name"] == "terminated"
+    assert cluster_groups(cloud, "bakery-image") == []
+    # It was scrubbed: no readiness marker, no units, no node identity left to copy.
+    root = cloud.sim.root(baked[0]["InstanceId"])
+    assert not (root / "var/lib/swiftrun").exists()
+    assert not list((root / "etc/systemd/system").glob("swiftrun-*"))
+    assert not (cloud.sim.home(baked[0]["InstanceId"]) / ".ssh" / "authorized_keys").exists()
+    # The node really booted the project's userdata before the scrub (the boot log says so).
+    assert "node ready" in cloud.sim.console(baked[0]["InstanceId"])
+    assert cluster_instances(cloud, "bakery") == []
