@@ -29,6 +29,7 @@ COMMANDS = {
     "connect": ("connect", "connect"), "add": ("scale", "add"), "remove": ("scale", "remove"),
     "stop-headnode": ("scale", "stop_headnode"), "logs": ("logs", "logs"),
     "cancel": ("logs", "cancel"), "fetch": ("logs", "fetch"), "init": ("init", "init"),
+    "image": ("image", "image"),
     "doctor": ("doctor", "doctor"),
 }
 ALIASES = {"dissolve": "down", "list_resources": "list", "start_n_more": "add",
@@ -98,6 +99,7 @@ _HELP = {
     "logs": "Show (or --follow) the console of the latest run, or a node's boot log.",
     "cancel": "Stop the swift run that is going on the headnode.",
     "fetch": "Bring a run's outputs back from the headnode.",
+    "image": "image build: bake an AMI with Java, Perl and Swift installed.",
     "init": "Write a commented swiftrun.toml (or convert a legacy configs file).",
     "doctor": "Check the project, credentials, cloud and cluster; say what to fix.",
 }
