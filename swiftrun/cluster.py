@@ -13,7 +13,7 @@ import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from swiftrun.cloud.base import HEADNODE, WORKER, LaunchSpec, Node, Provider
 from swiftrun.errors import CloudError, SwiftrunError
@@ -23,6 +23,10 @@ from swiftrun.remote import NODE_ROOT, STATE_DIR, Remote, Target
 BOOT_TIMEOUT = float(os.environ.get("SWIFTRUN_BOOT_TIMEOUT", "900"))
 SSH_TIMEOUT = float(os.environ.get("SWIFTRUN_SSH_TIMEOUT", "300"))
 COASTER_PORT, WORKER_PORT = 50010, 50005
+# Spot launch errors after which on-demand workers are launched instead (every zone said no).
+SPOT_FALLBACK_CODES = ("InsufficientInstanceCapacity", "SpotMaxPriceTooLow",
+                       "MaxSpotInstanceCountExceeded")
+TAG_MARKET = "swiftrun:market"
 
 
 class ClusterMismatch(SwiftrunError):
@@ -146,6 +150,9 @@ class Cluster:
                 self.wait_ready([head] + workers, fresh=False)
             return UpResult(nodes=[head] + workers, reused=True)
         try:
+            from swiftrun.doctor import prelaunch, raise_on_failure  # fail before paying
+
+            raise_on_failure(prelaunch(p, self.provider), self.ui)
             self.provider.prepare(self.name)
             if head and head.state in ("stopped", "stopping"):
                 self.ui.node("headnode", f"starting stopped {head.id}")
@@ -177,6 +184,7 @@ class Cluster:
                 all_nodes = self.wait_ready(all_nodes, fresh=True, created=created)
             return UpResult(nodes=all_nodes, created=created)
         except BaseException as exc:
+            created += self._launched_unrecorded(nodes, created)
             if created and not keep_on_failure:
                 why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 self.ui.warn(f"up {why}: terminating the {len(created)} instance(s) it created "
@@ -190,6 +198,17 @@ class Cluster:
                 self.ui.warn(f"kept {len(created)} instance(s) for debugging; `swiftrun down` "
                              "removes them")
             raise
+
+    def _launched_unrecorded(self, before: list[Node], created: list[str]) -> list[str]:
+        """Instances of this cluster that appeared during this `up` but are not in ``created``
+        (interrupted between RunInstances going through and its reply being read). The lock is
+        held, so no other swiftrun launched them. Best effort: `swiftrun down` finds them anyway."""
+        try:
+            now = self.nodes()
+        except BaseException:  # noqa: BLE001 - unwinding already; the tags still find them
+            return []
+        known = {n.id for n in before} | set(created)
+        return [n.id for n in now if n.id not in known]
 
     def _launch_workers(self, head: Node, count: int) -> list[Node]:
         from swiftrun.userdata import render_userdata
@@ -207,7 +226,17 @@ class Cluster:
                           userdata=render_userdata(p, WORKER, cluster=self.name,
                                                    headnode_ip=head.private_ip),
                           shape=p.shape_hash(WORKER), min_count=min_count)
-        launched = self.provider.launch(self.name, spec)
+        try:
+            launched = self.provider.launch(self.name, spec)
+        except CloudError as exc:
+            if not (spec.spot and getattr(exc, "code", "") in SPOT_FALLBACK_CODES):
+                raise
+            zones = ", ".join(p.ec2.availability_zones) or p.ec2.region
+            self.ui.warn(f"no spot capacity for {count} {p.ec2.worker_type} worker(s) in {zones} "
+                         f"({exc.code}): launching them on-demand instead (on-demand price)")
+            # Same shape tag: the project still asks for spot, so the next `up` reuses them.
+            launched = self.provider.launch(self.name, replace(
+                spec, spot=False, extra_tags={**spec.extra_tags, TAG_MARKET: "on-demand-fallback"}))
         if len(launched) < count:
             self.ui.warn(f"EC2 gave {len(launched)} of {count} workers (min_workers allows it)")
         for n in launched:

@@ -9,6 +9,7 @@ user's own ~/.ssh/known_hosts.
 
 from __future__ import annotations
 
+import os
 import shlex
 import socket
 import threading
@@ -141,7 +142,7 @@ class Remote:
         if self.proxy_command:
             cmd = expand_proxy(self.proxy_command, target)
             # OpenSSH runs ProxyCommand through the shell; so do we.
-            return paramiko.ProxyCommand("/bin/sh -c " + shlex.quote("exec " + cmd))
+            return _ProxyCommand("/bin/sh -c " + shlex.quote("exec " + cmd))
         sock = socket.create_connection((target.host, target.port), timeout=self.connect_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
@@ -286,6 +287,64 @@ class Remote:
 
 class _Unreachable(RemoteError):
     pass
+
+
+def _proxy_command_class():
+    import paramiko
+
+    class ProxyCommand(paramiko.ProxyCommand):
+        """paramiko's ProxyCommand, but a proxy that exits ends the connection.
+
+        paramiko's ``recv`` keeps reading the dead proxy's stdout (``b""`` forever) until its
+        timeout and reports "no data yet", so a dropped connection went unnoticed until the next
+        keepalive failed (30 s). Here end of file is end of the connection (``b""``), which
+        paramiko's transport turns into a closed connection at once.
+        """
+
+        def recv(self, size):
+            import select
+
+            buffer = b""
+            start = time.time()
+            try:
+                while len(buffer) < size:
+                    wait = None
+                    if self.timeout is not None:
+                        wait = self.timeout - (time.time() - start)
+                        if wait <= 0:
+                            break
+                    ready, _, _ = select.select([self.process.stdout], [], [], wait)
+                    if ready:
+                        data = os.read(self.process.stdout.fileno(), size - len(buffer))
+                        if not data:        # the proxy is gone
+                            return buffer
+                        buffer += data
+                        break               # hand over what came; paramiko asks again
+            except OSError as exc:
+                raise paramiko.ProxyCommandFailure(" ".join(self.cmd), exc.strerror) from None
+            if not buffer:
+                raise socket.timeout()
+            return buffer
+
+        def close(self):
+            try:
+                if self.process.poll() is None:
+                    self.process.terminate()
+                self.process.wait(timeout=2)   # reaped: no zombie per dropped connection
+            except Exception:  # noqa: BLE001 - best effort, it may be gone already
+                pass
+
+    return ProxyCommand
+
+
+def _ProxyCommand(command_line: str):
+    global _PROXY_CLASS
+    if _PROXY_CLASS is None:
+        _PROXY_CLASS = _proxy_command_class()
+    return _PROXY_CLASS(command_line)
+
+
+_PROXY_CLASS = None
 
 
 class _AuthFailed(RemoteError):

@@ -59,12 +59,17 @@ def sync_excludes(project, script_dir: Path) -> tuple[str, ...]:
     from swiftrun.paths import state_home
 
     extra = []
-    for private in (state_home(), Path.home() / ".ssh", Path.home() / ".aws"):
+    private_dirs = (state_home(), Path.home() / ".ssh", Path.home() / ".aws")
+    # The tutorial keeps credentials.csv and the key pair's .pem beside the scripts.
+    private_files = (project.ec2.credentials_file, project.ssh.key_file)
+    for private, is_dir in [(d, True) for d in private_dirs] + [(f, False) for f in private_files]:
+        if not private:
+            continue
         try:
-            rel = private.resolve().relative_to(script_dir.resolve())
+            rel = Path(private).resolve().relative_to(script_dir.resolve())
         except ValueError:
             continue
-        extra.append(f"/{rel.as_posix()}/")
+        extra.append(f"/{rel.as_posix()}" + ("/" if is_dir else ""))
     return tuple(project.sync.exclude) + tuple(extra)
 
 
@@ -147,11 +152,13 @@ class Runner:
         self.report.durations["up"] = round(time.monotonic() - t0, 3)
         head = self.cluster.headnode_of(up.nodes)
         self.target = self.cluster.target(head)
-        keep_reason = ""
+        # Anything unforeseen that ends the run keeps the cluster (and the work on it).
+        keep_reason = "kept: the run ended unexpectedly"
         try:
             self._sync_and_start(conf.text)
             self._follow()
             self._fetch()
+            keep_reason = ""
         except KeyboardInterrupt:
             keep_reason = self._interrupted()
         except SwiftrunError as exc:
@@ -221,25 +228,36 @@ class Runner:
         self.report.durations["fetch"] = round(time.monotonic() - t, 3)
 
     def _interrupted(self) -> str:
+        """Ctrl-C (or SIGTERM) while the run goes on: say how to come back and keep swift and the
+        cluster, unless --cancel-on-interrupt or a second Ctrl-C within 3 s asks to cancel."""
         remote, target = self.cluster.remote, self.target
+        self.report.exit_code = 130
         if not getattr(self, "run_id", ""):
             return "interrupted before swift started"
+        if hasattr(self, "t_run"):
+            self.report.durations["swift"] = round(time.monotonic() - self.t_run, 3)
         if not self.opts.cancel_on_interrupt:
-            self.ui.warn("interrupted: swift keeps running on the headnode. Press Ctrl-C again "
-                         "within 3 s to cancel it")
-            try:
+            script = self.opts.script
+            try:   # as short as the user can paste it here
+                script = script.resolve().relative_to(Path.cwd().resolve())
+            except (OSError, ValueError):
+                pass
+            script = shlex.quote(str(script))
+            try:   # a second Ctrl-C from here on (even while these lines print) cancels
+                self.ui.warn("interrupted: swift keeps running on the headnode and the cluster "
+                             "stays up")
+                self.ui.info(f"reattach: swiftrun logs --follow {script}\n"
+                             f"cancel:   swiftrun cancel {script}\n"
+                             f"dissolve: swiftrun down  (after fetching: swiftrun fetch {script})")
+                self.ui.info("press Ctrl-C again within 3 s to cancel swift now")
                 time.sleep(3)
             except KeyboardInterrupt:
                 self.opts.cancel_on_interrupt = True
         if self.opts.cancel_on_interrupt:
-            cancel_run(remote, target, self.root, self.run_id)
-            self.ui.info("swift cancelled on the headnode")
-            self.report.exit_code = 130
+            done = cancel_run(remote, target, self.root, self.run_id)
+            self.ui.info("swift cancelled on the headnode" if done else
+                         "swift had already finished on the headnode")
             return ""   # normal dissolve rules apply
-        self.ui.info(f"reattach: swiftrun logs --follow {self.opts.script}\n"
-                     f"cancel:   swiftrun cancel {self.opts.script}\n"
-                     f"dissolve: swiftrun down  (after fetching: swiftrun fetch {self.opts.script})")
-        self.report.exit_code = 130
         return "kept: swift is still running"
 
     def _finish(self, keep_reason: str) -> None:
@@ -258,9 +276,13 @@ def start_run(remote, target, root: str, run_id: str, *, swift_home: str, script
               args: list[str], conf_text: str) -> None:
     """Write swift.conf and a wrapper, then start it detached from this SSH session."""
     swift_cmd = " ".join(shlex.quote(a) for a in ["-config", ".swiftrun/swift.conf", script, *args])
+    # `swiftrun cancel` sends TERM to the wrapper's process group: swift gets it, the wrapper
+    # traps it, waits for swift to end and still writes the exit code (143).
     wrapper = f"""#!/bin/sh
 cd "$(dirname "$0")/../.." || exit 97
 id={shlex.quote(run_id)}; runs={RUNS}
+cancelled=; child=
+trap 'cancelled=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
 echo $$ > "$runs/$id.pid"
 touch {STATE_DIR}/activity 2>/dev/null || true
 ( while sleep 60; do touch {STATE_DIR}/activity 2>/dev/null || true; done ) &
@@ -271,8 +293,10 @@ if [ -z "$b" ]; then
   echo "swiftrun: swift not found under {swift_home}/bin or on PATH on the headnode ([swift] home)" > "$runs/$id.log"
   code=127
 else
-  "$b" {swift_cmd} > "$runs/$id.log" 2>&1 < /dev/null
-  code=$?
+  "$b" {swift_cmd} > "$runs/$id.log" 2>&1 < /dev/null &
+  child=$!
+  [ -z "$cancelled" ] || kill -TERM "$child" 2>/dev/null
+  while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done
 fi
 kill "$beat" 2>/dev/null
 touch {STATE_DIR}/activity 2>/dev/null || true
@@ -282,7 +306,11 @@ echo "$code" > "$runs/$id.exit.tmp" && mv "$runs/$id.exit.tmp" "$runs/$id.exit"
            f"mv .swiftrun/swift.conf.tmp .swiftrun/swift.conf && "
            f"printf '%s' {shlex.quote(wrapper)} > {RUNS}/{run_id}.sh && : > {RUNS}/{run_id}.log && "
            f"echo {shlex.quote(run_id)} > {RUNS}/latest && "
-           f"setsid nohup sh {RUNS}/{run_id}.sh > /dev/null 2>&1 < /dev/null & echo started")
+           # Only the wrapper goes to the background (braces): a bare `a && b & c` would run the
+           # whole chain in the background, with stdin from /dev/null (an empty swift.conf) and
+           # this session held open until swift ends.
+           f"{{ setsid nohup sh {RUNS}/{run_id}.sh > /dev/null 2>&1 < /dev/null & }} && "
+           f"echo started")
     remote.run(target, cmd, stdin=conf_text.encode(), timeout=60, check=True)
 
 
@@ -319,6 +347,9 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
                 out.flush()
                 offset += len(data)
                 seen += data
+            # The exit status may arrive just after the end of the output: wait for it a little.
+            if not chan.exit_status_ready():
+                chan.status_event.wait(10)
             status = chan.recv_exit_status() if chan.exit_status_ready() else -1
             chan.close()
             if status == 0:
@@ -347,7 +378,15 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
-    res = remote.run(target, f"cat {rq(root)}/{RUNS}/{run_id}.exit", timeout=30, check=True)
+    for attempt in range(5):   # the connection may blip right at the end too
+        try:
+            res = remote.run(target, f"cat {rq(root)}/{RUNS}/{run_id}.exit", timeout=30, check=True)
+            break
+        except (RemoteError, OSError, EOFError):
+            remote.drop(target)
+            if attempt == 4:
+                raise
+            time.sleep(1 + attempt)
     return int(res.stdout.strip() or 1), seen.decode(errors="replace")
 
 

@@ -40,3 +40,18 @@ def test_remote_root_is_quoted_but_home_expands(tmp_path):
     root = remote_root(Project(root=odd), odd)
     assert root.startswith("~/swiftrun/") and ";" not in root and " " not in root
     assert rq("~/a b") == '"$HOME"/\'a b\''
+
+
+def test_tutorial_credentials_and_key_beside_the_script_are_never_synced(tmp_path):
+    from swiftrun.project import load_project
+
+    (tmp_path / "configs").write_text(
+        "AWS_CREDENTIALS_FILE=$PWD/credentials.csv\nAWS_KEYPAIR_FILE=$PWD/pair.pem\n"
+        "AWS_WORKER_COUNT=1\n")
+    (tmp_path / "credentials.csv").write_text("Access key ID,Secret access key\nAKIAX,sec\n")
+    (tmp_path / "pair.pem").write_text("PRIVATE")
+    (tmp_path / "p4.swift").write_text("type file;\n")
+    project = load_project(tmp_path / "configs")
+    entries = scan(tmp_path, IgnoreRules.from_dir(tmp_path, extra=sync_excludes(project, tmp_path)))
+    assert "p4.swift" in entries
+    assert "credentials.csv" not in entries and "pair.pem" not in entries

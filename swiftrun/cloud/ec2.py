@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import uuid
 from pathlib import Path
 
 from swiftrun.cloud.base import (
@@ -21,6 +22,13 @@ CANONICAL_OWNER = "099720109477"
 UBUNTU_NAME = "ubuntu/images/*/ubuntu-noble-24.04-{arch}-server-*"
 COASTER_PORTS = (50005, 50010)
 TAG_CREATED = "swiftrun:created"   # on resources swiftrun made (and may delete)
+# Launch errors that mean "not here, not now": the next zone in [ec2] availability_zones may do.
+CAPACITY_CODES = ("InsufficientInstanceCapacity", "Unsupported", "SpotMaxPriceTooLow",
+                  "MaxSpotInstanceCountExceeded", "InsufficientCapacity")
+# EC2 is eventually consistent: what was made a moment ago may be unknown to the next call for a
+# while. Such answers are retried (with backoff) for this long, then reported in plain words.
+CONSISTENCY_TIMEOUT = float(os.environ.get("SWIFTRUN_EC2_CONSISTENCY_TIMEOUT", "120"))
+INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
 
 # Plain words for the errors people meet when launching.
 _PLAIN = {
@@ -38,6 +46,8 @@ _PLAIN = {
     "InvalidKeyPair.NotFound": "the key pair is missing in this region",
     "InvalidParameterValue": "EC2 refused a value",
     "Unsupported": "this instance type is not offered here; try another type or zone",
+    "SpotMaxPriceTooLow": "the spot price is above the maximum price allowed here right now",
+    "MaxSpotInstanceCountExceeded": "the account's spot instance limit in this region is reached",
 }
 
 
@@ -91,6 +101,10 @@ class EC2Provider(Provider):
         self.api_calls = 0
 
     # -- plumbing --------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Credentials resolve (no API call): a missing one is the first and only thing said."""
+        self.session  # noqa: B018 - building the session is the check
+
     @property
     def session(self):
         if self._session is None:
@@ -146,6 +160,28 @@ class EC2Provider(Provider):
             tags["Name"] = f"{cluster}-{role}"
         tags.update(extra or {})
         return [{"Key": k, "Value": str(v)} for k, v in tags.items()]
+
+    def _eventually(self, what: str, fn, codes: tuple[str, ...], *, timeout: float | None = None):
+        """``fn()``, retried while EC2 answers one of ``codes`` because it has not caught up yet
+        with a resource made moments ago (eventual consistency). After ``timeout`` seconds the
+        last answer is raised as a CloudError that says what was being waited for."""
+        from tenacity import (
+            RetryError, Retrying, retry_if_exception, stop_after_delay, wait_exponential)
+
+        timeout = CONSISTENCY_TIMEOUT if timeout is None else timeout
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, CloudError)
+                                     and getattr(e, "code", "") in codes),
+            stop=stop_after_delay(timeout), wait=wait_exponential(multiplier=0.25, min=0.25, max=5))
+        try:
+            return retrying(fn)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            code = getattr(last, "code", "") or "an error"
+            err = CloudError(f"{what}: EC2 still answered {code} after {int(timeout)}s of "
+                             f"retrying (it can lag behind for a few seconds, not this long); {last}")
+            err.code = getattr(last, "code", "")
+            raise err from None
 
     # -- finding -----------------------------------------------------------------------------
     def find_nodes(self, cluster: str, *, include_gone: bool = False) -> list[Node]:
@@ -206,8 +242,14 @@ class EC2Provider(Provider):
             public = public_key_of(path)
         else:
             public = write_new_key(path)
-        self._call("import_key_pair", KeyName=name, PublicKeyMaterial=public.encode(),
-                   TagSpecifications=[{"ResourceType": "key-pair", "Tags": self._tags(cluster)}])
+        try:
+            self._call("import_key_pair", KeyName=name, PublicKeyMaterial=public.encode(),
+                       TagSpecifications=[{"ResourceType": "key-pair",
+                                           "Tags": self._tags(cluster)}])
+        except CloudError as exc:
+            # A retried call whose first attempt went through (its reply was lost): it is there.
+            if getattr(exc, "code", "") != "InvalidKeyPair.Duplicate":
+                raise
         return path
 
     def security_group(self, cluster: str, *, create: bool = True) -> str | None:
@@ -219,7 +261,7 @@ class EC2Provider(Provider):
         groups = reply.get("SecurityGroups", [])
         if groups:
             self._sg_id = groups[0]["GroupId"]
-            self._ensure_ssh_rule(groups[0])
+            self._ensure_rules(groups[0])
             return self._sg_id
         if not create:
             return None
@@ -229,26 +271,47 @@ class EC2Provider(Provider):
         vpc = self._vpc_of_subnet()
         if vpc:
             kwargs["VpcId"] = vpc
-        sg = self._call("create_security_group", **kwargs)["GroupId"]
+        try:
+            sg = self._call("create_security_group", **kwargs)["GroupId"]
+        except CloudError as exc:
+            # A retried call whose first attempt went through: find the group it made.
+            if getattr(exc, "code", "") != "InvalidGroup.Duplicate":
+                raise
+            self._sg_id = None
+            return self.security_group(cluster, create=False)
         self._sg_id = sg
-        perms = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                  "IpRanges": [{"CidrIp": self.ssh_cidr(), "Description": "swiftrun ssh"}]}]
-        perms += [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
-                   "UserIdGroupPairs": [{"GroupId": sg, "Description": "coaster, cluster only"}]}
-                  for p in COASTER_PORTS]
-        self._call("authorize_security_group_ingress", GroupId=sg, IpPermissions=perms)
+        self._ensure_rules({"GroupId": sg, "IpPermissions": []})
         return sg
 
-    def _ensure_ssh_rule(self, group: dict) -> None:
-        """A reused group still lets this machine in (a laptop's address changes)."""
-        cidr = self.ssh_cidr()
+    def _ensure_rules(self, group: dict) -> None:
+        """The group lets this machine in on port 22 (a laptop's address changes) and the nodes
+        reach each other on the coaster ports. Checked on every reuse too: a swiftrun killed
+        between creating the group and authorizing its rules left a group without them."""
+        sg, cidr = group["GroupId"], self.ssh_cidr()
+        have_ssh, have_ports = False, set()
         for perm in group.get("IpPermissions", []):
             if perm.get("FromPort") == 22 and any(r.get("CidrIp") == cidr
                                                  for r in perm.get("IpRanges", [])):
-                return
-        self._call("authorize_security_group_ingress", GroupId=group["GroupId"],
-                   IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                                   "IpRanges": [{"CidrIp": cidr, "Description": "swiftrun ssh"}]}])
+                have_ssh = True
+            if any(pair.get("GroupId") == sg for pair in perm.get("UserIdGroupPairs", [])):
+                have_ports.add(perm.get("FromPort"))
+        perms = []
+        if not have_ssh:
+            perms.append({"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                          "IpRanges": [{"CidrIp": cidr, "Description": "swiftrun ssh"}]})
+        perms += [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
+                   "UserIdGroupPairs": [{"GroupId": sg, "Description": "coaster, cluster only"}]}
+                  for p in COASTER_PORTS if p not in have_ports]
+        for perm in perms:   # one by one: a rule that is already there fails only its own call
+            try:
+                # A group made a moment ago may not be known to the next call yet.
+                self._eventually(f"adding rules to security group {sg}",
+                                 lambda perm=perm: self._call("authorize_security_group_ingress",
+                                                              GroupId=sg, IpPermissions=[perm]),
+                                 ("InvalidGroup.NotFound",))
+            except CloudError as exc:
+                if getattr(exc, "code", "") != "InvalidPermission.Duplicate":
+                    raise
 
     def _vpc_of_subnet(self) -> str | None:
         if not self.project.ec2.subnet_id:
@@ -323,21 +386,34 @@ class EC2Provider(Provider):
         for zone in zones:
             if zone:
                 kwargs["Placement"] = {"AvailabilityZone": zone}
+
+            def run(kwargs=dict(kwargs)):
+                # A fresh token per attempt of ours; botocore's own retries (throttling, 5xx)
+                # resend the same one, so a request that went through is not launched twice.
+                return self._call("run_instances", ClientToken=uuid.uuid4().hex, **kwargs)
+
+            def consistent(run=run):
+                # The key pair and group were made moments ago: EC2 may not know them yet.
+                return self._eventually(f"launching {spec.role}s", run,
+                                        ("InvalidGroup.NotFound", "InvalidKeyPair.NotFound"))
             try:
                 if self._profile_arn:
                     from swiftrun.cloud.iam import retry_on_profile_propagation
 
                     # A new instance profile takes a few seconds to be usable by RunInstances.
-                    reply = retry_on_profile_propagation(
-                        lambda: self._call("run_instances", **kwargs))
+                    reply = retry_on_profile_propagation(consistent)
                 else:
-                    reply = self._call("run_instances", **kwargs)
+                    reply = consistent()
                 return [self._node(i) for i in reply.get("Instances", [])]
             except CloudError as exc:
                 last = exc
-                if getattr(exc, "code", "") not in ("InsufficientInstanceCapacity", "Unsupported"):
+                if getattr(exc, "code", "") not in CAPACITY_CODES:
                     raise
         assert last is not None
+        if len(zones) > 1:
+            err = CloudError(f"{last} (tried zones {', '.join(zones)})")
+            err.code = getattr(last, "code", "")
+            raise err
         raise last
 
     def wait_running(self, cluster: str, ids: list[str], timeout: float = 600) -> list[Node]:
@@ -369,12 +445,34 @@ class EC2Provider(Provider):
 
     # -- taking down -------------------------------------------------------------------------
     def terminate(self, cluster: str, ids: list[str]) -> None:
+        """Terminate ``ids``. An instance launched moments ago may still be unknown to
+        TerminateInstances (eventual consistency): that is retried, never taken for "gone"."""
         for chunk in _chunks(ids, 500):
             try:
-                self._call("terminate_instances", InstanceIds=chunk)
+                self._eventually(f"terminating {', '.join(chunk)}",
+                                 lambda chunk=chunk: self._call("terminate_instances",
+                                                                InstanceIds=chunk),
+                                 (INSTANCE_NOT_FOUND,))
             except CloudError as exc:
-                if getattr(exc, "code", "") != "InvalidInstanceID.NotFound":
+                if getattr(exc, "code", "") != INSTANCE_NOT_FOUND:
                     raise
+                # One unknown id fails the whole call: terminate the others one by one.
+                unknown = []
+                for iid in chunk:
+                    try:
+                        self._call("terminate_instances", InstanceIds=[iid])
+                    except CloudError as one:
+                        if getattr(one, "code", "") != INSTANCE_NOT_FOUND:
+                            raise
+                        unknown.append(iid)
+                if unknown:
+                    err = CloudError(
+                        f"EC2 still does not know instance(s) {', '.join(unknown)} "
+                        f"({INSTANCE_NOT_FOUND}) after {int(CONSISTENCY_TIMEOUT)}s of retrying, so "
+                        "they could not be terminated; "
+                        "if they show up in `swiftrun list`, `swiftrun down` terminates them")
+                    err.code = INSTANCE_NOT_FOUND
+                    raise err from None
 
     def start(self, cluster: str, ids: list[str]) -> None:
         self._call("start_instances", InstanceIds=ids)
