@@ -44,7 +44,7 @@ class Env:
         self.json_mode = json_mode
         self.yes = yes or not sys.stdin.isatty()
         self.start = start
-        self.ui = UI(json_mode=json_mode, quiet=quiet or json_mode)
+        self.ui = UI(json_mode=json_mode, quiet=quiet)   # progress stays on stderr under --json
         self._project = None
 
     @property

@@ -5,17 +5,27 @@ from __future__ import annotations
 import click
 
 from swiftrun.commands._common import Env, human_duration, node_doc, project_options
+from swiftrun.commands.run import cluster_name_of, json_errors, run_cost
 
 
 @click.command("list")
 @project_options
 def list_cmd(project_file, cluster_name, json_mode, yes, quiet):
-    """List the cluster's nodes: name, role, state, type, public/private IP, uptime."""
+    """List the cluster's nodes: name, role, state, type, public/private IP, uptime, cost."""
     env = Env(project_file, cluster_name, json_mode, yes, quiet)
+    with json_errors(env, cluster=cluster_name_of(env)):
+        return _list(env)
+
+
+def _list(env: Env) -> int:
+    from swiftrun.cost import describe_running
+
     cluster = env.cluster()
-    nodes = [node_doc(n) for n in cluster.nodes()]
-    if json_mode:
-        env.emit({"cluster": cluster.name, "nodes": nodes})
+    found = cluster.nodes()
+    nodes = [node_doc(n) for n in found]
+    cost = run_cost(env, found, live_only=True)   # live nodes only: stopped ones bill no instance hours
+    if env.json_mode:
+        env.emit({"cluster": cluster.name, "nodes": nodes, "cost": cost})
         return 0
     if not nodes:
         env.ui.info(f"cluster {cluster.name}: no nodes")
@@ -27,4 +37,6 @@ def list_cmd(project_file, cluster_name, json_mode, yes, quiet):
     print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip())
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    if env.project.cluster.provider == "ec2":
+        env.ui.info("cost: " + describe_running(cost))
     return 0

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from swiftrun.commands._common import Env, project_options
-from swiftrun.errors import UsageError
+from swiftrun.commands._common import Env, node_doc, project_options
+from swiftrun.errors import SwiftrunError, UsageError
+
+
+@contextmanager
+def json_errors(env: Env, **fields):
+    """With --json, an error still prints one JSON document on stdout ({"error", "exit_code"})
+    before the usual one-line message on stderr, so a CI step can always parse stdout."""
+    try:
+        yield
+    except SwiftrunError as exc:
+        if env.json_mode:
+            doc = {"error": str(exc), "exit_code": exc.exit_code}
+            for key, value in fields.items():
+                try:
+                    doc[key] = value() if callable(value) else value
+                except Exception:  # noqa: BLE001 - best effort: the error is what matters
+                    doc[key] = None
+            env.emit(doc)
+        raise
+
+
+def cluster_name_of(env: Env):
+    return lambda: env.cluster_name or env.project.cluster.name
 
 
 def _script(script: Path) -> Path:
@@ -29,6 +52,10 @@ def _plan_text(doc: dict) -> str:
         lines.append(f"  {key}: {value}")
     if "userdata_bytes" in doc:
         lines.append("userdata: " + ", ".join(f"{k} {v} bytes" for k, v in doc["userdata_bytes"].items()))
+    if doc.get("cost"):
+        from swiftrun.cost import describe_estimate
+
+        lines.append(f"cost:     {describe_estimate(doc['cost'])}")
     lines.append(f"sync:     {doc['sync']['files']} file(s), {doc['sync']['bytes']} bytes")
     lines.append("swift.conf:")
     lines += ["  " + line for line in doc["swift_conf"].splitlines()]
@@ -38,7 +65,10 @@ def _plan_text(doc: dict) -> str:
 def _do_plan(env: Env, script: Path) -> int:
     from swiftrun.runner import plan
 
+    from swiftrun.cost import cluster_estimate
+
     doc = plan(env.project, script)
+    doc["cost"] = cluster_estimate(env.project, offline=True)   # plan is offline: the table
     if env.json_mode:
         env.emit(doc)
     else:
@@ -64,32 +94,81 @@ def run(ctx, script, keep_cluster, dry_run, cancel_on_interrupt, keep_on_failure
 
     Arguments of the form -name=value are passed to swift. The exit code is swift's.
     """
-    script = _script(script)
-    env = Env(project_file, cluster_name, json_mode, yes, quiet, start=script.parent)
-    if dry_run:
-        return _do_plan(env, script)
+    env = Env(project_file, cluster_name, json_mode, yes, quiet, start=script.resolve().parent)
+    with json_errors(env, cluster=cluster_name_of(env)):
+        script = _script(script)
+        if dry_run:
+            return _do_plan(env, script)
+        return _run(env, ctx, script, keep_cluster=keep_cluster, keep_on_failure=keep_on_failure,
+                    cancel_on_interrupt=cancel_on_interrupt, watch=watch)
+
+
+def _run(env: Env, ctx, script: Path, *, keep_cluster, keep_on_failure, cancel_on_interrupt,
+         watch) -> int:
     from swiftrun.runner import RunOptions, Runner
 
     opts = RunOptions(script=script, args=ctx.meta.get("swift_args", ()),
                       keep_cluster=keep_cluster or watch, keep_on_failure=keep_on_failure,
                       cancel_on_interrupt=cancel_on_interrupt)
+    from swiftrun import swiftconf
+    from swiftrun.runner import swift_args
+
+    # Bad input is reported alone, before any cost line or cloud call.
+    swift_args(env.project, opts.args)
+    swiftconf.render_checked(env.project, script_dir=script.parent)
     cluster = env.cluster()
+    cluster.provider.preflight()
+    estimate = announce_cost(env)
     report = Runner(env.project, cluster, env.ui, opts).run()
     if watch:
         from swiftrun.watch import watch_loop
 
         report = watch_loop(env, cluster, opts, report, keep=keep_cluster)
-    _summary(env, report)
+    _summary(env, report, estimate, api_calls=getattr(cluster.provider, "api_calls", None))
     return report.exit_code if report.exit_code is not None else 1
 
 
-def _summary(env: Env, report) -> None:
+def announce_cost(env: Env) -> dict:
+    """Say what the project's cluster costs per hour (before anything is launched)."""
+    from swiftrun.cost import cluster_estimate, describe_estimate
+
+    estimate = cluster_estimate(env.project)
+    if estimate.get("items"):
+        env.ui.node("cost", describe_estimate(estimate))
+    return estimate
+
+
+def run_cost(env: Env, nodes, *, live_only: bool = False) -> dict:
+    from swiftrun.cost import running_cost
+
+    p = env.project
+    if p.cluster.provider != "ec2":
+        return {"currency": "USD", "per_hour": None, "so_far": None, "nodes": [],
+                "source": "static hosts: not billed through swiftrun"}
+    return running_cost(nodes, p.ec2.region, project=p, live_only=live_only)
+
+
+def _summary(env: Env, report, estimate: dict | None = None, api_calls=None) -> None:
+    from swiftrun.cost import describe_running
+
+    cost = run_cost(env, report.nodes)
+    if estimate is not None:
+        cost["estimate_before_launch"] = {k: estimate.get(k) for k in
+                                          ("per_hour", "source", "estimate", "unknown")}
     if env.json_mode:
-        env.emit({"cluster": report.cluster, "run_id": report.run_id,
-                  "swift_run": report.swift_run, "exit_code": report.exit_code,
-                  "nodes": [n.id for n in report.nodes], "durations": report.durations,
-                  "sync": report.sync, "fetched": report.fetched,
-                  "dissolved": report.dissolved, "kept_reason": report.kept_reason})
+        doc = {"cluster": report.cluster, "run_id": report.run_id,
+               "swift_run": report.swift_run, "exit_code": report.exit_code,
+               "nodes": [node_doc(n) for n in report.nodes], "durations": report.durations,
+               "sync": report.sync, "fetched": report.fetched,
+               "dissolved": report.dissolved, "kept_reason": report.kept_reason,
+               "cost": cost}
+        if api_calls is not None:
+            doc["api_calls"] = api_calls
+        if hasattr(report, "watch_runs"):
+            doc["watch_runs"] = report.watch_runs
+        if getattr(report, "error", ""):
+            doc["error"] = report.error
+        env.emit(doc)
         return
     code = report.exit_code
     words = {0: "finished successfully", 1: "could not start (configuration error)",
@@ -99,6 +178,8 @@ def _summary(env: Env, report) -> None:
     state = "dissolved" if report.dissolved else "kept (swiftrun down dissolves it)"
     env.ui.info(f"swift {words} in {report.durations.get('swift', 0):.1f}s{where}; "
                 f"total {report.durations.get('total', 0):.1f}s; cluster {report.cluster} {state}")
+    if report.nodes and env.project.cluster.provider == "ec2":
+        env.ui.info("cost: " + describe_running(cost, verb="cost" if report.dissolved else "have cost"))
 
 
 @click.command()
@@ -106,6 +187,6 @@ def _summary(env: Env, report) -> None:
 @project_options
 def plan(script, project_file, cluster_name, json_mode, yes, quiet):
     """What `swiftrun SCRIPT` would do, offline: no credentials, no network."""
-    script = _script(script)
-    return _do_plan(Env(project_file, cluster_name, json_mode, yes, quiet, start=script.parent),
-                    script)
+    env = Env(project_file, cluster_name, json_mode, yes, quiet, start=script.resolve().parent)
+    with json_errors(env, cluster=cluster_name_of(env)):
+        return _do_plan(env, _script(script))
