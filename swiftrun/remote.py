@@ -46,6 +46,7 @@ class Result:
     exited: int
     stdout: str
     stderr: str
+    raw: bytes = b""     # stdout as bytes, when asked for (binary=True)
 
     @property
     def ok(self) -> bool:
@@ -225,7 +226,7 @@ class Remote:
 
     # -- commands ----------------------------------------------------------------------------
     def run(self, target: Target, command: str, *, stdin: bytes | None = None,
-            timeout: float = 120.0, check: bool = False) -> Result:
+            timeout: float = 120.0, check: bool = False, binary: bool = False) -> Result:
         """Run ``command`` (sh syntax) and collect its output; one channel, no pty."""
         conn = self.connect(target)
         chan = conn.transport.open_session(timeout=self.connect_timeout)
@@ -258,7 +259,8 @@ class Remote:
                               f"{int(timeout)}s: {command[:80]}") from None
         finally:
             chan.close()
-        res = Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
+        res = Result(code, out.decode(errors="replace"), err.decode(errors="replace"),
+                     bytes(out) if binary else b"")
         if check and not res.ok:
             detail = (res.stderr or res.stdout).strip().splitlines()
             raise RemoteError(f"command on {target.label or target.host} failed "

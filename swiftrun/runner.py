@@ -8,9 +8,11 @@ reconnects and resumes at the byte it had reached, and ``swiftrun logs`` can rea
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shlex
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from swiftrun.errors import ConfigError, Interrupted, RemoteError, SwiftrunError
 from swiftrun.remote import STATE_DIR
 
 RUNS = ".swiftrun/runs"
+HEARTBEAT = float(os.environ.get("SWIFTRUN_HEARTBEAT", "30"))
 
 
 def remote_root(project, script_dir: Path) -> str:
@@ -324,12 +327,19 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
     out = out or sys.stdout.buffer
     seen = bytearray()
     log = f"{RUNS}/{run_id}.log"
-    tail = (f"cd {rq(root)} || exit 96; i=0; while [ ! -s {RUNS}/{run_id}.pid ] && [ $i -lt 100 ]; "
+    ex, pid = f"{RUNS}/{run_id}.exit", f"{RUNS}/{run_id}.pid"
+    # Follow until the exit file appears (or the wrapper is dead or a zombie: `tail --pid` would
+    # wait for the zombie to be reaped, which can take seconds). The client then checks the
+    # log's size, so bytes tail had not yet shown are still delivered.
+    tail = (f"cd {rq(root)} || exit 96; i=0; while [ ! -s {pid} ] && [ $i -lt 100 ]; "
             f"do sleep 0.05; i=$((i+1)); done; "
-            f"if [ -f {RUNS}/{run_id}.exit ]; then tail -c +$((OFFSET+1)) {log}; "
-            f"else tail -s 0.2 -c +$((OFFSET+1)) --pid=\"$(cat {RUNS}/{run_id}.pid)\" -f {log}; fi; "
-            f"i=0; while [ ! -f {RUNS}/{run_id}.exit ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; "
-            f"test -f {RUNS}/{run_id}.exit || exit 98; exit 0")
+            f"if [ -f {ex} ]; then tail -c +$((OFFSET+1)) {log}; exit 0; fi; "
+            f"alive() {{ s=$(ps -o stat= -p \"$1\" 2>/dev/null) && [ \"${{s#Z}}\" = \"$s\" ]; }}; "
+            f"tail -s 0.2 -c +$((OFFSET+1)) -f {log} & t=$!; p=$(cat {pid}); "
+            f"while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.1; done; "
+            f"sleep 0.3; kill $t 2>/dev/null; wait $t 2>/dev/null; "
+            f"i=0; while [ ! -f {ex} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
+            f"test -f {ex} || exit 98; exit 0")
     down_since = None
     delay = 0.5
     while True:
@@ -339,8 +349,14 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
             chan.exec_command(f"OFFSET={offset}; " + tail)
             chan.shutdown_write()
             down_since, delay = None, 0.5
+            chan.settimeout(HEARTBEAT)
             while True:
-                data = chan.recv(65536)
+                try:
+                    data = chan.recv(65536)
+                except socket.timeout:
+                    # Silence is not death: say so, so a CI runner does not kill a quiet job.
+                    ui.node("still running", f"no output from swift for {HEARTBEAT:.0f}s")
+                    continue
                 if not data:
                     break
                 out.write(data)
@@ -380,14 +396,24 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
             delay = min(delay * 2, 10.0)
     for attempt in range(5):   # the connection may blip right at the end too
         try:
-            res = remote.run(target, f"cat {rq(root)}/{RUNS}/{run_id}.exit", timeout=30, check=True)
+            res = remote.run(target, f"cd {rq(root)} && cat {ex} && stat -c %s {log}",
+                             timeout=30, check=True)
+            code_text, _, size_text = res.stdout.strip().partition("\n")
+            size = int(size_text.strip() or 0)
+            if size > offset:   # what the tail had not shown yet when it was stopped
+                rest = remote.run(target, f"cd {rq(root)} && tail -c +{offset + 1} {log}",
+                                  timeout=60, check=True, binary=True)
+                out.write(rest.raw[: size - offset])
+                out.flush()
+                seen += rest.raw[: size - offset]
+                offset = size
             break
         except (RemoteError, OSError, EOFError):
             remote.drop(target)
             if attempt == 4:
                 raise
             time.sleep(1 + attempt)
-    return int(res.stdout.strip() or 1), seen.decode(errors="replace")
+    return int(code_text.strip() or 1), seen.decode(errors="replace")
 
 
 class _RunGone(RemoteError):
