@@ -33,6 +33,46 @@ _AWS_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SE
               "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
 
 
+def _tree_digest(package_dir: Path, data: dict[str, Path]) -> str:
+    """Digest of the package's code plus the data the wheel carries under ``_data/``."""
+    import hashlib
+
+    h = hashlib.sha256()
+    roots = [("", package_dir)] + sorted(data.items())
+    for prefix, root in roots:
+        for f in sorted(root.rglob("*")):
+            rel = f.relative_to(root)
+            if (not f.is_file() or "__pycache__" in rel.parts or f.suffix == ".pyc"
+                    or (prefix == "" and rel.parts[0] == "_data")):
+                continue
+            h.update(f"{prefix}{rel}".encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The end-to-end tests drive the *installed* `swiftrun`, as a user would. If that copy is
+    not this tree (a `pip install .` from an older checkout), every end-to-end result would be
+    about other code: stop at once and say how to fix it."""
+    import subprocess
+    import sys
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return      # the controller already checked
+    probe = subprocess.run([sys.executable, "-c", "import swiftrun, os; "
+                            "print(os.path.dirname(os.path.abspath(swiftrun.__file__)))"],
+                           cwd="/", capture_output=True, text=True)
+    installed = Path(probe.stdout.strip()) if probe.returncode == 0 else None
+    if installed is None:
+        pytest.exit("swiftrun is not installed: run `python3 -m pip install '.[test]'` first "
+                    "(README, Quick start command 1)", returncode=2)
+    data = ("site_templates", "userdata")
+    if installed != REPO / "swiftrun" and (
+            _tree_digest(installed, {f"_data/{d}/": installed / "_data" / d for d in data})
+            != _tree_digest(REPO / "swiftrun", {f"_data/{d}/": REPO / d for d in data})):
+        pytest.exit(f"the installed swiftrun ({installed}) is not this checkout's code: run "
+                    "`python3 -m pip install '.[test]'` (or `pip install -e .`) again", returncode=2)
+
+
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("moto")
