@@ -158,7 +158,7 @@ def main() -> None:
             import pstats
 
             print("profile of one warm run (top 25 by cumulative time):")
-            pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(25)
+            pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(os.environ.get("BENCH_PROFILE_FILTER", ""), int(os.environ.get("BENCH_PROFILE_TOP", "25")))
 
         # -- report --------------------------------------------------------------------------
         m_sr, m_hand = statistics.median(walls), statistics.median(hand)
@@ -180,10 +180,10 @@ def main() -> None:
             print(f"  MORE THAN 1: {worst} -- see the sources below")
         else:
             print(f"  calls: {worst or 'none'} (goal <= 1: met)")
-        print("  where they come from: Cluster.up -> _up_elastic -> self.nodes() -> "
-              "EC2Provider.find_nodes -> DescribeInstances (tag filter); nothing else on the warm "
-              "path (pricing is table-only here; key pair / security group are only checked "
-              "when something is launched)")
+        print("  why so few: a run on a cluster this machine saw less than SWIFTRUN_WARM_TTL "
+              "ago (900 s) skips DescribeInstances when the headnode answers with its pinned "
+              "host key (Cluster._warm); otherwise 1 DescribeInstances (tag filter). Key pair, "
+              "security group and prices are only asked about when something is launched")
         summary = {"warm_swiftrun_s": round(m_sr, 3), "by_hand_s": round(m_hand, 3),
                    "ratio": round(m_sr / m_hand, 2), "ec2_calls_per_warm_run": max(per_run, default=0),
                    "ec2_calls": worst, "phases_s": {k: round(v, 3) for k, v in med.items()},

@@ -13,7 +13,7 @@ import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from swiftrun.cloud.base import HEADNODE, WORKER, LaunchSpec, Node, Provider
 from swiftrun.errors import CloudError, SwiftrunError
@@ -22,6 +22,8 @@ from swiftrun.remote import NODE_ROOT, STATE_DIR, Remote, Target
 
 BOOT_TIMEOUT = float(os.environ.get("SWIFTRUN_BOOT_TIMEOUT", "900"))
 SSH_TIMEOUT = float(os.environ.get("SWIFTRUN_SSH_TIMEOUT", "300"))
+# How long the nodes last read from the tags may stand in for a new read on a run's warm path.
+WARM_TTL = float(os.environ.get("SWIFTRUN_WARM_TTL", "900"))
 COASTER_PORT, WORKER_PORT = 50010, 50005
 # Spot launch errors after which on-demand workers are launched instead (every zone said no).
 SPOT_FALLBACK_CODES = ("InsufficientInstanceCapacity", "SpotMaxPriceTooLow",
@@ -68,7 +70,89 @@ class Cluster:
 
     # -- looking -----------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
-        return self.provider.find_nodes(self.name)
+        nodes = self.provider.find_nodes(self.name)
+        self._remember(nodes)
+        return nodes
+
+    # -- the last tag read, kept for the warm path ---------------------------------------------
+    @property
+    def _seen_file(self):
+        return self.dir / "nodes.json"
+
+    def _remember(self, nodes: list[Node]) -> None:
+        """Keep what the tags just said. Only a cache: it lets a run on a cluster this machine
+        saw a moment ago skip the cloud API, and every change to the cluster drops it."""
+        if not self.provider.elastic:
+            return
+        import json
+
+        doc = {"at": time.time(), "region": self.project.ec2.region,
+               "nodes": [{**asdict(n), "launched": n.launched.isoformat() if n.launched else None}
+                         for n in nodes]}
+        tmp = self._seen_file.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, self._seen_file)
+        except OSError:
+            pass
+
+    def _forget_seen(self) -> None:
+        self._seen_file.unlink(missing_ok=True)
+
+    def _seen(self) -> list[Node] | None:
+        """The nodes of the last tag read, if it is recent and of this project's region."""
+        import json
+        from datetime import datetime
+
+        try:
+            doc = json.loads(self._seen_file.read_text())
+            if doc.get("region") != self.project.ec2.region:
+                return None
+            if not 0 <= time.time() - float(doc["at"]) <= WARM_TTL:
+                return None
+            return [Node(**{**n, "launched": datetime.fromisoformat(n["launched"])
+                            if n.get("launched") else None}) for n in doc["nodes"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def may_skip_cloud(self) -> bool:
+        """Whether a run may find its cluster without the cloud API (see ``_warm``); cheap."""
+        return self.provider.elastic and self._seen() is not None
+
+    def _warm(self) -> UpResult | None:
+        """A run's reuse without the cloud API, or None to take the normal path.
+
+        Taken only when the last tag read (this machine, at most WARM_TTL ago) shows a running
+        headnode and exactly the project's workers with the project's shape, and the headnode
+        answers at its address with the host key pinned for that instance id and says it is
+        ready. A replaced, stopped or terminated headnode fails one of those and the run asks
+        the tags as always; so do `up`, `list`, `down` and every command that changes a cluster.
+        """
+        nodes = self._seen()
+        if not nodes:
+            return None
+        head = self.headnode_of(nodes)
+        workers = self.workers_of(nodes)
+        if not head or head.state != "running" or len(workers) != self.project.cluster.workers:
+            return None
+        if any(n.shape != self.project.shape_hash(n.role) for n in [head] + workers):
+            return None
+        target = self.target(head)
+        if head.ssh_port != self.project.ssh.port or not self.remote.is_pinned(target):
+            return None
+        try:
+            self.remote.connect(target, allow_new=False)
+            state = self.remote.run(target, f"cat {STATE_DIR}/ready >/dev/null 2>&1 && "
+                                            f"[ ! -f {STATE_DIR}/failed ] && echo READY",
+                                    timeout=30).stdout.strip()
+        except SwiftrunError:
+            state = ""
+        if state != "READY":
+            self.remote.drop(target)
+            return None
+        self.ui.node("reuse", f"headnode {head.id} and {len(workers)} workers, as seen "
+                              "moments ago (its pinned host key answered)")
+        return UpResult(nodes=[head] + workers, reused=True)
 
     @staticmethod
     def headnode_of(nodes: list[Node]) -> Node | None:
@@ -103,13 +187,24 @@ class Cluster:
             os.close(fd)
 
     # -- up ----------------------------------------------------------------------------------
-    def up(self, *, keep_on_failure: bool = False, wait: bool = True) -> UpResult:
+    def up(self, *, keep_on_failure: bool = False, wait: bool = True,
+           check_workers: bool = True) -> UpResult:
+        """Bring the cluster to the project's shape, or find it already there.
+
+        ``check_workers=False`` is the run's warm path: on a cluster that is already up only the
+        headnode (whose SSH connection the run reuses for sync, run and fetch) is probed, not
+        every worker over its own connection. `up` and `doctor` still check them all.
+        """
         start = time.monotonic()
         with self.lock():
-            if not self.provider.elastic:
+            warm = None if check_workers or not self.provider.elastic else self._warm()
+            if warm is not None:
+                result = warm
+            elif not self.provider.elastic:
                 result = self._up_static()
             else:
-                result = self._up_elastic(keep_on_failure=keep_on_failure, wait=wait)
+                result = self._up_elastic(keep_on_failure=keep_on_failure, wait=wait,
+                                          check_workers=check_workers)
         result.api_calls = getattr(self.provider, "api_calls", 0)
         result.seconds = time.monotonic() - start
         return result
@@ -129,7 +224,8 @@ class Cluster:
                     f"cluster {self.name!r} is running with other settings ({what}); run "
                     f"`swiftrun down` first to relaunch it, or use another [cluster] name")
 
-    def _up_elastic(self, *, keep_on_failure: bool, wait: bool) -> UpResult:
+    def _up_elastic(self, *, keep_on_failure: bool, wait: bool,
+                    check_workers: bool = True) -> UpResult:
         from swiftrun.userdata import render_userdata
 
         p = self.project
@@ -139,6 +235,17 @@ class Cluster:
         head = self.headnode_of(nodes)
         workers = self.workers_of(nodes)
         created: list[str] = []
+        orphans = [w.id for w in workers] if workers and (
+            not head or head.state in ("shutting-down", "terminated")) else []
+        if orphans:
+            # Workers learn their headnode's private IP at launch; a new headnode has another
+            # one, so these would wait for a coaster service that will never answer.
+            self.ui.warn(f"the headnode of cluster {self.name!r} is gone: terminating its "
+                         f"{len(orphans)} worker(s) too, new ones will join the new headnode")
+            self._forget_seen()
+            self.provider.terminate(self.name, orphans)
+            self.remote.forget(orphans)
+            workers = []
         need_workers = max(0, p.cluster.workers - len(workers))
         if len(workers) > p.cluster.workers:
             self.ui.warn(f"{len(workers)} workers are running, the project asks for "
@@ -147,8 +254,11 @@ class Cluster:
         if head and head.live and not need_workers:
             self.ui.node("reuse", f"headnode {head.id} and {len(workers)} workers are up")
             if wait:
-                self.wait_ready([head] + workers, fresh=False)
+                checked = self.wait_ready([head] + (workers if check_workers else []), fresh=False)
+                if check_workers:
+                    workers = checked[1:]
             return UpResult(nodes=[head] + workers, reused=True)
+        self._forget_seen()     # from here on the cluster changes
         try:
             from swiftrun.doctor import prelaunch, raise_on_failure  # fail before paying
 
@@ -182,6 +292,7 @@ class Cluster:
             all_nodes = [head] + workers + new_workers
             if wait:
                 all_nodes = self.wait_ready(all_nodes, fresh=True, created=created)
+                self._remember(all_nodes)   # as DescribeInstances just said, and all ready
             return UpResult(nodes=all_nodes, created=created)
         except BaseException as exc:
             created += self._launched_unrecorded(nodes, created)
@@ -358,6 +469,7 @@ class Cluster:
             if not head or not head.live:
                 raise CloudError(f"cluster {self.name!r} has no running headnode; run `swiftrun up`")
             self._check_shape([n for n in nodes if n.role == WORKER])
+            self._forget_seen()
             launched = self._launch_workers(head, count)
             ids = [n.id for n in launched]
             try:
@@ -376,6 +488,7 @@ class Cluster:
             workers = sorted(self.workers_of(self.nodes()), key=lambda n: (n.launched or 0, n.id))
             victims = [n.id for n in workers[::-1][:count]]
             if victims:
+                self._forget_seen()
                 self.provider.terminate(self.name, victims)
                 self.remote.forget(victims)
             return victims
@@ -386,6 +499,7 @@ class Cluster:
             head = self.headnode_of(self.nodes())
             if not head or not head.live:
                 return None
+            self._forget_seen()
             self.provider.stop(self.name, [head.id])
             return head.id
 
@@ -395,6 +509,7 @@ class Cluster:
             if not self.provider.elastic:
                 return {"stopped": self._down_static(), "terminated": [], "deleted": []}
             nodes = self.nodes()
+            self._forget_seen()
             ids = [n.id for n in nodes]
             if ids:
                 self.ui.step(f"Terminating {len(ids)} instance(s) of {self.name}")

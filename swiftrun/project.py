@@ -507,9 +507,28 @@ def _v_name(value, ctx):
 
 @functools.lru_cache(maxsize=1)
 def known_regions() -> frozenset[str]:
-    """EC2 regions botocore knows about (all partitions); empty when botocore is unavailable."""
+    """EC2 regions botocore knows about (all partitions); empty when botocore is unavailable.
+
+    Read from botocore's small partitions.json (7 kB) without importing botocore: the usual
+    route, ``get_available_regions``, parses the 1.2 MB endpoints.json, half a second on every
+    command. The slow route stays as the fallback for a botocore without that file.
+    """
+    import importlib.util
+    import json
+
     try:
-        import botocore.session  # noqa: PLC0415 - optional and slow-ish, only when needed
+        spec = importlib.util.find_spec("botocore")
+        for base in (spec.submodule_search_locations or []) if spec else []:
+            path = Path(base) / "data" / "partitions.json"
+            if path.is_file():
+                regions = {name for part in json.loads(path.read_text())["partitions"]
+                           for name in part.get("regions", {}) if not name.endswith("-global")}
+                if regions:
+                    return frozenset(regions)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    try:
+        import botocore.session  # noqa: PLC0415 - optional and slow, only when needed
         session = botocore.session.get_session()
         regions: set[str] = set()
         for partition in session.get_available_partitions():

@@ -143,14 +143,14 @@ class Runner:
 
     # -- the whole job -----------------------------------------------------------------------
     def run(self) -> RunReport:
-        from swiftrun import swiftconf
+        from swiftrun.confcache import checked_text
 
         t0 = time.monotonic()
-        conf = swiftconf.render_checked(self.project, script_dir=self.script_dir)
+        conf_text = checked_text(self.project, script_dir=self.script_dir)
         if not self.script.is_file():
             raise ConfigError(f"{self.opts.script}: no such SwiftScript file")
         self.swift_args = swift_args(self.project, self.opts.args)   # bad input: before launching
-        up = self.cluster.up(keep_on_failure=self.opts.keep_on_failure)
+        up = self.cluster.up(keep_on_failure=self.opts.keep_on_failure, check_workers=False)
         self.report.nodes = up.nodes
         self.report.durations["up"] = round(time.monotonic() - t0, 3)
         head = self.cluster.headnode_of(up.nodes)
@@ -158,7 +158,7 @@ class Runner:
         # Anything unforeseen that ends the run keeps the cluster (and the work on it).
         keep_reason = "kept: the run ended unexpectedly"
         try:
-            self._sync_and_start(conf.text)
+            self._sync_and_start(conf_text)
             self._follow()
             self._fetch()
             keep_reason = ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 from tests.support.cli import cluster_groups, cluster_instances, swiftrun, toml_project
@@ -35,8 +36,11 @@ def test_p4_round_trip_keep_reuse_and_dissolve(cloud, tmp_path):
 
     # Second run on the kept cluster: no new instance, only the changed file goes over.
     (proj / "unsorted.txt").write_text("5\n3\n9\n1\n")
+    calls_before = cloud.fault_state()["calls"]
     doc2 = json.loads(swiftrun("run", "p4.swift", "--keep-cluster", "--json", cwd=proj).stdout)
     assert doc2["exit_code"] == 0 and doc2["swift_run"] == "run002"
+    # the warm path: the cluster this machine just saw answered with its pinned key, no EC2 call
+    assert cloud.fault_state()["calls"] == calls_before and doc2["api_calls"] == 0
     assert doc2["sync"]["files_sent"] == 1 and not doc2["sync"]["full"]
     assert {i["InstanceId"] for i in cluster_instances(cloud, "p4run")} == ids
     assert (proj / "sorted.txt").read_text().split() == ["1", "3", "5", "9"]
@@ -74,3 +78,29 @@ def test_swift_arguments_reach_swift(cloud, tmp_path):
     outs = sorted(p.name for p in (proj / "output").glob("sim_*.out"))
     assert outs == ["sim_0.out", "sim_1.out", "sim_2.out"], res.stderr
     assert (proj / "output" / "average.out").is_file()
+
+
+def test_warm_path_notices_a_headnode_replaced_behind_its_back(cloud, tmp_path):
+    """The warm path trusts the last tag read only while the headnode answers with its pinned
+    key. A headnode terminated by hand makes the next run ask the tags, launch a new headnode,
+    and replace the workers that still point at the old one."""
+    proj = copy_example("p4", tmp_path / "p4", cloud, name="p4gone", workers=1)
+    first = json.loads(swiftrun("p4.swift", "--keep-cluster", "--json", cwd=proj).stdout)
+    old = {n["role"]: n["id"] for n in first["nodes"]}
+    cloud.ec2.terminate_instances(InstanceIds=[old["headnode"]])
+    deadline = time.monotonic() + 30
+    while cloud.sim.info(old["headnode"]).up and time.monotonic() < deadline:
+        time.sleep(0.2)      # the simulator takes the terminated node's sshd down
+
+    (proj / "unsorted.txt").write_text("8\n2\n")
+    res = swiftrun("p4.swift", "--keep-cluster", "--json", cwd=proj)
+    doc = json.loads(res.stdout)
+    new = {n["role"]: n["id"] for n in doc["nodes"]}
+    assert doc["exit_code"] == 0 and doc["api_calls"] >= 1
+    assert new["headnode"] != old["headnode"] and new["worker"] != old["worker"]
+    assert "headnode of cluster 'p4gone' is gone" in res.stderr
+    live = {i["InstanceId"] for i in cluster_instances(cloud, "p4gone")}
+    assert live == set(new.values())
+    assert (proj / "sorted.txt").read_text().split() == ["2", "8"]
+    swiftrun("down", cwd=proj)
+    assert cluster_instances(cloud, "p4gone") == []

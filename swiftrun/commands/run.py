@@ -110,14 +110,15 @@ def _run(env: Env, ctx, script: Path, *, keep_cluster, keep_on_failure, cancel_o
     opts = RunOptions(script=script, args=ctx.meta.get("swift_args", ()),
                       keep_cluster=keep_cluster or watch, keep_on_failure=keep_on_failure,
                       cancel_on_interrupt=cancel_on_interrupt)
-    from swiftrun import swiftconf
+    from swiftrun.confcache import checked_text
     from swiftrun.runner import swift_args
 
     # Bad input is reported alone, before any cost line or cloud call.
     swift_args(env.project, opts.args)
-    swiftconf.render_checked(env.project, script_dir=script.parent)
+    checked_text(env.project, script_dir=script.parent)
     cluster = env.cluster()
-    cluster.provider.preflight()
+    if not cluster.may_skip_cloud():
+        cluster.provider.preflight()   # missing credentials: said first, before the cost line
     estimate = announce_cost(env)
     report = Runner(env.project, cluster, env.ui, opts).run()
     if watch:
