@@ -50,7 +50,11 @@ def main() -> int:
             proj.mkdir()
             (proj / "swiftrun.toml").write_text(
                 f'[cluster]\nname = "bench{n}"\nworkers = {n}\n'
-                '[ec2]\nregion = "us-west-2"\nssh_cidr = "127.0.0.1/32"\n')
+                '[ec2]\nregion = "us-west-2"\nssh_cidr = "127.0.0.1/32"\n'
+                # image = "auto" (the default lookup is counted) + a Swift tarball to install at
+                # boot; nothing boots here (no simulator), so the URL is never fetched
+                '[swift]\ninstall_url = "https://example.invalid/swift-0.96.tar.gz"\n'
+                f'install_sha256 = "{"0" * 64}"\n')
             project = load_project(proj / "swiftrun.toml")
             cold = count(project, lambda c: c.up(wait=False))
             warm = count(project, lambda c: c.up(wait=False))

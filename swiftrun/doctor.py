@@ -340,6 +340,32 @@ def check_images(project, provider) -> list[Check]:
     return out
 
 
+def swift_source(project) -> tuple[str, str, str]:
+    """(status, what, fix) for how Swift reaches the nodes. Local: no cloud call.
+
+    image = "auto" is Canonical's stock Ubuntu, which has no Swift; without [swift] install_url
+    every node would boot, bill, and then fail its install step. A custom AMI cannot be looked
+    into before boot, so it is taken at its word (the boot marker says otherwise soon enough).
+    """
+    sw, ec2 = project.swift, project.ec2
+    if sw.install_url:
+        return OK, f"installed at boot from {sw.install_url} (SHA-256 pinned)", ""
+    stock = [key for key, value in (("image", ec2.image), ("worker_image", ec2.worker_image))
+             if value == "auto"]
+    if stock:
+        keys = " and ".join(f"[ec2] {k}" for k in stock)
+        return (FAIL, f"{keys} = \"auto\" (stock Ubuntu) has no Swift and [swift] install_url is "
+                      "not set: the nodes would fail at boot, after being paid for",
+                "set [swift] install_url and install_sha256 (the Swift 0.96 tarball), or [ec2] "
+                f"image to an AMI with Swift in {sw.home}")
+    return OK, f"expected under {sw.home} in the project's image (checked at boot)", ""
+
+
+def check_swift_source(project) -> Check:
+    status, what, fix = swift_source(project)
+    return Check("swift on the nodes", status, what, fix, error=ConfigError)
+
+
 def check_instance_types(project, provider) -> Check:
     import botocore.exceptions as bex
 
@@ -695,6 +721,7 @@ def prelaunch(project, provider, *, fix: bool = False, timeout: float | None = N
     if not _is_ec2(provider):
         return []
     items = [("region", lambda: check_region(project, provider)),
+             ("swift on the nodes", lambda: check_swift_source(project)),
              ("key pair", lambda: check_key_pair(project, provider)),
              ("images", lambda: check_images(project, provider)),
              ("instance types", lambda: check_instance_types(project, provider)),

@@ -196,6 +196,9 @@ ENV_OVERRIDES: dict[str, str] = {
     "SWIFTRUN_WORKERS": "cluster.workers",
     "SWIFTRUN_REGION": "ec2.region",
     "SWIFTRUN_PROFILE": "ec2.profile",
+    "SWIFTRUN_IMAGE": "ec2.image",
+    "SWIFTRUN_SWIFT_URL": "swift.install_url",
+    "SWIFTRUN_SWIFT_SHA256": "swift.install_sha256",
 }
 
 _MAX_SHOWN = 60

@@ -122,6 +122,10 @@ def plan(project, script: Path) -> dict:
              "image": p.ec2.worker_image or p.ec2.image, "spot": p.ec2.spot}]
         scripts = render_all(p, p.cluster.name)
         out["userdata_bytes"] = {k: len(v.encode()) for k, v in scripts.items()}
+        from swiftrun.doctor import swift_source
+
+        status, detail, fix = swift_source(p)
+        out["swift_source"] = {"status": status, "detail": detail, "fix": fix}
     else:
         out["hosts"] = provider.describe_plan()
     from swiftrun.sync import scan

@@ -151,9 +151,9 @@ def test_all_traffic_from_the_world_is_revoked_and_ssh_kept(cloud, tmp_path):
 
 def test_arch_mismatch_refuses_up_with_zero_instances(cloud, tmp_path):
     proj = tmp_path / "arch"
-    toml_project(proj, cloud, name="arch", workers=1)
+    toml_project(proj, cloud, name="arch", workers=1, image=UBUNTU_AMI_ID)
     text = (proj / "swiftrun.toml").read_text().replace(
-        "[ec2]\n", f'[ec2]\nimage = "{UBUNTU_AMI_ID}"\nworker_type = "c7g.large"\n')
+        "[ec2]\n", '[ec2]\nworker_type = "c7g.large"\n')
     (proj / "swiftrun.toml").write_text(text)
 
     code, checks, _ = doctor(proj)
@@ -173,9 +173,7 @@ def test_arch_mismatch_refuses_up_with_zero_instances(cloud, tmp_path):
 
 def test_missing_image_is_named(cloud, tmp_path):
     proj = tmp_path / "noimg"
-    toml_project(proj, cloud, name="noimg", workers=1)
-    text = (proj / "swiftrun.toml").read_text().replace("[ec2]\n", '[ec2]\nimage = "ami-0123456789abcdef0"\n')
-    (proj / "swiftrun.toml").write_text(text)
+    toml_project(proj, cloud, name="noimg", workers=1, image="ami-0123456789abcdef0")
     code, checks, _ = doctor(proj)
     assert code == 1
     hi = one(checks, "headnode image")
@@ -437,3 +435,33 @@ workers = ["127.0.0.1:{w1.port}"]
     finally:
         listener.close()
         swiftrun("down", cwd=proj, check=False)
+
+
+def test_stock_image_without_swift_install_refuses_up_and_env_can_fix_it(cloud, tmp_path):
+    """image = "auto" is stock Ubuntu: with no [swift] install_url every node would fail its
+    boot after being paid for. `up` says so before launching; the env overrides CI uses fix it."""
+    proj = tmp_path / "stock"
+    toml_project(proj, cloud, name="stock", workers=1, image="auto")
+    code, checks, _ = doctor(proj)
+    sw = one(checks, "swift on the nodes")
+    assert code == 1 and sw["status"] == FAIL
+    assert '[ec2] image = "auto"' in sw["detail"] and "install_url" in sw["fix"]
+
+    up = swiftrun("up", cwd=proj, check=False)
+    assert up.returncode == 2, up.stderr
+    assert "install_url" in up.stderr and "Traceback" not in up.stderr
+    assert cloud.ec2.describe_instances()["Reservations"] == []
+    assert cluster_groups(cloud, "stock") == []
+
+    (proj / "p.swift").write_text("trace(1);\n")
+    plan = swiftrun("--dry-run", "p.swift", cwd=proj, check=False)
+    assert plan.returncode == 0 and "`swiftrun up` would refuse" in plan.stderr
+
+    # a custom AMI (the test cloud's, which has Swift in /opt/swift) is taken at its word ...
+    code, checks, _ = doctor(proj, env={"SWIFTRUN_IMAGE": UBUNTU_AMI_ID})
+    assert one(checks, "swift on the nodes")["status"] == OK
+    # ... and so is a pinned tarball
+    code, checks, _ = doctor(proj, env={"SWIFTRUN_SWIFT_URL": "https://example.org/swift-0.96.tar.gz",
+                                        "SWIFTRUN_SWIFT_SHA256": "ab" * 32})
+    sw = one(checks, "swift on the nodes")
+    assert sw["status"] == OK and "SHA-256 pinned" in sw["detail"]

@@ -558,6 +558,10 @@ def test_override_cross_checks(in_tmp):
 def test_env_overrides():
     overrides, labels = env_overrides({"SWIFTRUN_CLUSTER": "ci-42", "SWIFTRUN_WORKERS": "", "X": "1"})
     assert overrides == {"cluster.name": "ci-42"} and labels == {"cluster.name": "$SWIFTRUN_CLUSTER"}
+    overrides, _ = env_overrides({"SWIFTRUN_IMAGE": "ami-0123", "SWIFTRUN_SWIFT_URL": "https://x/s.tgz",
+                                  "SWIFTRUN_SWIFT_SHA256": "ab" * 32})
+    assert overrides == {"ec2.image": "ami-0123", "swift.install_url": "https://x/s.tgz",
+                         "swift.install_sha256": "ab" * 32}
 
 
 # --------------------------------------------------------------------------------------------

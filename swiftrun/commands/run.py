@@ -50,6 +50,8 @@ def _plan_text(doc: dict) -> str:
                      f"image {inst['image']}")
     for key, value in doc.get("resources", {}).items():
         lines.append(f"  {key}: {value}")
+    if doc.get("swift_source"):
+        lines.append(f"swift:    {doc['swift_source']['detail']}")
     if "userdata_bytes" in doc:
         lines.append("userdata: " + ", ".join(f"{k} {v} bytes" for k, v in doc["userdata_bytes"].items()))
     if doc.get("cost"):
@@ -69,6 +71,9 @@ def _do_plan(env: Env, script: Path) -> int:
 
     doc = plan(env.project, script)
     doc["cost"] = cluster_estimate(env.project, offline=True)   # plan is offline: the table
+    src = doc.get("swift_source") or {}
+    if src.get("status") == "fail":
+        env.ui.warn(f"`swiftrun up` would refuse this project: {src['detail']}; {src['fix']}")
     if env.json_mode:
         env.emit(doc)
     else:

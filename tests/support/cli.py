@@ -13,14 +13,20 @@ SWIFTRUN = shutil.which("swiftrun") or f"{sys.executable} -m swiftrun"
 
 
 def toml_project(directory: Path, cloud, *, name: str = "t1", workers: int = 2,
-                 extra: str = "", **cluster) -> Path:
-    """A swiftrun.toml that reaches the test cloud's instances through its proxy command."""
+                 extra: str = "", image: str | None = "", **cluster) -> Path:
+    """A swiftrun.toml that reaches the test cloud's instances through its proxy command.
+
+    ``image``: by default the test cloud's AMI id, which stands for a custom image with Swift
+    in /opt/swift (the simulator puts the stand-in there on every instance); ``"auto"`` is the
+    stock-Ubuntu lookup (which `up` refuses without [swift] install_url); None leaves it out."""
+    image = cloud.ami_id if image == "" else image
     directory.mkdir(parents=True, exist_ok=True)
     lines = [
         "[cluster]", f'name = "{name}"', f"workers = {workers}",
         *[f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {str(v).lower()}"
           for k, v in cluster.items()],
         "", "[ec2]", f'region = "{cloud.region}"', 'ssh_cidr = "127.0.0.1/32"',
+        *([f'image = "{image}"'] if image else []),
         "", "[ssh]", f'user = "{getpass.getuser()}"',
         f"proxy_command = {_toml_str(cloud.proxy_command)}",
         "", extra,
