@@ -99,3 +99,31 @@ def test_s3fs_bucket_gets_a_scoped_instance_profile_removed_by_down(cloud, tmp_p
     swiftrun("down", cwd=proj)
     assert iam.list_instance_profiles()["InstanceProfiles"] == []
     assert [r for r in iam.list_roles()["Roles"] if r["RoleName"] == "swiftrun-s3c-s3fs"] == []
+
+
+def test_stop_headnode_then_up_starts_the_same_headnode(cloud, tmp_path):
+    """`stop-headnode` parks the headnode (disk kept, not billed for compute); `up` starts that
+    same instance again instead of launching a new one, even while it is still stopping."""
+    proj = tmp_path / "proj"
+    toml_project(proj, cloud, name="park", workers=1)
+    first = json.loads(swiftrun("up", "--json", cwd=proj).stdout)
+    head = next(n["id"] for n in first["nodes"] if n["role"] == "headnode")
+
+    stopped = json.loads(swiftrun("stop-headnode", "--json", cwd=proj).stdout)
+    assert stopped["stopped"] == head
+    listed = json.loads(swiftrun("list", "--json", cwd=proj).stdout)
+    state = {n["id"]: n["state"] for n in listed["nodes"]}
+    assert state[head] in ("stopping", "stopped")
+    # a second stop-headnode finds nothing to stop, and says so
+    again = swiftrun("stop-headnode", cwd=proj)
+    assert "no running headnode" in again.stdout + again.stderr
+
+    up = json.loads(swiftrun("up", "--json", cwd=proj).stdout)
+    assert head not in up["created"]
+    assert next(n["id"] for n in up["nodes"] if n["role"] == "headnode") == head
+    running = {i["InstanceId"] for i in cluster_instances(cloud, "park")}
+    assert head in running
+    res = swiftrun("connect", "--", "echo", "back-on", cwd=proj)
+    assert "back-on" in res.stdout
+    swiftrun("down", cwd=proj)
+    assert cluster_instances(cloud, "park", states=("pending", "running", "stopping", "stopped")) == []

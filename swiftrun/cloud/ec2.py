@@ -474,7 +474,20 @@ class EC2Provider(Provider):
                     err.code = INSTANCE_NOT_FOUND
                     raise err from None
 
-    def start(self, cluster: str, ids: list[str]) -> None:
+    def start(self, cluster: str, ids: list[str], timeout: float = 600) -> None:
+        """Start stopped instances; one still stopping is waited for first (EC2 refuses to
+        start it with IncorrectInstanceState until it has stopped)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.5
+        while True:
+            stopping = [n.id for n in self._describe(ids) if n.state == "stopping"]
+            if not stopping:
+                break
+            if time.monotonic() > deadline:
+                raise CloudError(f"{', '.join(stopping)} still stopping after {int(timeout)}s; "
+                                 "run `swiftrun up` again in a minute")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
         self._call("start_instances", InstanceIds=ids)
 
     def stop(self, cluster: str, ids: list[str]) -> None:
