@@ -229,10 +229,19 @@ class Runner:
             self.ui.warn(f"{path} changed here and on the headnode; the headnode's copy was kept")
         if rep.failed:
             raise RemoteError(f"could not write {len(rep.failed)} fetched file(s) "
-                              f"(first: {rep.failed[0]}); retry with `swiftrun fetch {self.opts.script}`")
+                              f"(first: {rep.failed[0]}); retry with `swiftrun fetch {self._script_arg()}`")
         self.report.fetched = list(rep.files)
         self.ui.node("fetch", f"{rep.files_fetched} file(s) back, {rep.bytes} bytes")
         self.report.durations["fetch"] = round(time.monotonic() - t, 3)
+
+    def _script_arg(self) -> str:
+        """The script as the user can paste it into the next command, from where they are."""
+        script = self.opts.script
+        try:
+            script = script.resolve().relative_to(Path.cwd().resolve())
+        except (OSError, ValueError):
+            pass
+        return shlex.quote(str(script))
 
     def _interrupted(self) -> str:
         """Ctrl-C (or SIGTERM) while the run goes on: say how to come back and keep swift and the
@@ -244,12 +253,7 @@ class Runner:
         if hasattr(self, "t_run"):
             self.report.durations["swift"] = round(time.monotonic() - self.t_run, 3)
         if not self.opts.cancel_on_interrupt:
-            script = self.opts.script
-            try:   # as short as the user can paste it here
-                script = script.resolve().relative_to(Path.cwd().resolve())
-            except (OSError, ValueError):
-                pass
-            script = shlex.quote(str(script))
+            script = self._script_arg()
             try:   # a second Ctrl-C from here on (even while these lines print) cancels
                 self.ui.warn("interrupted: swift keeps running on the headnode and the cluster "
                              "stays up")

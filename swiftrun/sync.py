@@ -671,6 +671,15 @@ def _install_one(root: str, rel: str, s: _Staged) -> None:
         _clear(dest, keep_dir=True)
         os.makedirs(dest, exist_ok=True)
         return
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        # A remote file where a local directory stands. An empty one goes; one with files in
+        # it is the user's (nothing we synced put it there with that name), so it stays and the
+        # run says so instead of deleting a tree to make room.
+        with os.scandir(dest) as it:
+            if next(it, None) is not None:
+                raise IsADirectoryError(f"a directory with files in it stands where the file goes "
+                                        f"(move {dest} away)")
+        os.rmdir(dest)
     if s.type == "f":
         os.chmod(s.temp, s.mode)
         os.utime(s.temp, ns=(s.mtime_ns, s.mtime_ns))

@@ -104,3 +104,25 @@ def test_warm_path_notices_a_headnode_replaced_behind_its_back(cloud, tmp_path):
     assert (proj / "sorted.txt").read_text().split() == ["2", "8"]
     swiftrun("down", cwd=proj)
     assert cluster_instances(cloud, "p4gone") == []
+
+
+def test_failed_fetch_keeps_the_cluster_and_fetch_retries(cloud, tmp_path):
+    """Outputs that cannot be written here keep the cluster (the only copy is on it) and say
+    how to retry; `swiftrun fetch` then brings them back, and only then is it dissolved."""
+    proj = copy_example("p4", tmp_path / "p4", cloud, name="p4fetch", workers=1)
+    # a directory where the output file must go, kept out of the upload
+    (proj / "sorted.txt").mkdir()
+    (proj / "sorted.txt" / "keep").write_text("mine\n")
+    (proj / ".swiftignore").write_text("sorted.txt\n")
+    res = swiftrun("p4.swift", cwd=proj, check=False)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "swiftrun fetch p4.swift" in res.stderr and "swiftrun down" in res.stderr
+    assert (proj / "sorted.txt" / "keep").read_text() == "mine\n"   # never deleted to make room
+    assert len(cluster_instances(cloud, "p4fetch")) == 2          # kept: nothing lost
+
+    shutil.rmtree(proj / "sorted.txt")
+    again = swiftrun("fetch", "p4.swift", cwd=proj)
+    assert (proj / "run001" / "swift.log").is_file(), again.stderr
+    assert (proj / "sorted.txt").is_file()
+    swiftrun("down", cwd=proj)
+    assert cluster_instances(cloud, "p4fetch") == []
