@@ -344,8 +344,8 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
             f"if [ -f {ex} ]; then tail -c +$((OFFSET+1)) {log}; exit 0; fi; "
             f"alive() {{ s=$(ps -o stat= -p \"$1\" 2>/dev/null) && [ \"${{s#Z}}\" = \"$s\" ]; }}; "
             f"tail -s 0.2 -c +$((OFFSET+1)) -f {log} & t=$!; p=$(cat {pid}); "
-            f"while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.1; done; "
-            f"sleep 0.3; kill $t 2>/dev/null; wait $t 2>/dev/null; "
+            f"while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.05; done; "
+            f"kill $t 2>/dev/null; wait $t 2>/dev/null; "
             f"i=0; while [ ! -f {ex} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
             f"test -f {ex} || exit 98; exit 0")
     down_since = None
