@@ -37,10 +37,15 @@ def test_p4_round_trip_keep_reuse_and_dissolve(cloud, tmp_path):
     # Second run on the kept cluster: no new instance, only the changed file goes over.
     (proj / "unsorted.txt").write_text("5\n3\n9\n1\n")
     calls_before = cloud.fault_state()["calls"]
-    doc2 = json.loads(swiftrun("run", "p4.swift", "--keep-cluster", "--json", cwd=proj).stdout)
+    conns = tmp_path / "ssh-connections.log"
+    doc2 = json.loads(swiftrun("run", "p4.swift", "--keep-cluster", "--json", cwd=proj,
+                               env={"TESTCLOUD_PROXY_LOG": str(conns)}).stdout)
     assert doc2["exit_code"] == 0 and doc2["swift_run"] == "run002"
-    # the warm path: the cluster this machine just saw answered with its pinned key, no EC2 call
+    # the warm path: the cluster this machine just saw answered with its pinned key, no EC2
+    # call, and one SSH connection (to the headnode) carried the check, sync, run, stream, fetch
     assert cloud.fault_state()["calls"] == calls_before and doc2["api_calls"] == 0
+    head = next(n for n in doc2["nodes"] if n["role"] == "headnode")
+    assert conns.read_text().split() == [head["public_ip"] or head["private_ip"]]
     assert doc2["sync"]["files_sent"] == 1 and not doc2["sync"]["full"]
     assert {i["InstanceId"] for i in cluster_instances(cloud, "p4run")} == ids
     assert (proj / "sorted.txt").read_text().split() == ["1", "3", "5", "9"]

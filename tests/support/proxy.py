@@ -11,6 +11,9 @@ that is set in its environment; ssh passes its own on), then exits 1 with
 ``proxy: no route to host <host>`` on stderr, as ssh does while an instance's SSH is not up.
 Otherwise it pipes stdin -> socket and socket -> stdout (binary, unbuffered) until the socket
 closes. Stdlib only, few imports: it starts for every ssh connection.
+
+With ``TESTCLOUD_PROXY_LOG`` set in its environment it appends ``<host>`` to that file for every
+connection it makes, so a test can count the SSH connections a command opened.
 """
 
 import os
@@ -107,6 +110,13 @@ def main(argv) -> int:
         sys.stderr.write(f"proxy: connect to host {host} (127.0.0.1:{port}): "
                          f"{exc.strerror or exc}\n")
         return 1
+    log = os.environ.get("TESTCLOUD_PROXY_LOG")
+    if log:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, f"{host}\n".encode())
+        finally:
+            os.close(fd)
     try:
         pipe(sock)
     finally:
