@@ -186,10 +186,11 @@ class Runner:
         state = self.cluster.dir / "sync" / f"{Path(self.root).name}.json"
         rep = sync.upload(conn, self.script_dir, self.root, state_file=state,
                           exclude=sync_excludes(self.project, self.script_dir),
-                          warn_bytes=self.project.sync.warn_size_mb * 2**20)
-        if rep.large:
-            self.ui.warn(f"uploading {rep.bytes_sent / 2**20:.0f} MiB; exclude what swift does not "
-                         "need with .swiftignore or [sync] exclude")
+                          warn_bytes=self.project.sync.warn_size_mb * 2**20,
+                          on_large=None if self.project.sync.warn_size_mb <= 0 else lambda n: self.ui.warn(
+                              f"uploading {n / 2**20:.0f} MiB (more than [sync] warn_size_mb = "
+                              f"{self.project.sync.warn_size_mb}); exclude what swift does not need "
+                              "with .swiftignore or [sync] exclude"))
         self.ui.node("sync", f"{rep.files_sent} file(s), {rep.bytes_sent} bytes sent"
                      f"{' (full)' if rep.full else ''}, {rep.deleted} deleted")
         self.report.sync = {"files_sent": rep.files_sent, "bytes_sent": rep.bytes_sent,

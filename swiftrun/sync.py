@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import paramiko
 
@@ -431,8 +431,12 @@ def _send(conn, local_root: Path, remote_root: str, plan: UploadPlan, expect: st
 
 def upload(conn, local_root: Path | str, remote_root: str, *, state_file: Path | str,
            exclude: Iterable[str] = (), warn_bytes: int = 200 * 2**20,
-           timeout: float | None = 300.0) -> UploadReport:
+           timeout: float | None = 300.0,
+           on_large: Callable[[int], None] | None = None) -> UploadReport:
     """Make ``remote_root`` hold the (non-ignored) contents of ``local_root``.
+
+    ``on_large(bytes)`` is called before anything is sent when the upload will exceed
+    ``warn_bytes``, so the user hears of it while it can still be stopped.
 
     One channel when the manifest's sync-id still matches the remote; two when it does not (the
     first one's data is discarded remotely and a full upload follows). Remote files that never came
@@ -450,6 +454,10 @@ def upload(conn, local_root: Path | str, remote_root: str, *, state_file: Path |
     if not known:
         manifest = Manifest(remote_root=remote_root)
     plan = plan_upload(local_root, manifest, rules, full=not known)
+    if on_large is not None:
+        planned = sum(plan.local[r].size for r in plan.send if plan.local[r].type == "f")
+        if planned > warn_bytes:
+            on_large(planned)
     new_id = secrets.token_hex(16)
     full = not known
     channels = 1

@@ -280,6 +280,20 @@ def test_large_upload_is_reported(conn, dirs):
     assert not up(conn, dirs, warn_bytes=4000).large
 
 
+def test_large_upload_is_announced_before_anything_is_sent(conn, dirs):
+    local, remote, _ = dirs
+    write(local, "big.bin", b"\0" * 5000)
+    write(local, "small.txt", "s")
+    heard = []
+    up(conn, dirs, warn_bytes=4000,
+       on_large=lambda n: heard.append((n, (remote / "big.bin").exists())))
+    assert heard == [(5001, False)]          # told the size, and nothing was on the node yet
+    heard.clear()
+    write(local, "small.txt", "t")           # a one-file change stays quiet
+    up(conn, dirs, warn_bytes=4000, on_large=lambda n: heard.append(n))
+    assert heard == []
+
+
 def test_tilde_remote_root(conn, node, tmp_path):
     local = tmp_path / "local"
     write(local, "x y/it's.txt", "quoted")
