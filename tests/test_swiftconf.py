@@ -308,3 +308,40 @@ def test_literal_filenames_are_flagged():
         }
     """
     assert swiftconf.script_uses_literal_filenames(script) == ["sortdata", "lit_out", "unused"]
+
+
+def test_checked_render_is_cached_by_its_inputs_and_errors_never_are(tmp_path, monkeypatch):
+    """confcache: same inputs -> the stored text without pyhocon; any input changed -> rendered
+    and checked again; a failing check is raised every time, never stored."""
+    from swiftrun import confcache
+
+    monkeypatch.setenv("SWIFTRUN_HOME", str(tmp_path / "home"))
+    script_dir = tmp_path / "proj"
+    script_dir.mkdir()
+    project = make_project(tmp_path)
+    calls = []
+    real = swiftconf.render_checked
+
+    def counting(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(swiftconf, "render_checked", counting)
+    first = confcache.checked_text(project, script_dir=script_dir)
+    assert first == real(project, script_dir=script_dir).text and len(calls) == 1
+    assert confcache.checked_text(project, script_dir=script_dir) == first and len(calls) == 1
+
+    # the user's swift.conf appears: a miss, and its value is in the new text
+    (script_dir / "swift.conf").write_text("lazyErrors: true\n")
+    second = confcache.checked_text(project, script_dir=script_dir)
+    assert len(calls) == 2 and second != first and "lazyErrors" in second
+    # a project setting changes: a miss
+    confcache.checked_text(make_project(tmp_path, workers=7), script_dir=script_dir)
+    assert len(calls) == 3
+
+    # a bad key: raised, and raised again (nothing cached for it)
+    (script_dir / "swift.conf").write_text("lazyErrorz: true\n")
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="lazyErrorz"):
+            confcache.checked_text(project, script_dir=script_dir)
+    assert len(calls) == 5
