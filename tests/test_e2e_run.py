@@ -107,6 +107,13 @@ def test_warm_path_notices_a_headnode_replaced_behind_its_back(cloud, tmp_path):
     live = {i["InstanceId"] for i in cluster_instances(cloud, "p4gone")}
     assert live == set(new.values())
     assert (proj / "sorted.txt").read_text().split() == ["2", "8"]
+
+    # the project now asks for one more worker: the warm path does not apply, one is added
+    toml = proj / "swiftrun.toml"
+    toml.write_text(toml.read_text().replace("workers = 1", "workers = 2"))
+    doc = json.loads(swiftrun("p4.swift", "--keep-cluster", "--json", cwd=proj).stdout)
+    assert doc["exit_code"] == 0 and doc["api_calls"] >= 1
+    assert len(cluster_instances(cloud, "p4gone")) == 3
     swiftrun("down", cwd=proj)
     assert cluster_instances(cloud, "p4gone") == []
 
