@@ -31,7 +31,11 @@ echo scrubbed
 
 
 def image_cluster(project) -> str:
-    return f"{project.cluster.name}-image"[:40].rstrip("-")
+    """The bake's own cluster name: never the project's own (cut to 40 characters, a long
+    name would become itself) and, as `build_image` checks, never a cluster that exists."""
+    name = project.cluster.name
+    suffix = "-image"
+    return f"{name[:40 - len(suffix)].rstrip('-')}{suffix}"
 
 
 def build_image(project, ui, *, name: str | None = None, timeout: float = 1800) -> dict:
@@ -48,6 +52,15 @@ def build_image(project, ui, *, name: str | None = None, timeout: float = 1800) 
     cluster = Cluster(bake, provider, ui)
     image_name = name or f"swiftrun-{project.cluster.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     image_id = None
+    # The bake scrubs its node and always ends with `down`: it must run on instances it
+    # launched itself, never on a cluster that happens to carry the same name.
+    existing = [n for n in cluster.nodes() if n.state != "terminated"]
+    if existing:
+        raise ConfigError(
+            f"cannot bake: cluster {bake_name!r} already has {len(existing)} instance(s) "
+            f"({', '.join(n.id for n in existing)}); if it is a leftover bake, run "
+            f"`swiftrun down --cluster {bake_name}`, otherwise give this project another "
+            "[cluster] name")
     try:
         ui.step(f"Baking image {image_name} from a {project.ec2.headnode_type} in {project.ec2.region}")
         result = cluster.up()

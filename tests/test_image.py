@@ -28,3 +28,23 @@ def test_image_build_makes_a_tagged_ami_from_a_scrubbed_node_and_cleans_up(cloud
     # The node really booted the project's userdata before the scrub (the boot log says so).
     assert "node ready" in cloud.sim.console(baked[0]["InstanceId"])
     assert cluster_instances(cloud, "bakery") == []
+
+
+def test_image_build_never_bakes_on_a_cluster_that_already_exists(cloud, tmp_path):
+    """The bake scrubs its node and ends with `down`; a cluster that carries the bake's name
+    (a user's own `x-image`, or a leftover bake) is refused, untouched. A 40-character project
+    name no longer turns into itself when `-image` is cut off."""
+    long_name = "a" * 40
+    toml_project(tmp_path, cloud, name=long_name, workers=0)
+    bake = "a" * 34 + "-image"
+    other = cloud.ec2.run_instances(
+        ImageId=cloud.ami_id, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [
+            {"Key": "swiftrun:cluster", "Value": bake}, {"Key": "swiftrun:role", "Value": "headnode"}]}],
+    )["Instances"][0]["InstanceId"]
+    res = swiftrun("image", "build", cwd=tmp_path, check=False)
+    assert res.returncode == 2, res.stderr
+    assert f"cluster '{bake}' already has 1 instance(s) ({other})" in res.stderr
+    assert f"swiftrun down --cluster {bake}" in res.stderr and "Traceback" not in res.stderr
+    assert [i["InstanceId"] for i in cluster_instances(cloud, bake)] == [other]
+    assert cluster_instances(cloud, long_name) == []      # nothing launched for the bake
