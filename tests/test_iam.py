@@ -131,7 +131,8 @@ def test_ensure_creates_role_profile_policy_and_is_idempotent(rec, admin):
             "AddRoleToInstanceProfile"} <= set(rec.ops)
 
     role = admin["iam"].get_role(RoleName=NAME)["Role"]
-    assert tags(role.get("Tags")) == {"swiftrun:cluster": CLUSTER, "swiftrun:created": "1"}
+    assert tags(role.get("Tags")) == {"swiftrun:cluster": CLUSTER, "swiftrun:created": "1",
+                                      "swiftrun:region": REGION}
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
     [st] = trust["Statement"]
@@ -149,7 +150,8 @@ def test_ensure_creates_role_profile_policy_and_is_idempotent(rec, admin):
     assert [r["RoleName"] for r in profile["Roles"]] == [NAME]
     profile_tags = tags(profile.get("Tags")) or tags(
         admin["iam"].list_instance_profile_tags(InstanceProfileName=NAME)["Tags"])
-    assert profile_tags == {"swiftrun:cluster": CLUSTER, "swiftrun:created": "1"}
+    assert profile_tags == {"swiftrun:cluster": CLUSTER, "swiftrun:created": "1",
+                            "swiftrun:region": REGION}
 
     # a second call: same ARN, nothing new, nothing written
     roles, profiles = role_names(admin), profile_names(admin)
@@ -288,6 +290,119 @@ def test_delete_after_a_half_made_profile(rec, admin):
     assert iam.delete_s3fs_profile(rec.session, CLUSTER) == [
         f"IAM role policy {NAME}/{iam.POLICY_NAME}", f"IAM role {NAME}"]
     assert role_names(admin) == []
+
+
+# --- the same cluster name in two regions (IAM is global) ----------------------------------------
+OTHER_REGION = "us-east-1"
+WRITES = ("Create", "Put", "Add", "Update", "Remove", "Delete", "Tag", "Untag", "Detach")
+
+
+class OtherRegion(Recorder):
+    def __init__(self):
+        super().__init__()
+        self.session = boto3.Session(region_name=OTHER_REGION)
+        self.session.events.register("before-call", self._seen)
+
+
+def _writes(ops) -> list[str]:
+    return [op for op in ops if op.startswith(WRITES)]
+
+
+def _entity_tags(admin) -> tuple[dict, dict]:
+    role = admin["iam"].get_role(RoleName=NAME)["Role"]
+    profile = admin["iam"].get_instance_profile(InstanceProfileName=NAME)["InstanceProfile"]
+    return tags(role.get("Tags")), tags(profile.get("Tags")) or tags(
+        admin["iam"].list_instance_profile_tags(InstanceProfileName=NAME)["Tags"])
+
+
+def test_same_cluster_name_in_another_region_is_refused_and_never_deleted(rec, admin):
+    make_bucket(admin, "bucket-west")
+    arn = iam.ensure_s3fs_profile(rec.session, CLUSTER, "bucket-west")
+    east = OtherRegion()
+    east_s3 = east.session.client("s3")
+    east_s3.create_bucket(Bucket="bucket-east")
+    east.ops.clear()
+
+    # `up` in us-east-1 with another bucket: refused, nothing written, the policy keeps bucket A
+    with pytest.raises(ConfigError) as info:
+        iam.ensure_s3fs_profile(east.session, CLUSTER, "bucket-east")
+    text = str(info.value)
+    assert "\n" not in text
+    assert repr(CLUSTER) in text and REGION in text
+    assert "use another [cluster] name for this region, or `swiftrun down` there first" in text
+    assert _writes(east.ops) == [], east.ops
+    assert resources(inline_policy(admin)) == {"arn:aws:s3:::bucket-west",
+                                               "arn:aws:s3:::bucket-west/*"}
+
+    # `down` in us-east-1 (nothing running there): the us-west-2 role, profile, policy stay
+    east.ops.clear()
+    assert iam.delete_s3fs_profile(east.session, CLUSTER) == []
+    assert _writes(east.ops) == [], east.ops
+    assert role_names(admin) == [NAME] and profile_names(admin) == [NAME]
+    assert admin["iam"].list_role_policies(RoleName=NAME)["PolicyNames"] == [iam.POLICY_NAME]
+    profile = admin["iam"].get_instance_profile(InstanceProfileName=NAME)["InstanceProfile"]
+    assert profile["Arn"] == arn and [r["RoleName"] for r in profile["Roles"]] == [NAME]
+
+    # an explicit region wins over the session's
+    with pytest.raises(ConfigError, match=REGION):
+        iam.ensure_s3fs_profile(rec.session, CLUSTER, "bucket-west", region=OTHER_REGION)
+    assert iam.delete_s3fs_profile(rec.session, CLUSTER, region=OTHER_REGION) == []
+    assert role_names(admin) == [NAME]
+
+    # its own region still takes it down, after which us-east-1 may use the name
+    assert iam.delete_s3fs_profile(rec.session, CLUSTER) == [
+        f"IAM instance profile {NAME}", f"IAM role policy {NAME}/{iam.POLICY_NAME}",
+        f"IAM role {NAME}"]
+    iam.ensure_s3fs_profile(east.session, CLUSTER, "bucket-east")
+    assert _entity_tags(admin)[0]["swiftrun:region"] == OTHER_REGION
+    assert _entity_tags(admin)[1]["swiftrun:region"] == OTHER_REGION
+
+
+def test_profile_of_another_region_alone_keeps_everything(rec, admin):
+    """Role untagged (older swiftrun) but the profile tagged for another region: nothing goes."""
+    make_bucket(admin, "swiftrun-data")
+    iam.ensure_s3fs_profile(rec.session, CLUSTER, "swiftrun-data")
+    admin["iam"].untag_role(RoleName=NAME, TagKeys=[iam.TAG_REGION])
+    east = OtherRegion()
+    assert iam.delete_s3fs_profile(east.session, CLUSTER) == []
+    assert role_names(admin) == [NAME] and profile_names(admin) == [NAME]
+    with pytest.raises(ConfigError, match=REGION):
+        iam.ensure_s3fs_profile(east.session, CLUSTER, "swiftrun-data")
+    assert _writes(east.ops) == [], east.ops
+
+
+def _make_legacy(admin) -> None:
+    """Role + profile + policy as an older swiftrun made them: no region tag."""
+    legacy = [{"Key": "swiftrun:cluster", "Value": CLUSTER}, {"Key": "swiftrun:created", "Value": "1"}]
+    admin["iam"].create_role(RoleName=NAME, AssumeRolePolicyDocument=json.dumps(iam.trust_policy()),
+                             Tags=legacy)
+    admin["iam"].put_role_policy(RoleName=NAME, PolicyName=iam.POLICY_NAME,
+                                 PolicyDocument=json.dumps(iam.s3fs_policy("swiftrun-data")))
+    admin["iam"].create_instance_profile(InstanceProfileName=NAME, Tags=legacy)
+    admin["iam"].add_role_to_instance_profile(InstanceProfileName=NAME, RoleName=NAME)
+
+
+def test_untagged_role_of_an_older_swiftrun_counts_as_this_region(rec, admin):
+    make_bucket(admin, "swiftrun-data")
+    _make_legacy(admin)
+    east = OtherRegion()
+    assert iam.delete_s3fs_profile(east.session, CLUSTER) == [
+        f"IAM instance profile {NAME}", f"IAM role policy {NAME}/{iam.POLICY_NAME}",
+        f"IAM role {NAME}"]
+    assert role_names(admin) == [] and profile_names(admin) == []
+
+
+def test_untagged_role_gets_the_region_tag_on_ensure(rec, admin):
+    make_bucket(admin, "swiftrun-data")
+    _make_legacy(admin)
+    arn = iam.ensure_s3fs_profile(rec.session, CLUSTER, "swiftrun-data")
+    assert arn.endswith(NAME)
+    role_tags, profile_tags = _entity_tags(admin)
+    assert role_tags["swiftrun:region"] == profile_tags["swiftrun:region"] == REGION
+    assert not [op for op in rec.ops if op.startswith(("Create", "Put", "Add", "Update"))], rec.ops
+    # from now on the other region is refused
+    with pytest.raises(ConfigError, match=REGION):
+        iam.ensure_s3fs_profile(OtherRegion().session, CLUSTER, "swiftrun-data")
 
 
 # --- errors ---------------------------------------------------------------------------------------

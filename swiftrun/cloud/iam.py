@@ -4,7 +4,11 @@ No access key ever goes into userdata or onto a node's disk: s3fs runs with ``ia
 gets short-lived credentials from the instance metadata of the role made here.
 
 One role and one instance profile per cluster, both named ``swiftrun-<cluster>-s3fs`` and tagged
-``swiftrun:cluster=<cluster>`` + ``swiftrun:created=1``. The role trusts ``ec2.amazonaws.com`` only
+``swiftrun:cluster=<cluster>`` + ``swiftrun:created=1`` + ``swiftrun:region=<region>``. IAM is
+global but clusters are per region: the region tag keeps a cluster of the same name in another
+region from taking over (ConfigError) or deleting the role its nodes use. A role or profile
+without the region tag (made by an older swiftrun) counts as this region's and gets the tag on
+the next ``up``. The role trusts ``ec2.amazonaws.com`` only
 and carries one inline policy (``swiftrun-s3fs``) that reaches exactly one bucket::
 
     s3:ListBucket, s3:GetBucketLocation                       on arn:aws:s3:::<bucket>
@@ -12,7 +16,8 @@ and carries one inline policy (``swiftrun-s3fs``) that reaches exactly one bucke
     s3:AbortMultipartUpload, s3:ListMultipartUploadParts      on arn:aws:s3:::<bucket>/*
 
 ``ensure_s3fs_profile`` is idempotent (a second call only reads); ``delete_s3fs_profile`` only
-deletes what carries this cluster's tag, never a role or profile of the same name made by hand.
+deletes what carries this cluster's tag and this region (or no region), never a role or profile
+of the same name made by hand or by the same-named cluster of another region.
 
 IAM is eventually consistent: a profile made seconds ago may still be refused by RunInstances
 (``InvalidParameterValue ... iamInstanceProfile``). Launch through
@@ -38,6 +43,7 @@ from swiftrun.cloud.base import TAG_CLUSTER
 from swiftrun.errors import CloudError, ConfigError
 
 TAG_CREATED = "swiftrun:created"     # the same tag the EC2 provider puts on what it made
+TAG_REGION = "swiftrun:region"       # the region of the cluster that made the role / profile
 POLICY_NAME = "swiftrun-s3fs"        # the one inline policy on the role
 PROPAGATION_TIMEOUT = 60.0           # seconds RunInstances is retried while IAM catches up
 
@@ -113,13 +119,32 @@ def _check_bucket_name(bucket: str) -> None:
                           "(3-63 lower-case letters, digits, '.' or '-')")
 
 
-def _tags(cluster: str) -> list[dict]:
-    return [{"Key": TAG_CLUSTER, "Value": cluster}, {"Key": TAG_CREATED, "Value": "1"}]
+def _tags(cluster: str, region: str | None) -> list[dict]:
+    tags = [{"Key": TAG_CLUSTER, "Value": cluster}, {"Key": TAG_CREATED, "Value": "1"}]
+    if region:
+        tags.append({"Key": TAG_REGION, "Value": region})
+    return tags
+
+
+def _tag_map(entity: dict) -> dict:
+    return {t.get("Key"): t.get("Value") for t in entity.get("Tags") or []}
 
 
 def _is_ours(entity: dict, cluster: str) -> bool:
-    tags = {t.get("Key"): t.get("Value") for t in entity.get("Tags") or []}
-    return tags.get(TAG_CLUSTER) == cluster
+    return _tag_map(entity).get(TAG_CLUSTER) == cluster
+
+
+def _other_region(entity: dict, region: str | None) -> str | None:
+    """The region in the entity's region tag when it is not ``region``; None when it matches, when
+    the tag is missing (an older swiftrun: counts as this region) or the region is unknown."""
+    tagged = _tag_map(entity).get(TAG_REGION)
+    if not region or not tagged or tagged == region:
+        return None
+    return tagged
+
+
+def _session_region(session, region: str | None) -> str | None:
+    return region or getattr(session, "region_name", None) or None
 
 
 def _same_doc(current: Any, wanted: dict) -> bool:
@@ -231,13 +256,16 @@ def _check_bucket(clients: _Clients, bucket: str) -> None:
 
 # --- ensure / delete -----------------------------------------------------------------------------
 def ensure_s3fs_profile(session, cluster: str, bucket: str, *,
-                        counter: Callable[[], Any] | None = None) -> str:
+                        counter: Callable[[], Any] | None = None,
+                        region: str | None = None) -> str:
     """Make (or bring up to date) the cluster's s3fs role + instance profile; return the profile ARN.
 
     Order: check the bucket (HeadBucket) before anything is made, so a wrong bucket leaves nothing
     in IAM. An existing role/profile of this name must carry ``swiftrun:cluster=<cluster>``; one
     made by hand is never modified (CloudError). On an existing role the trust policy and the
     inline policy are rewritten only when they differ (a changed bucket replaces the policy).
+    ``region`` (default: the session's region) is tagged on both; when the role or profile carries
+    another region's tag, nothing is changed and a ConfigError says which region uses the name.
     A freshly made profile may need seconds before RunInstances accepts it: see
     :func:`retry_on_profile_propagation`.
     """
@@ -247,22 +275,32 @@ def ensure_s3fs_profile(session, cluster: str, bucket: str, *,
         "(swiftrun makes an instance role so nodes mount the [s3fs] bucket without keys), "
         "or set [s3fs] bucket = \"\""))
     _check_bucket(clients, bucket)
+    region = _session_region(session, region)
+
+    # Both looked at before anything is written: a role or profile of the same-named cluster in
+    # another region is in use there and must not change (its policy least of all).
+    role = (clients.get("get_role", RoleName=name) or {}).get("Role")
+    profile = (clients.get("get_instance_profile", InstanceProfileName=name) or {}).get("InstanceProfile")
+    if role is not None:
+        _require_ours(role, cluster, "IAM role", name, region)
+    if profile is not None:
+        _require_ours(profile, cluster, "IAM instance profile", name, region)
 
     # the role
-    role = (clients.get("get_role", RoleName=name) or {}).get("Role")
     if role is None:
         try:
             role = clients.call("create_role", RoleName=name,
                                 AssumeRolePolicyDocument=json.dumps(trust_policy()),
                                 Description=f"swiftrun cluster {cluster}: s3fs mount of one bucket",
-                                Tags=_tags(cluster))["Role"]
+                                Tags=_tags(cluster, region))["Role"]
         except CloudError as exc:
             if getattr(exc, "code", "") != "EntityAlreadyExists":   # made meanwhile: use it
                 raise
             role = clients.call("get_role", RoleName=name)["Role"]
-            _require_ours(role, cluster, "IAM role", name)
+            _require_ours(role, cluster, "IAM role", name, region)
     else:
-        _require_ours(role, cluster, "IAM role", name)
+        if region and not _tag_map(role).get(TAG_REGION):     # an older swiftrun's: claim it
+            clients.call("tag_role", RoleName=name, Tags=[{"Key": TAG_REGION, "Value": region}])
         if not _same_doc(role.get("AssumeRolePolicyDocument"), trust_policy()):
             clients.call("update_assume_role_policy", RoleName=name,
                          PolicyDocument=json.dumps(trust_policy()))
@@ -275,18 +313,18 @@ def ensure_s3fs_profile(session, cluster: str, bucket: str, *,
                      PolicyDocument=json.dumps(wanted))
 
     # the instance profile, holding exactly this role
-    profile = (clients.get("get_instance_profile", InstanceProfileName=name) or {}).get("InstanceProfile")
     if profile is None:
         try:
             profile = clients.call("create_instance_profile", InstanceProfileName=name,
-                                   Tags=_tags(cluster))["InstanceProfile"]
+                                   Tags=_tags(cluster, region))["InstanceProfile"]
         except CloudError as exc:
             if getattr(exc, "code", "") != "EntityAlreadyExists":
                 raise
             profile = clients.call("get_instance_profile", InstanceProfileName=name)["InstanceProfile"]
-            _require_ours(profile, cluster, "IAM instance profile", name)
-    else:
-        _require_ours(profile, cluster, "IAM instance profile", name)
+            _require_ours(profile, cluster, "IAM instance profile", name, region)
+    elif region and not _tag_map(profile).get(TAG_REGION):    # an older swiftrun's: claim it
+        clients.call("tag_instance_profile", InstanceProfileName=name,
+                     Tags=[{"Key": TAG_REGION, "Value": region}])
     roles = [r.get("RoleName") for r in profile.get("Roles") or []]
     if roles != [name]:
         for other in roles:       # a profile holds at most one role
@@ -306,21 +344,31 @@ def ensure_s3fs_profile(session, cluster: str, bucket: str, *,
     return profile["Arn"]
 
 
-def _require_ours(entity: dict, cluster: str, what: str, name: str) -> None:
+def _require_ours(entity: dict, cluster: str, what: str, name: str,
+                  region: str | None = None) -> None:
     if not _is_ours(entity, cluster):
         raise CloudError(f"{what} {name} exists but was not made by swiftrun for cluster "
                          f"{cluster!r} (no tag {TAG_CLUSTER}={cluster}); swiftrun will not change "
                          "it: delete or rename it, or use another [cluster] name")
+    other = _other_region(entity, region)
+    if other:
+        raise ConfigError(f"cluster {cluster!r} already exists in {other} and uses {what} {name} "
+                          f"(IAM is global, so {region} cannot share it): use another [cluster] "
+                          f"name for this region, or `swiftrun down` there first")
 
 
 def delete_s3fs_profile(session, cluster: str, *,
-                        counter: Callable[[], Any] | None = None) -> list[str]:
+                        counter: Callable[[], Any] | None = None,
+                        region: str | None = None) -> list[str]:
     """Delete the cluster's s3fs instance profile and role; return what was deleted (plain words).
 
     Idempotent: nothing there is no error. Only a profile / role tagged
-    ``swiftrun:cluster=<cluster>`` is deleted; one of the same name made by hand stays.
+    ``swiftrun:cluster=<cluster>`` is deleted; one of the same name made by hand stays. When the
+    role or the profile is tagged with another region than ``region`` (default: the session's),
+    the same-named cluster there uses them: nothing is deleted (an empty list).
     """
     name = profile_name(cluster)
+    region = _session_region(session, region)
     clients = _Clients(session, counter, denied_hint=(
         f"(to delete the s3fs role and instance profile {name}), or delete them by hand"))
     done: list[str] = []
@@ -335,6 +383,11 @@ def delete_s3fs_profile(session, cluster: str, *,
             raise
 
     profile = (clients.get("get_instance_profile", InstanceProfileName=name) or {}).get("InstanceProfile")
+    role = (clients.get("get_role", RoleName=name) or {}).get("Role")
+    if any(e is not None and _is_ours(e, cluster) and _other_region(e, region)
+           for e in (profile, role)):
+        return done       # another region's cluster of this name: its nodes use them
+
     if profile is not None and _is_ours(profile, cluster):
         for role in profile.get("Roles") or []:
             _gone_ok("remove_role_from_instance_profile", InstanceProfileName=name,
@@ -342,7 +395,6 @@ def delete_s3fs_profile(session, cluster: str, *,
         if _gone_ok("delete_instance_profile", InstanceProfileName=name):
             done.append(f"IAM instance profile {name}")
 
-    role = (clients.get("get_role", RoleName=name) or {}).get("Role")
     if role is not None and _is_ours(role, cluster):
         # DeleteRole needs the role out of every profile and without any policy
         for prof in _pages(clients, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name):
