@@ -86,7 +86,7 @@ class Cluster:
             return
         import json
 
-        doc = {"at": time.time(), "region": self.project.ec2.region,
+        doc = {"at": time.time(), "region": self.project.ec2.region, "who": self._who(),
                "nodes": [{**asdict(n), "launched": n.launched.isoformat() if n.launched else None}
                          for n in nodes]}
         tmp = self._seen_file.with_suffix(f".{os.getpid()}.tmp")
@@ -95,6 +95,17 @@ class Cluster:
             os.replace(tmp, self._seen_file)
         except OSError:
             pass
+
+    def _who(self) -> str:
+        """Which AWS identity the last read was made with, as far as can be told without asking
+        AWS: the same cluster name under another account must not borrow this cache."""
+        import hashlib
+
+        ec2 = self.project.ec2
+        parts = [str(ec2.profile or ""), str(ec2.credentials_file or ""),
+                 os.environ.get("AWS_PROFILE", ""), os.environ.get("AWS_ACCESS_KEY_ID", ""),
+                 os.environ.get("AWS_ENDPOINT_URL", "")]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
     def _forget_seen(self) -> None:
         self._seen_file.unlink(missing_ok=True)
@@ -106,7 +117,7 @@ class Cluster:
 
         try:
             doc = json.loads(self._seen_file.read_text())
-            if doc.get("region") != self.project.ec2.region:
+            if doc.get("region") != self.project.ec2.region or doc.get("who") != self._who():
                 return None
             if not 0 <= time.time() - float(doc["at"]) <= WARM_TTL:
                 return None
@@ -117,7 +128,7 @@ class Cluster:
 
     def may_skip_cloud(self) -> bool:
         """Whether a run may find its cluster without the cloud API (see ``_warm``); cheap."""
-        return self.provider.elastic and self._seen() is not None
+        return self.provider.elastic and not self.project.ec2.spot and self._seen() is not None
 
     def _warm(self) -> UpResult | None:
         """A run's reuse without the cloud API, or None to take the normal path.
@@ -128,6 +139,8 @@ class Cluster:
         ready. A replaced, stopped or terminated headnode fails one of those and the run asks
         the tags as always; so do `up`, `list`, `down` and every command that changes a cluster.
         """
+        if self.project.ec2.spot:
+            return None     # spot workers can be reclaimed at any moment: ask the tags
         nodes = self._seen()
         if not nodes:
             return None
@@ -295,6 +308,7 @@ class Cluster:
                 self._remember(all_nodes)   # as DescribeInstances just said, and all ready
             return UpResult(nodes=all_nodes, created=created)
         except BaseException as exc:
+            self._forget_seen()
             created += self._launched_unrecorded(nodes, created)
             if created and not keep_on_failure:
                 why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -315,7 +329,7 @@ class Cluster:
         (interrupted between RunInstances going through and its reply being read). The lock is
         held, so no other swiftrun launched them. Best effort: `swiftrun down` finds them anyway."""
         try:
-            now = self.nodes()
+            now = self.provider.find_nodes(self.name)   # not remembered: these are going away
         except BaseException:  # noqa: BLE001 - unwinding already; the tags still find them
             return []
         known = {n.id for n in before} | set(created)
@@ -470,14 +484,17 @@ class Cluster:
                 raise CloudError(f"cluster {self.name!r} has no running headnode; run `swiftrun up`")
             self._check_shape([n for n in nodes if n.role == WORKER])
             self._forget_seen()
-            launched = self._launch_workers(head, count)
-            ids = [n.id for n in launched]
+            ids: list[str] = []
             try:
+                ids = [n.id for n in self._launch_workers(head, count)]
                 running = self.provider.wait_running(self.name, ids)
                 self.wait_ready([head] + running, fresh=True, created=ids)
             except BaseException:
-                self.ui.warn("terminating the workers that did not come up")
-                self.provider.terminate(self.name, ids)
+                # including workers whose launch went through but whose reply was never read
+                ids += self._launched_unrecorded(nodes, ids)
+                if ids:
+                    self.ui.warn("terminating the workers that did not come up")
+                    self.provider.terminate(self.name, ids)
                 raise
             return running
 

@@ -138,3 +138,29 @@ def test_failed_fetch_keeps_the_cluster_and_fetch_retries(cloud, tmp_path):
     assert (proj / "sorted.txt").is_file()
     swiftrun("down", cwd=proj)
     assert cluster_instances(cloud, "p4fetch") == []
+
+
+def test_a_failed_up_leaves_no_cache_a_run_could_trust(cloud, tmp_path):
+    """An `up` that fails (a worker that cannot boot, terminated again) must not leave behind a
+    record of that worker as running: the next run asks the tags and gets a real worker."""
+    flag = tmp_path / "fail-worker-init"
+    proj = copy_example("p4", tmp_path / "p4", cloud, name="p4stale", workers=1)
+    (proj / "init.sh").write_text(f"#!/bin/sh\nif [ -e {flag} ]; then echo 'init refuses' >&2; exit 7; fi\n")
+    toml = proj / "swiftrun.toml"
+    toml.write_text(toml.read_text().replace("[ec2]\n", '[ec2]\nworker_init_script = "init.sh"\n', 1))
+    swiftrun("p4.swift", "--keep-cluster", cwd=proj)
+    swiftrun("remove", "1", cwd=proj)
+
+    flag.write_text("")
+    failed = swiftrun("up", cwd=proj, check=False)
+    assert failed.returncode != 0 and "failed to boot" in failed.stderr, failed.stderr
+    gone = cluster_instances(cloud, "p4stale", states=("shutting-down", "terminated"))
+    bad = max(gone, key=lambda i: i["LaunchTime"])["InstanceId"]    # the worker that failed
+
+    flag.unlink()
+    doc = json.loads(swiftrun("p4.swift", "--keep-cluster", "--json", cwd=proj).stdout)
+    assert doc["exit_code"] == 0 and doc["api_calls"] >= 1
+    workers = [n["id"] for n in doc["nodes"] if n["role"] == "worker"]
+    assert len(workers) == 1 and workers[0] != bad
+    assert workers[0] in {i["InstanceId"] for i in cluster_instances(cloud, "p4stale")}
+    swiftrun("down", cwd=proj)
