@@ -159,22 +159,40 @@ class _suppress:
 # local side
 
 
+def _unreadable(path: str, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot read {path} ({exc.strerror or exc}): fix its permissions or exclude it "
+                       "(.swiftignore or [sync] exclude); a path skipped here would be deleted on the headnode")
+
+
 def scan(local_root: Path, rules: IgnoreRules) -> dict[str, Entry]:
-    """Walk ``local_root`` without following symlinks, skipping ignored paths (pruning ignored dirs)."""
+    """Walk ``local_root`` without following symlinks, skipping ignored paths (pruning ignored dirs).
+
+    A directory that cannot be listed or an entry that cannot be stat'ed (other than one that
+    vanished meanwhile) is a ConfigError: skipping it would make the upload delete it remotely."""
     out: dict[str, Entry] = {}
     stack = [("", str(local_root))]
     while stack:
         rel_dir, abs_dir = stack.pop()
         try:
             it = list(os.scandir(abs_dir))
-        except OSError:
+        except FileNotFoundError:
             continue
+        except OSError as exc:
+            raise _unreadable(abs_dir, exc) from exc
         for de in it:
             rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
             try:
                 st = de.stat(follow_symlinks=False)
-            except OSError:
+            except FileNotFoundError:
                 continue
+            except OSError as exc:
+                try:
+                    guess = de.is_dir(follow_symlinks=False)
+                except OSError:
+                    guess = False
+                if rules.ignored(rel, guess):
+                    continue
+                raise _unreadable(de.path, exc) from exc
             is_dir = stat.S_ISDIR(st.st_mode)
             if rules.ignored(rel, is_dir):
                 continue
@@ -208,8 +226,12 @@ class UploadPlan:
 
     local: dict[str, Entry]
     send: list[str]
-    delete: list[str]
+    delete: list[str]           # what the user deleted (a deleted directory counts once)
     carried: dict[str, Entry]   # manifest entries now ignored locally: left alone on the remote
+    # What the remote side removes: every manifest-known file/link by name, then known directories
+    # deepest first and only if empty by then, so content that never came from here stays.
+    remove_files: list[str] = field(default_factory=list)
+    remove_dirs: list[str] = field(default_factory=list)
 
     @property
     def bytes_to_send(self) -> int:
@@ -221,7 +243,9 @@ def plan_upload(local_root: Path | str, manifest: Manifest, rules: IgnoreRules, 
 
     Paths that changed type (file -> dir, ...) are both deleted and re-sent, deletions first, so
     tar never has to extract a file over a directory. Manifest entries that are ignored now (say a
-    fetched ``run001/``) are neither deleted remotely nor forgotten.
+    fetched ``run001/``) are neither deleted remotely nor forgotten. Only what the manifest knows is
+    removed remotely (``remove_files`` / ``remove_dirs``): a deleted directory that holds run
+    outputs stays, with just those outputs in it.
     """
     local = scan(Path(local_root), rules)
     if full:
@@ -241,7 +265,9 @@ def plan_upload(local_root: Path | str, manifest: Manifest, rules: IgnoreRules, 
             carried[rel] = prev
         else:
             delete.append(rel)
-    return UploadPlan(local, sorted(send), _minimal_deletions(delete), carried)
+    files = sorted(r for r in delete if old[r].type != "d")
+    dirs = sorted((r for r in delete if old[r].type == "d"), key=lambda r: (-r.count("/"), r))
+    return UploadPlan(local, sorted(send), _minimal_deletions(delete), carried, files, dirs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,8 +370,9 @@ class UploadReport:
     channels: int = 0        # SSH channels (round trips) used
 
 
-def _upload_script(root: str, expect: str | None, new_id: str, delete_bytes: int) -> str:
-    """Remote half of an upload. stdin = NUL-separated delete list (delete_bytes long) + tar.
+def _upload_script(root: str, expect: str | None, new_id: str, delete_bytes: int, rmdir_bytes: int = 0) -> str:
+    """Remote half of an upload. stdin = NUL-separated lists of files/links to remove (delete_bytes
+    long) and of directories to remove if empty (rmdir_bytes long, deepest first) + tar.
 
     With ``expect`` set, a different/missing sync-id makes it swallow stdin and exit 75: the local
     side then sends everything. ``head -c`` reads exactly its byte count, leaving the tar for tar.
@@ -360,7 +387,9 @@ def _upload_script(root: str, expect: str | None, new_id: str, delete_bytes: int
                   f"echo sync-id-mismatch; exit {MISMATCH_EXIT}; fi"]
     lines.append("rm -f .swiftrun/sync-id")
     if delete_bytes:
-        lines.append(f"head -c {delete_bytes} | xargs -0 rm -rf --")
+        lines.append(f"head -c {delete_bytes} | xargs -0 rm -f --")
+    if rmdir_bytes:     # a directory still holding what never came from here stays
+        lines.append(f"head -c {rmdir_bytes} | xargs -0 rmdir -- 2>/dev/null || :")
     lines += ["tar -x -p --no-same-owner -f -",
               f"printf '%s\\n' {shlex.quote(new_id)} > .swiftrun/sync-id.tmp",
               "mv -f .swiftrun/sync-id.tmp .swiftrun/sync-id"]
@@ -394,15 +423,18 @@ def _remote_reason(chan: paramiko.Channel | None) -> str:
 
 def _send(conn, local_root: Path, remote_root: str, plan: UploadPlan, expect: str | None, new_id: str,
           timeout: float | None) -> bool:
-    """One channel: plan.delete list + tar of plan.send. False if the remote sync-id did not match."""
-    delete_blob = b"".join(os.fsencode(p) + b"\0" for p in plan.delete)
-    script = _upload_script(root_expr(remote_root), expect, new_id, len(delete_blob))
+    """One channel: plan's removal lists + tar of plan.send. False if the remote sync-id did not match."""
+    delete_blob = b"".join(os.fsencode(p) + b"\0" for p in plan.remove_files)
+    rmdir_blob = b"".join(os.fsencode(p) + b"\0" for p in plan.remove_dirs)
+    script = _upload_script(root_expr(remote_root), expect, new_id, len(delete_blob), len(rmdir_blob))
     chan = None
     try:
         chan = _exec(conn, script, timeout)
         writer = _ChannelWriter(chan)
         if delete_blob:
             writer.write(delete_blob)
+        if rmdir_blob:
+            writer.write(rmdir_blob)
         with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for rel in plan.send:
                 e = plan.local[rel]
@@ -539,6 +571,7 @@ class FetchReport:
     conflicts: list[str] = field(default_factory=list)  # local edits since upload, overwritten
     failed: list[str] = field(default_factory=list)     # could not be written locally (with why)
     seconds: float = 0.0
+    skipped: set[str] = field(default_factory=set, repr=False)   # arrived but not staged
 
     @property
     def files_fetched(self) -> int:
@@ -624,9 +657,16 @@ def _receive(chan: paramiko.Channel, names: list[str], local_root: Path, staging
             try:
                 safe = tarfile.data_filter(member, str(local_root))
             except tarfile.FilterError as exc:
-                report.refused.append(f"{member.name}: {exc}")
+                report.skipped.add(name)
+                if member.isreg() and _safe_rel(name) and name in wanted:
+                    # a real output that cannot be written here safely (e.g. a local symlinked
+                    # directory leads out of the project): only the headnode has it, a failure
+                    report.failed.append(f"{name}: {exc}")
+                else:
+                    report.refused.append(f"{member.name}: {exc}")
                 continue
             if safe is None or name not in wanted or not _safe_rel(name):
+                report.skipped.add(name)
                 report.refused.append(f"{member.name}: not a requested path")
                 continue
             mtime_ns = int(round(float(member.mtime) * 1e9))
@@ -644,6 +684,7 @@ def _receive(chan: paramiko.Channel, names: list[str], local_root: Path, staging
             elif safe.issym():
                 staged[name] = _Staged("l", mtime_ns, 0o777, target=safe.linkname)
             else:
+                report.skipped.add(name)
                 report.refused.append(f"{member.name}: unsupported type (hard link or device)")
     while stream.read(1 << 16):     # the record padding after the end marker
         pass
@@ -670,13 +711,23 @@ def _clear(path: str, keep_dir: bool) -> None:
         shutil.rmtree(path)
 
 
-def _install_one(root: str, rel: str, s: _Staged) -> None:
-    """Put one staged entry in place: files and symlinks by rename (atomic), dirs by mkdir."""
+def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None) -> None:
+    """Put one staged entry in place: files and symlinks by rename (atomic), dirs by mkdir.
+
+    ``ours``: the manifest's entry for ``rel`` (what the sync itself put there)."""
     dest = os.path.join(root, rel)
     parent = os.path.dirname(dest)
     os.makedirs(parent, exist_ok=True)
     if s.type == "d":
-        _clear(dest, keep_dir=True)
+        # A remote directory where a local file or symlink stands: the file is the user's, and so
+        # is a symlink unless it is exactly the one the sync put there. Refuse rather than delete.
+        if os.path.islink(dest):
+            mine = ours is not None and ours.type == "l" and ours.same_local(_local_entry(Path(root), rel))
+            if not mine:
+                raise FileExistsError(f"a symlink stands where the directory goes (move {dest} away)")
+            os.unlink(dest)
+        elif os.path.lexists(dest) and not os.path.isdir(dest):
+            raise FileExistsError(f"a file stands where the directory goes (move {dest} away)")
         os.makedirs(dest, exist_ok=True)
         return
     if os.path.isdir(dest) and not os.path.islink(dest):
@@ -707,16 +758,23 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
     root = str(local_root)
     link_cache: dict[str, bool] = {}
     touched_dirs: set[str] = set()
+    blocked: set[str] = set()       # directories that could not be installed
     for rel in sorted(staged):
         s = staged[rel]
+        stuck = next((a for a in _ancestors(rel) if a in blocked), None)
+        if stuck is not None:
+            blocked.add(rel)
+            report.failed.append(f"{rel}: not written, its directory {stuck} could not be created")
+            continue
         if not _inside(root, rel, link_cache):
             report.refused.append(f"{rel}: a parent directory is a symlink locally")
             continue
         prev = manifest.entries.get(rel)
         local = _local_entry(local_root, rel)
         try:
-            _install_one(root, rel, s)
+            _install_one(root, rel, s, prev)
         except OSError as exc:
+            blocked.add(rel)
             report.failed.append(f"{rel}: {exc}")
             continue
         if s.type != "d" and prev is not None and local is not None and not local.same_local(prev):
@@ -764,21 +822,84 @@ def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | 
     names = select_fetch(listing, manifest, local_root, outputs=outputs, extra_dirs=extra_dirs)
     report = FetchReport()
     if not names:
+        if _drop_stale(manifest, listing):
+            manifest.save(state_file)
         report.seconds = time.monotonic() - t0
         return report
     staging_parent = local_root / ".swiftrun"
     staging_parent.mkdir(parents=True, exist_ok=True)
     staging = tempfile.mkdtemp(prefix="fetch-", dir=staging_parent)
+    installing = False
     try:
         staged = _stream(conn, remote_root, names, local_root, staging, report, timeout)
-        try:
-            _install(local_root, staged, listing, manifest, report)
-        finally:
-            manifest.save(state_file)
+        _check_arrived(conn, remote_root, names, listing, staged, report, timeout)
+        installing = True
+        _install(local_root, staged, listing, manifest, report)
     finally:
+        # what was asked for keeps its entry: installed it matches the listing, and if it failed
+        # `swiftrun fetch` retries it (and still spots a local edit as a conflict)
+        if _drop_stale(manifest, listing, keep=set(names)) or installing:
+            manifest.save(state_file)
         shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.monotonic() - t0
     return report
+
+
+def _drop_stale(manifest: Manifest, listing: dict[str, Entry], keep: set[str] = frozenset()) -> bool:
+    """Forget manifest entries the remote no longer holds as recorded (the run changed or deleted an
+    uploaded input that is not fetched back), so the next upload sends them again. Files and links
+    must match; a directory only has to still be a directory (its mtime moves with its children).
+    Paths in ``keep`` (asked for in this fetch) are left to the fetch."""
+    stale = []
+    for rel, known in manifest.entries.items():
+        if rel in keep:
+            continue
+        remote = listing.get(rel)
+        if known is None:
+            stale.append(rel)
+        elif known.type == "d":
+            if remote is None or remote.type != "d":
+                stale.append(rel)
+        elif not known.same_remote(remote):
+            stale.append(rel)
+    for rel in stale:
+        del manifest.entries[rel]
+    return bool(stale)
+
+
+def _vanished_script(root: str) -> str:
+    """Prints (NUL-separated) which of the names on stdin no longer exist under the root."""
+    return "\n".join([
+        f"R={root}",
+        'cd "$R" || exit 66',
+        "exec xargs -0 sh -c 'for f do [ -e \"$f\" ] || [ -L \"$f\" ] || printf \"%s\\0\" \"$f\"; done' sh",
+    ])
+
+
+def _check_arrived(conn, remote_root: str, names: list[str], listing: dict[str, Entry],
+                   staged: dict[str, _Staged], report: FetchReport, timeout: float | None) -> None:
+    """Remote tar skips files it cannot read (--ignore-failed-read, so one bad file does not cost
+    the rest): a requested regular file that did not arrive is a failure, unless it is gone on the
+    headnode now (deleted between the listing and tar). One more channel, only when one is missing."""
+    missing = [n for n in names if listing[n].type == "f" and n not in staged
+               and n not in report.skipped]
+    if not missing:
+        return
+    gone: set[str] = set()
+    try:
+        chan = _exec(conn, _vanished_script(root_expr(remote_root)), timeout)
+        feeder = threading.Thread(target=_feed_names, args=(chan, missing, []), daemon=True)
+        feeder.start()
+        data = chan.makefile("rb").read()
+        feeder.join(timeout or None)
+        rc, _ = _finish(chan)
+        if rc == 0:
+            gone = {os.fsdecode(n) for n in data.split(b"\0") if n}
+    except (OSError, EOFError, paramiko.SSHException):
+        pass            # cannot tell: report them all
+    for n in missing:
+        if n not in gone:
+            report.failed.append(f"{n}: could not be read on the headnode (check its permissions there)")
 
 
 def _stream(conn, remote_root: str, names: list[str], local_root: Path, staging: str,

@@ -19,7 +19,7 @@ import pytest
 from fabric import Config, Connection
 
 from swiftrun import sync
-from swiftrun.errors import RemoteError
+from swiftrun.errors import ConfigError, RemoteError
 from tests.support.sshd import LoopbackSshd, keygen
 
 FAKE_TAR = """#!/bin/sh
@@ -28,6 +28,7 @@ mode=$(cat "$here/tar.mode" 2>/dev/null)
 case "$mode" in
   evil) cat >/dev/null; exec cat "$here/evil.tar" ;;
   fail) /bin/tar "$@" | head -c 3000; echo "tar: simulated failure" >&2; exit 2 ;;
+  skip) grep -zv unreadable | /bin/tar "$@" ;;
   *) exec /bin/tar "$@" ;;
 esac
 """
@@ -543,3 +544,183 @@ def test_fetch_skips_caches_and_vcs(conn, dirs):
     write(remote, ".git/HEAD", "ref")
     write(remote, "out.txt", "o")
     assert down(conn, dirs).files == ["out.txt"]
+
+
+# ---------------------------------------------------------------------------------------------
+# data safety: fetch never deletes local files/links to make room, upload never deletes unknown
+# remote content, the manifest follows what the run did, nothing unreadable goes unnoticed
+
+
+def test_fetch_refuses_a_directory_over_a_local_file(conn, dirs):
+    local, remote, _ = dirs
+    write(local, "a.txt", "a")
+    up(conn, dirs)
+    write(local, "out", "my notes")                      # made here after the upload
+    write(remote, "out/a.txt", "A")
+    write(remote, "out/sub/b.txt", "B")
+    write(remote, "other.txt", "o")
+    rep = down(conn, dirs)
+    assert (local / "out").read_text() == "my notes"
+    assert rep.files == ["other.txt"]
+    assert sorted(f.split(":")[0] for f in rep.failed) == ["out", "out/a.txt", "out/sub", "out/sub/b.txt"]
+    assert "a file stands where the directory goes" in rep.failed[0] and "move" in rep.failed[0]
+    (local / "out").rename(local / "out.mine")           # what the message says; then a retry works
+    rep = down(conn, dirs)
+    assert rep.failed == [] and sorted(rep.files) == ["out/a.txt", "out/sub/b.txt"]
+
+
+def test_fetch_refuses_a_directory_over_a_local_symlink(conn, dirs):
+    local, remote, _ = dirs
+    write(local, "data/in.txt", "in")
+    up(conn, dirs)
+    os.symlink("data", local / "results")                # not synced: the user's own link
+    write(remote, "results/r.txt", "R")
+    rep = down(conn, dirs)
+    assert os.readlink(local / "results") == "data" and not (local / "data/r.txt").exists()
+    assert sorted(f.split(":")[0] for f in rep.failed) == ["results", "results/r.txt"]
+    assert "a symlink stands where the directory goes" in rep.failed[0]
+    assert rep.files == []
+
+
+def test_fetch_replaces_a_synced_symlink_with_the_runs_directory(conn, dirs):
+    local, remote, _ = dirs
+    write(local, "data/in.txt", "in")
+    os.symlink("data", local / "results")
+    os.symlink("data", local / "edited")
+    up(conn, dirs)
+    for name in ("results", "edited"):                   # the run swaps both links for directories
+        (remote / name).unlink()
+        write(remote, f"{name}/r.txt", "R")
+    (local / "edited").unlink()                          # ... while this one was changed here
+    os.symlink("data/in.txt", local / "edited")
+    rep = down(conn, dirs)
+    assert not (local / "results").is_symlink() and (local / "results/r.txt").read_text() == "R"
+    assert "results" in rep.dirs and "results/r.txt" in rep.files
+    assert os.readlink(local / "edited") == "data/in.txt"
+    assert sorted(f.split(":")[0] for f in rep.failed) == ["edited", "edited/r.txt"]
+
+
+def test_upload_deleting_a_directory_keeps_what_never_came_from_here(conn, dirs):
+    local, remote, _ = dirs
+    write(local, "keep.txt", "k")
+    write(local, "out/a.txt", "a")
+    write(local, "out/sub/b.txt", "b")
+    (local / "out/empty").mkdir()
+    write(local, "gone/x.txt", "x")
+    up(conn, dirs)
+    write(remote, "out/result.dat", "unfetched output")
+    write(remote, "out/sub/r2.dat", "another")
+    shutil.rmtree(local / "out")
+    shutil.rmtree(local / "gone")
+    rep = up(conn, dirs)
+    assert rep.deleted == 2 and not rep.full
+    assert (remote / "out/result.dat").read_text() == "unfetched output"
+    assert (remote / "out/sub/r2.dat").read_text() == "another"
+    assert not (remote / "out/a.txt").exists() and not (remote / "out/sub/b.txt").exists()
+    assert not (remote / "out/empty").exists() and not (remote / "gone").exists()
+    assert (remote / "keep.txt").exists()
+    assert not up(conn, dirs).full                       # the sync-id was written: all went well
+
+
+def test_fetch_forgets_inputs_the_run_changed_but_did_not_bring_back(conn, dirs):
+    local, remote, _ = dirs
+    make_project(local)
+    up(conn, dirs)
+    with open(remote / "data/in.txt", "a") as fh:        # the run edits an input ...
+        fh.write("appended\n")
+    (remote / "p4.swift").unlink()                       # ... deletes another
+    (remote / "input-link").unlink()
+    os.symlink("p4.swift", remote / "input-link")        # ... re-points a link
+    shutil.rmtree(remote / "empty")                      # ... and removes a directory
+    write(remote, "out/res.txt", "r")
+    rep = down(conn, dirs, outputs=["out/"])             # none of them is fetched
+    assert rep.files == ["out/res.txt"]
+    rep = up(conn, dirs)                                 # so the next upload puts them back
+    assert not rep.full and rep.files_sent == 3 and rep.dirs_sent == 2
+    assert (remote / "data/in.txt").read_text() == "3\n1\n2\n"
+    assert (remote / "p4.swift").read_text() == "type file;\n"
+    assert os.readlink(remote / "input-link") == "data/in.txt"
+    assert (remote / "empty/nested").is_dir()
+    (remote / "data/in.txt").unlink()                    # also when the fetch has nothing to bring
+    assert down(conn, dirs, outputs=["out/"]).files == []
+    assert up(conn, dirs).files_sent == 1 and (remote / "data/in.txt").exists()
+
+
+def test_one_file_change_after_a_fetch_sends_that_file(conn, dirs):
+    local, remote, _ = dirs
+    make_project(local)
+    up(conn, dirs)
+    simulate_run(remote)
+    down(conn, dirs)
+    write(local, "p4.swift", "type file; // edited\n")
+    rep = up(conn, dirs)
+    assert rep.files_sent == 1 and rep.dirs_sent == 0 and rep.deleted == 0
+
+
+class _FakeDirEntry:
+    """A DirEntry whose stat() fails (DirEntry itself cannot be patched)."""
+
+    def __init__(self, de):
+        self._de, self.name, self.path = de, de.name, de.path
+
+    def is_dir(self, follow_symlinks=True):
+        return self._de.is_dir(follow_symlinks=follow_symlinks)
+
+    def stat(self, follow_symlinks=True):
+        raise PermissionError(13, "Permission denied", self.path)
+
+
+def _deny(monkeypatch, local: Path, rel: str, how: str) -> None:
+    real = os.scandir
+    target = str(local / rel)
+
+    def scandir(path="."):
+        if how == "list" and str(path) == target:
+            raise PermissionError(13, "Permission denied", str(path))
+        entries = list(real(path))
+        return [_FakeDirEntry(e) if e.path == target else e for e in entries]
+
+    monkeypatch.setattr(sync.os, "scandir", scandir)
+
+
+@pytest.mark.parametrize("how", ["list", "stat"])
+def test_unreadable_local_path_is_an_error_not_a_deletion(conn, dirs, monkeypatch, how):
+    local, remote, state = dirs
+    write(local, "a.txt", "a")
+    write(local, "secret/s.txt", "s")
+    up(conn, dirs)
+    before = state.read_text()
+    _deny(monkeypatch, local, "secret", how)
+    with pytest.raises(ConfigError) as exc:
+        up(conn, dirs)
+    msg = str(exc.value)
+    assert str(local / "secret") in msg and "permissions" in msg and ".swiftignore" in msg
+    assert "\n" not in msg
+    assert (remote / "secret/s.txt").exists() and state.read_text() == before
+    rep = up(conn, dirs, exclude=["secret/"])            # excluded: no error, and nothing deleted
+    assert rep.deleted == 0 and (remote / "secret/s.txt").exists()
+
+
+def test_fetch_reports_files_the_headnode_could_not_read(conn, dirs, tar_mode, monkeypatch):
+    local, remote, _ = dirs
+    write(local, "a.txt", "a")
+    up(conn, dirs)
+    write(remote, "ok.txt", "ok")
+    write(remote, "unreadable.txt", "u")                 # the tar wrapper leaves it out
+    write(remote, "vanishing.txt", "v")                  # deleted between listing and tar
+    real_exec = sync._exec
+
+    def exec_and_delete(conn, script, timeout):
+        if "tar -c" in script:
+            (remote / "vanishing.txt").unlink()
+        return real_exec(conn, script, timeout)
+
+    monkeypatch.setattr(sync, "_exec", exec_and_delete)
+    tar_mode("skip")
+    rep = down(conn, dirs)
+    assert rep.files == ["ok.txt"]
+    assert rep.failed == ["unreadable.txt: could not be read on the headnode (check its permissions there)"]
+    assert not (local / "unreadable.txt").exists()
+    monkeypatch.undo()
+    tar_mode("")
+    assert down(conn, dirs).files == ["unreadable.txt"]  # asked again by the retry
