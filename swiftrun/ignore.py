@@ -7,8 +7,9 @@ Rules come from, in increasing precedence (the last matching pattern wins, as in
 2. ``.swiftignore`` in the root (swiftrun-specific, so it can re-include what git ignores);
 3. ``extra`` patterns from the caller (``[sync] exclude``), relative to the root;
 4. the always-excluded set, which nothing can negate: ``.swiftrun/``, ``.git/``, ``__pycache__/``
-   anywhere and swift's run directories ``/run[0-9][0-9][0-9]*/`` at the top level (they are
-   outputs; fetching them back is sync.fetch's job).
+   anywhere and swift's run directories at the top level: ``run`` and three or more digits,
+   nothing else (``run001/``, ``run1234/``; not ``run2024-inputs/``). They are outputs; fetching
+   them back is sync.fetch's job.
 
 Pattern syntax is gitignore's: ``#`` comments, blank lines, ``!`` negation, ``\\`` escapes, trailing
 ``/`` = directories only, a ``/`` at the start or in the middle anchors the pattern to the
@@ -23,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-ALWAYS = (".swiftrun/", ".git/", "__pycache__/", "/run[0-9][0-9][0-9]*/")
+ALWAYS = (".swiftrun/", ".git/", "__pycache__/")
+# swift's run directories: digits only, which a glob cannot say (run[0-9][0-9][0-9]* also took
+# input directories such as run2024-inputs/ and silently never uploaded them).
+RUN_DIRS = r"run[0-9]{3,}"
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,13 @@ def compile_pattern(line: str, base: str = "") -> Rule | None:
     return Rule(line, re.compile(regex, re.DOTALL), negate, dir_only, base)
 
 
+def literal(path: str) -> str:
+    """A gitignore pattern that matches exactly ``path`` (posix, relative), whatever characters
+    its name holds: glob characters, backslash, ``!``, ``#`` and spaces (trailing ones
+    included) are escaped."""
+    return "".join("\\" + c if c in "*?[]\\!# " else c for c in path)
+
+
 def compile_lines(lines: Iterable[str], base: str = "") -> list[Rule]:
     return [r for r in (compile_pattern(line, base) for line in lines) if r is not None]
 
@@ -145,7 +156,8 @@ class IgnoreRules:
         self._root_git = list(gitignore)
         self._swift = list(swiftignore)
         self._extra = list(extra)
-        self._always = compile_lines(ALWAYS)
+        self._always = compile_lines(ALWAYS) + [
+            Rule("/run<digits>/", re.compile(RUN_DIRS), False, True, "")]
         self._nested = nested and self.root is not None
         self._nested_cache: dict[str, list[Rule]] = {}
         self._dir_cache: dict[str, bool] = {}

@@ -59,6 +59,7 @@ def swift_args(project, extra: tuple[str, ...]) -> list[str]:
 def sync_excludes(project, script_dir: Path) -> tuple[str, ...]:
     """[sync] exclude, plus swiftrun's own state (keys!) and ~/.ssh when they sit inside the
     script directory (a script run from $HOME must never upload them)."""
+    from swiftrun.ignore import literal
     from swiftrun.paths import state_home
 
     extra = []
@@ -72,7 +73,7 @@ def sync_excludes(project, script_dir: Path) -> tuple[str, ...]:
             rel = Path(private).resolve().relative_to(script_dir.resolve())
         except ValueError:
             continue
-        extra.append(f"/{rel.as_posix()}" + ("/" if is_dir else ""))
+        extra.append(f"/{literal(rel.as_posix())}" + ("/" if is_dir else ""))
     return tuple(project.sync.exclude) + tuple(extra)
 
 
@@ -164,6 +165,7 @@ class Runner:
         try:
             self._sync_and_start(conf_text)
             self._follow()
+            self.phase = "fetch"
             self._fetch()
             keep_reason = ""
         except KeyboardInterrupt:
@@ -228,10 +230,11 @@ class Runner:
             self.ui.warn(f"not fetched (unsafe path or link): {path}")
         for path in rep.conflicts:
             self.ui.warn(f"{path} changed here and on the headnode; the headnode's copy was kept")
+        self.report.fetched = list(rep.files)
         if rep.failed:
             raise RemoteError(f"could not write {len(rep.failed)} fetched file(s) "
                               f"(first: {rep.failed[0]}); retry with `swiftrun fetch {self._script_arg()}`")
-        self.report.fetched = list(rep.files)
+
         self.ui.node("fetch", f"{rep.files_fetched} file(s) back, {rep.bytes} bytes")
         self.report.durations["fetch"] = round(time.monotonic() - t, 3)
 
@@ -251,6 +254,12 @@ class Runner:
         self.report.exit_code = 130
         if not getattr(self, "run_id", ""):
             return "interrupted before swift started"
+        if getattr(self, "phase", "") == "fetch":
+            # swift is done; its outputs may be only half back: never dissolve over them.
+            self.ui.warn("interrupted while fetching the outputs: swift has finished")
+            self.ui.info(f"fetch:    swiftrun fetch {self._script_arg()}\n"
+                         "dissolve: swiftrun down  (after fetching)")
+            return "kept: the outputs were not all fetched"
         if hasattr(self, "t_run"):
             self.report.durations["swift"] = round(time.monotonic() - self.t_run, 3)
         if not self.opts.cancel_on_interrupt:

@@ -193,10 +193,15 @@ def watch_loop(env, cluster, opts, report, *, keep: bool = False):
                 mark = watcher.mark()
                 # Edits made while the last run went on count at once; after a failure only a
                 # new edit does (the unsent change is still pending: no retry loop).
-                changes = [] if failed else detector.pending()
-                if not changes:
-                    ui.step(f"Watching {script_dir} for changes (Ctrl-C to stop)")
-                    changes = watcher.wait(detector, since=mark)
+                try:
+                    changes = [] if failed else detector.pending()
+                    if not changes:
+                        ui.step(f"Watching {script_dir} for changes (Ctrl-C to stop)")
+                        changes = watcher.wait(detector, since=mark)
+                except SwiftrunError as exc:     # e.g. a path that cannot be read: say, wait
+                    ui.error(f"{exc} (still watching; fix it and save again)")
+                    failed = True
+                    continue
                 ui.step(f"Changed: {_names(changes)}; running again")
                 if project_file and any((script_dir / c).resolve() == project_file for c in changes):
                     ui.warn(f"{project_file.name} changed: watch runs keep the settings it "

@@ -164,3 +164,25 @@ def test_a_failed_up_leaves_no_cache_a_run_could_trust(cloud, tmp_path):
     assert len(workers) == 1 and workers[0] != bad
     assert workers[0] in {i["InstanceId"] for i in cluster_instances(cloud, "p4stale")}
     swiftrun("down", cwd=proj)
+
+
+def test_outputs_refused_here_keep_the_cluster(cloud, tmp_path):
+    """p6 writes output/; here `output` is a symlink to a directory outside the project (kept
+    out of the upload). Writing through it is refused, so those outputs exist only on the
+    headnode: the run keeps the cluster and says how to fetch them once that is fixed."""
+    proj = copy_example("p6", tmp_path / "p6", cloud, name="p6refuse", workers=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (proj / "output").symlink_to(elsewhere)
+    (proj / ".swiftignore").write_text("output\n")
+    res = swiftrun("p6.swift", "-nsim=2", cwd=proj, check=False)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "could not write" in res.stderr and "swiftrun fetch p6.swift" in res.stderr, res.stderr
+    assert list(elsewhere.iterdir()) == []                   # nothing written outside
+    assert len(cluster_instances(cloud, "p6refuse")) == 2     # kept: the outputs are there
+
+    (proj / "output").unlink()
+    swiftrun("fetch", "p6.swift", cwd=proj)
+    assert sorted(p.name for p in (proj / "output").glob("sim_*.out")) == ["sim_0.out", "sim_1.out"]
+    swiftrun("down", cwd=proj)
+    assert cluster_instances(cloud, "p6refuse") == []

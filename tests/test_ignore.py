@@ -138,3 +138,22 @@ def test_output_globs():
     assert glob_matches(rx, "sorted.txt")
     assert not glob_matches(rx, "x/sorted.txt")         # outputs are anchored at the root
     assert glob_matches(rx, "results/a/b.txt")          # a matching dir brings its contents
+
+
+def test_run_directories_are_run_and_digits_only():
+    from swiftrun.ignore import IgnoreRules
+
+    r = IgnoreRules(None)
+    assert r.ignored("run001", True) and r.ignored("run1234", True)
+    # an input directory that only starts like one is uploaded
+    assert not r.ignored("run2024-inputs", True) and not r.ignored("run001a", True)
+    assert not r.ignored("run01", True)
+
+
+def test_literal_patterns_match_only_that_name():
+    from swiftrun.ignore import compile_pattern, literal
+
+    for name in ("my[prod].pem", "key.pem ", "a b/c*?.csv", "!x", "#y", "back\\slash"):
+        rule = compile_pattern("/" + literal(name))
+        assert rule.matches(name, False), name
+        assert not rule.matches(name + "x", False) and not rule.matches("x" + name, False), name

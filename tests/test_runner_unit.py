@@ -55,3 +55,19 @@ def test_tutorial_credentials_and_key_beside_the_script_are_never_synced(tmp_pat
     entries = scan(tmp_path, IgnoreRules.from_dir(tmp_path, extra=sync_excludes(project, tmp_path)))
     assert "p4.swift" in entries
     assert "credentials.csv" not in entries and "pair.pem" not in entries
+
+
+def test_secret_files_with_glob_characters_are_never_synced(tmp_path):
+    """The excludes are literal paths: a key named my[prod].pem or *.pem is not a pattern."""
+    from swiftrun.project import load_project
+
+    for key in ("my[prod].pem", "*.pem", "a?b.pem"):
+        d = tmp_path / f"case{len(key)}-{key.count('[')}"
+        d.mkdir()
+        (d / key).write_text("PRIVATE")
+        (d / "other.pem").write_text("not the key")
+        (d / "swiftrun.toml").write_text(f'[ssh]\nkey_file = "{d / key}"\n')
+        project = load_project(d / "swiftrun.toml")
+        entries = scan(d, IgnoreRules.from_dir(d, extra=sync_excludes(project, d)))
+        assert key not in entries, (key, sorted(entries))
+        assert "other.pem" in entries, (key, sorted(entries))   # only the key itself
