@@ -199,6 +199,37 @@ class Cluster:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    @contextmanager
+    def in_use(self):
+        """Held (shared) by every run on this cluster from start to end, so one run's dissolve
+        cannot cut off another's swift or outputs (`may_dissolve`). Same machine only."""
+        fd = os.open(self.dir / "runs.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self._use_fd = fd
+            yield
+        finally:
+            self._use_fd = None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def may_dissolve(self) -> bool:
+        """True when no other run on this machine uses the cluster. Drops this run's own hold
+        first (a shared lock cannot be upgraded while others hold it too)."""
+        fd = getattr(self, "_use_fd", None)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        probe = os.open(self.dir / "runs.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        else:
+            fcntl.flock(probe, fcntl.LOCK_UN)
+            return True
+        finally:
+            os.close(probe)
+
     # -- up ----------------------------------------------------------------------------------
     def up(self, *, keep_on_failure: bool = False, wait: bool = True,
            check_workers: bool = True) -> UpResult:

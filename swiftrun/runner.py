@@ -148,6 +148,10 @@ class Runner:
 
     # -- the whole job -----------------------------------------------------------------------
     def run(self) -> RunReport:
+        with self.cluster.in_use():
+            return self._run()
+
+    def _run(self) -> RunReport:
         from swiftrun.confcache import checked_text
 
         t0 = time.monotonic()
@@ -286,6 +290,10 @@ class Runner:
         if keep_reason:
             self.report.kept_reason = keep_reason
             self.ui.warn(f"cluster {self.cluster.name} {keep_reason}; `swiftrun down` dissolves it")
+        elif not keep and not self.cluster.may_dissolve():
+            self.report.kept_reason = "kept: another swiftrun run on this machine is using it"
+            self.ui.warn(f"cluster {self.cluster.name} {self.report.kept_reason}; the last one "
+                         "to finish dissolves it (or `swiftrun down`)")
         elif not keep:
             self.cluster.down()
             self.report.dissolved = True

@@ -253,6 +253,10 @@ def _dissolve_rules(env, cluster, report, *, keep: bool, interrupted: bool) -> N
     if keep or env.project.cluster.keep:
         report.dissolved = False
         return
+    if not cluster.may_dissolve():
+        report.kept_reason = "kept: another swiftrun run on this machine is using it"
+        env.ui.warn(f"cluster {cluster.name} {report.kept_reason}; `swiftrun down` dissolves it")
+        return
     try:
         cluster.down()
         report.dissolved = True

@@ -438,6 +438,23 @@ def test_two_concurrent_ups_make_one_cluster_and_down_twice_is_fine(cloud, tmp_p
     assert_nothing_left(cloud, name)
 
 
+def test_a_run_that_ends_first_does_not_dissolve_under_another(cloud, tmp_path):
+    """Two runs on one cluster from this machine (two script directories): the one that ends
+    first keeps the cluster, the last one dissolves it after its outputs are back."""
+    name = "shared"
+    slow = tick_project(tmp_path / "slow", cloud, name=name, workers=1, n=6, slow=0.5)
+    fast = tick_project(tmp_path / "fast", cloud, name=name, workers=1, n=1)
+    long_run = Proc("tick.swift", cwd=slow)
+    long_run.wait_line(r"^Progress:", stream="stdout", count=2)
+    short = sr("tick.swift", cwd=fast)
+    assert "another swiftrun run on this machine is using it" in short.stderr, short.report()
+    assert len(instances(cloud, name)) == 2
+    long_run.finish(0)
+    assert sorted(p.name for p in (slow / "out").iterdir()) == [f"tick_{i}.txt" for i in range(1, 7)]
+    assert "dissolved" in long_run.stderr, long_run.report()
+    assert_nothing_left(cloud, name)
+
+
 # =================================================================================================
 # The headnode's sshd restarts while swift runs
 # =================================================================================================
