@@ -230,14 +230,8 @@ class Runner:
         extra = (self.report.swift_run,) if self.report.swift_run else ()
         rep = sync.fetch(conn, self.script_dir, self.root, state_file=state,
                          outputs=self.project.sync.outputs, extra_dirs=extra)
-        for path in rep.refused:
-            self.ui.warn(f"not fetched (unsafe path or link): {path}")
-        for path in rep.conflicts:
-            self.ui.warn(f"{path} changed here and on the headnode; the headnode's copy was kept")
         self.report.fetched = list(rep.files)
-        if rep.failed:
-            raise RemoteError(f"could not write {len(rep.failed)} fetched file(s) "
-                              f"(first: {rep.failed[0]}); retry with `swiftrun fetch {self._script_arg()}`")
+        say_fetched(self.ui, rep, self._script_arg())
 
         self.ui.node("fetch", f"{rep.files_fetched} file(s) back, {rep.bytes} bytes")
         self.report.durations["fetch"] = round(time.monotonic() - t, 3)
@@ -298,6 +292,18 @@ class Runner:
             self.cluster.down()
             self.report.dissolved = True
         self.cluster.remote.close()
+
+
+def say_fetched(ui, rep, script_arg: str) -> None:
+    """Warn about what a fetch skipped or kept both ways; raise when outputs did not come back
+    (the caller keeps the cluster: only the headnode has them)."""
+    for path in rep.refused:
+        ui.warn(f"not fetched (unsafe path or link): {path}")
+    for path in rep.conflicts:
+        ui.warn(f"{path} changed here and on the headnode; the headnode's copy is in place")
+    if rep.failed:
+        raise RemoteError(f"could not write {len(rep.failed)} fetched file(s) "
+                          f"(first: {rep.failed[0]}); retry with `swiftrun fetch {script_arg}`")
 
 
 # -- remote run control (used by run, logs, cancel) --------------------------------------------

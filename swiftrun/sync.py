@@ -751,6 +751,18 @@ def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None) -> 
     os.replace(new, dest)
 
 
+def _keep_local_copy(root: str, rel: str) -> str:
+    """Copy a locally edited file aside before the run's version replaces it; its new name."""
+    src = os.path.join(root, rel)
+    for n in range(1000):
+        candidate = f"{rel}.local" + (f".{n}" if n else "")
+        dest = os.path.join(root, candidate)
+        if not os.path.lexists(dest):
+            shutil.copy2(src, dest)
+            return candidate
+    raise FileExistsError(f"too many {rel}.local.* copies; clear them and fetch again")
+
+
 def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, Entry], manifest: Manifest,
              report: FetchReport) -> None:
     """Move staged entries into place (parents first), then give the directories touched their
@@ -767,18 +779,26 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
             report.failed.append(f"{rel}: not written, its directory {stuck} could not be created")
             continue
         if not _inside(root, rel, link_cache):
-            report.refused.append(f"{rel}: a parent directory is a symlink locally")
+            why = f"{rel}: a parent directory is a symlink locally"
+            # a file only the headnode has is a failure (the cluster is kept); a link or a
+            # directory entry is only refused
+            (report.failed if s.type == "f" else report.refused).append(why)
             continue
         prev = manifest.entries.get(rel)
         local = _local_entry(local_root, rel)
+        conflict = (s.type != "d" and prev is not None and local is not None
+                    and not local.same_local(prev))
         try:
+            if conflict and local.type == "f":
+                saved = _keep_local_copy(root, rel)     # edited here and there: keep both
+                report.conflicts.append(f"{rel} (your version is in {saved})")
+            elif conflict:
+                report.conflicts.append(rel)
             _install_one(root, rel, s, prev)
         except OSError as exc:
             blocked.add(rel)
             report.failed.append(f"{rel}: {exc}")
             continue
-        if s.type != "d" and prev is not None and local is not None and not local.same_local(prev):
-            report.conflicts.append(rel)
         link_cache.pop(rel, None)
         touched_dirs.update(_ancestors(rel))
         if s.type == "d":

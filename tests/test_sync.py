@@ -724,3 +724,22 @@ def test_fetch_reports_files_the_headnode_could_not_read(conn, dirs, tar_mode, m
     monkeypatch.undo()
     tar_mode("")
     assert down(conn, dirs).files == ["unreadable.txt"]  # asked again by the retry
+
+
+def test_a_file_edited_here_and_by_the_run_keeps_both(conn, dirs):
+    """The run's version goes in place; the local edit is copied aside, never just overwritten."""
+    local, remote, _ = dirs
+    write(local, "params.txt", "v1\n")
+    up(conn, dirs)
+    write(remote, "params.txt", "run's version\n")
+    write(local, "params.txt", "my edit\n")
+    rep = down(conn, dirs)
+    assert (local / "params.txt").read_text() == "run's version\n"
+    assert (local / "params.txt.local").read_text() == "my edit\n"
+    assert rep.conflicts == ["params.txt (your version is in params.txt.local)"]
+    # a second conflict does not overwrite the first copy
+    write(remote, "params.txt", "run's second\n")
+    write(local, "params.txt", "my second edit\n")
+    down(conn, dirs)
+    assert (local / "params.txt.local").read_text() == "my edit\n"
+    assert (local / "params.txt.local.1").read_text() == "my second edit\n"

@@ -81,14 +81,21 @@ def cancel(script, project_file, cluster_name, json_mode, yes, quiet):
 @project_options
 def fetch(script, project_file, cluster_name, json_mode, yes, quiet):
     """Bring the outputs of the latest run back into SCRIPT's directory."""
+    import shlex
+
     from swiftrun import sync
+    from swiftrun.runner import say_fetched
 
     env, cluster, target, root, sdir = _setup(script, project_file, cluster_name, json_mode, yes, quiet)
     conn = cluster.remote.connect(target)
     state = cluster.dir / "sync" / f"{Path(root).name}.json"
     rep = sync.fetch(conn, sdir, root, state_file=state, outputs=env.project.sync.outputs)
-    if json_mode:
-        env.emit({"fetched": rep.files, "bytes": rep.bytes})
-    else:
+    try:
+        say_fetched(env.ui, rep, shlex.quote(str(script or sdir)))
+    finally:
+        if json_mode:
+            env.emit({"fetched": rep.files, "bytes": rep.bytes, "failed": rep.failed,
+                      "refused": rep.refused, "conflicts": rep.conflicts})
+    if not json_mode:
         env.ui.info(f"fetched {rep.files_fetched} file(s), {rep.bytes} bytes")
     return 0
