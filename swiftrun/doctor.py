@@ -608,14 +608,24 @@ def _rule(perm: dict, **extra) -> dict:
 
 def check_security_group(project, provider, *, fix: bool = False) -> Check:
     name = project.security_group_name
-    reply = provider._call("describe_security_groups",
-                           Filters=[{"Name": "group-name", "Values": [name]}])
-    groups = reply.get("SecurityGroups", [])
+    filters = [{"Name": "group-name", "Values": [name]}]
+    vpc = provider._vpc_of_subnet()
+    if vpc:
+        filters.append({"Name": "vpc-id", "Values": [vpc]})
+    groups = provider._call("describe_security_groups", Filters=filters).get("SecurityGroups", [])
     if not groups:
         return Check("security group", OK, f"{name} does not exist yet; `swiftrun up` creates it: "
                      "port 22 from [ec2] ssh_cidr, coaster ports 50005/50010 inside the group only")
     group = groups[0]
     gid = group["GroupId"]
+    owner = {t["Key"]: t["Value"] for t in group.get("Tags", [])}.get("swiftrun:cluster")
+    if not project.ec2.security_group and owner != project.cluster.name:
+        # swiftrun's default name on a group swiftrun did not make for this cluster: --fix
+        # must not change its rules, and `up` must not adopt it
+        return Check("security group", FAIL,
+                     f"{name} ({gid}) exists but was not made by swiftrun for cluster "
+                     f"{project.cluster.name!r} (no tag swiftrun:cluster={project.cluster.name})",
+                     "delete or rename it, or set [ec2] security_group to use it on purpose")
     try:
         cidr = provider.ssh_cidr()
     except SwiftrunError as exc:

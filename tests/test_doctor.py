@@ -40,6 +40,13 @@ def doctor(proj: Path, *args, env: dict | None = None, addr: str | None = None):
     return res.returncode, {c["name"]: c for c in doc["checks"]}, doc
 
 
+def use_group(proj: Path, name: str) -> None:
+    """Name a hand-made security group in the project ([ec2] security_group), as the tutorial's
+    configs did; a group that merely has swiftrun's default name is refused instead."""
+    toml = proj / "swiftrun.toml"
+    toml.write_text(toml.read_text().replace("[ec2]\n", f'[ec2]\nsecurity_group = "{name}"\n', 1))
+
+
 def one(checks: dict, suffix: str, *, count: int = 1) -> dict:
     found = [c for name, c in checks.items() if name == suffix or name.endswith(": " + suffix)]
     assert len(found) == count, (suffix, list(checks))
@@ -95,8 +102,9 @@ def test_clean_project_without_cluster_is_ok(cloud, tmp_path):
 def test_world_open_group_made_by_hand_stops_up_and_fix_repairs_it(cloud, tmp_path):
     proj = tmp_path / "wo"
     toml_project(proj, cloud, name="wo", workers=1)
-    # the tutorial's group: everything from everywhere
-    sg = cloud.ec2.create_security_group(GroupName="swiftrun-wo", Description="by hand")["GroupId"]
+    # the tutorial's group, named in the project (its SECURITY_GROUP): everything from everywhere
+    use_group(proj, "tutorial-wo")
+    sg = cloud.ec2.create_security_group(GroupName="tutorial-wo", Description="by hand")["GroupId"]
     cloud.ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
         {"IpProtocol": "tcp", "FromPort": 50000, "ToPort": 51000,
@@ -130,7 +138,8 @@ def test_world_open_group_made_by_hand_stops_up_and_fix_repairs_it(cloud, tmp_pa
 def test_all_traffic_from_the_world_is_revoked_and_ssh_kept(cloud, tmp_path):
     proj = tmp_path / "all"
     toml_project(proj, cloud, name="all", workers=1)
-    sg = cloud.ec2.create_security_group(GroupName="swiftrun-all", Description="by hand")["GroupId"]
+    use_group(proj, "tutorial-all")
+    sg = cloud.ec2.create_security_group(GroupName="tutorial-all", Description="by hand")["GroupId"]
     cloud.ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
         {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
         {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])

@@ -127,3 +127,19 @@ def test_stop_headnode_then_up_starts_the_same_headnode(cloud, tmp_path):
     assert "back-on" in res.stdout
     swiftrun("down", cwd=proj)
     assert cluster_instances(cloud, "park", states=("pending", "running", "stopping", "stopped")) == []
+
+
+def test_a_group_with_swiftrun_s_name_but_not_its_tag_is_left_alone(cloud, tmp_path):
+    """A security group called swiftrun-<cluster> that swiftrun did not make for this cluster:
+    `up` refuses before launching and changes none of its rules; naming it in the project
+    ([ec2] security_group) is how to use it on purpose."""
+    proj = tmp_path / "proj"
+    toml_project(proj, cloud, name="handmade", workers=1)
+    sg = cloud.ec2.create_security_group(GroupName="swiftrun-handmade", Description="by hand")["GroupId"]
+    res = swiftrun("up", cwd=proj, check=False)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "was not made by swiftrun for cluster 'handmade'" in res.stderr, res.stderr
+    assert "[ec2] security_group" in res.stderr
+    assert cluster_instances(cloud, "handmade") == []
+    group = cloud.ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0]
+    assert group["IpPermissions"] == []

@@ -256,10 +256,21 @@ class EC2Provider(Provider):
         if self._sg_id:
             return self._sg_id
         name = self.project.security_group_name
-        reply = self._call("describe_security_groups",
-                           Filters=[{"Name": "group-name", "Values": [name]}])
+        filters = [{"Name": "group-name", "Values": [name]}]
+        vpc = self._vpc_of_subnet()
+        if vpc:     # the same name may exist in other VPCs; only the subnet's can be used
+            filters.append({"Name": "vpc-id", "Values": [vpc]})
+        reply = self._call("describe_security_groups", Filters=filters)
         groups = reply.get("SecurityGroups", [])
         if groups:
+            tags = {t["Key"]: t["Value"] for t in groups[0].get("Tags", [])}
+            if not self.project.ec2.security_group and tags.get(TAG_CLUSTER) != cluster:
+                # swiftrun's own name, but not swiftrun's group for this cluster: changing its
+                # rules (or deleting it at `down`) would touch something that is not ours
+                raise CloudError(
+                    f"security group {name} ({groups[0]['GroupId']}) exists but was not made by "
+                    f"swiftrun for cluster {cluster!r} (no tag {TAG_CLUSTER}={cluster}): delete "
+                    "or rename it, or set [ec2] security_group to use it on purpose")
             self._sg_id = groups[0]["GroupId"]
             self._ensure_rules(groups[0])
             return self._sg_id
@@ -316,8 +327,10 @@ class EC2Provider(Provider):
     def _vpc_of_subnet(self) -> str | None:
         if not self.project.ec2.subnet_id:
             return None
-        reply = self._call("describe_subnets", SubnetIds=[self.project.ec2.subnet_id])
-        return reply["Subnets"][0]["VpcId"]
+        if getattr(self, "_vpc", None) is None:
+            reply = self._call("describe_subnets", SubnetIds=[self.project.ec2.subnet_id])
+            self._vpc = reply["Subnets"][0]["VpcId"]
+        return self._vpc
 
     def ssh_cidr(self) -> str:
         cidr = self.project.ec2.ssh_cidr
