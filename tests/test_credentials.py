@@ -93,8 +93,9 @@ def test_data_without_header(tmp_path):
 
 
 def test_data_without_header_unusual_key(tmp_path):
-    # all-letter cells could be a key id: they must not be echoed either
-    error_of(csv_file(tmp_path, f"AKIAABCDEFGHIJKLMNOP,{SECRET}\n"))
+    # all-letter cells could be a key id: they must not be echoed either (a documentation-style
+    # fake ending in EXAMPLE, like AWS's own AKIAIOSFODNN7EXAMPLE)
+    error_of(csv_file(tmp_path, f"AKIAABCDEFGHIEXAMPLE,{SECRET}\n"))
 
 
 def test_wrong_columns(tmp_path):

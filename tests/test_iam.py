@@ -16,7 +16,7 @@ REGION = "us-west-2"
 CLUSTER = "demo"
 NAME = "swiftrun-demo-s3fs"
 # distinctive credentials, so "no key in any document" means something (moto takes any)
-ACCESS_KEY = "AKIASWIFTRUNTEST0KEY"
+ACCESS_KEY = "AKIASWIFTRUN0EXAMPLE"   # shaped like AWS documentation examples: never a real key
 SECRET_KEY = "swiftrunTestSecret/0123456789abcdefghijKLMN"
 
 
