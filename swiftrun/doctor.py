@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from swiftrun.cloud.awserr import NO_CREDENTIALS
 from swiftrun.errors import CloudError, ConfigError, SwiftrunError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -446,7 +447,7 @@ def check_dry_run(project, provider) -> list[Check]:
                 out.append(Check(name, FAIL, err.message, "fix what EC2 names, then try again"))
             continue
         except bex.NoCredentialsError:
-            raise ConfigError("no AWS credentials found") from None
+            raise ConfigError(NO_CREDENTIALS) from None
         except bex.BotoCoreError as exc:
             raise CloudError(f"cannot reach EC2 in {p.ec2.region}: {exc}") from None
         # The endpoint ignored DryRun and launched: take it back at once.

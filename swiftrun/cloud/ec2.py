@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+from swiftrun.cloud.awserr import NO_CREDENTIALS, reaching
 from swiftrun.cloud.base import (
     GONE_STATES, HEADNODE, TAG_CLUSTER, TAG_ROLE, TAG_SHAPE, LaunchSpec, Node, Provider)
 from swiftrun.errors import CloudError, ConfigError
@@ -76,9 +77,7 @@ def make_session(project):
         raise ConfigError(f"[ec2] profile = {project.ec2.profile!r}: no such AWS profile "
                           "(list them with `aws configure list-profiles`)") from None
     if session.get_credentials() is None:
-        raise ConfigError("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
-                          "AWS_SECRET_ACCESS_KEY, [ec2] profile, or [ec2] credentials_file "
-                          "(the IAM credentials.csv)")
+        raise ConfigError(NO_CREDENTIALS)
     return session
 
 
@@ -129,15 +128,11 @@ class EC2Provider(Provider):
         """One EC2 call with its errors put in plain words."""
         import botocore.exceptions as bex
 
-        try:
-            return getattr(self.ec2, op)(**kwargs)
-        except bex.NoCredentialsError:
-            raise ConfigError("no AWS credentials found: set AWS_PROFILE, [ec2] profile or "
-                              "[ec2] credentials_file") from None
-        except bex.EndpointConnectionError as exc:
-            raise CloudError(f"cannot reach EC2 in {self.project.ec2.region}: {exc}") from None
-        except bex.ClientError as exc:
-            raise self._plain(exc, op) from None
+        with reaching(f"EC2 in {self.project.ec2.region}"):
+            try:
+                return getattr(self.ec2, op)(**kwargs)
+            except bex.ClientError as exc:
+                raise self._plain(exc, op) from None
 
     def _plain(self, exc, op: str) -> CloudError:
         code = exc.response.get("Error", {}).get("Code", "Error")

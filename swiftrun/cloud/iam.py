@@ -39,6 +39,7 @@ import re
 import time
 from typing import Any, Callable, TypeVar
 
+from swiftrun.cloud.awserr import reaching
 from swiftrun.cloud.base import TAG_CLUSTER
 from swiftrun.errors import CloudError, ConfigError
 
@@ -191,15 +192,11 @@ class _Clients:
         """One IAM call; a refusal becomes a CloudError with ``.code`` set."""
         import botocore.exceptions as bex
 
-        try:
-            return getattr(self.iam, op)(**kwargs)
-        except bex.NoCredentialsError:
-            raise ConfigError("no AWS credentials found: set AWS_PROFILE, [ec2] profile or "
-                              "[ec2] credentials_file") from None
-        except bex.EndpointConnectionError as exc:
-            raise CloudError(f"cannot reach IAM: {exc}") from None
-        except bex.ClientError as exc:
-            raise _plain(exc, op, self.denied_hint) from None
+        with reaching("IAM"):
+            try:
+                return getattr(self.iam, op)(**kwargs)
+            except bex.ClientError as exc:
+                raise _plain(exc, op, self.denied_hint) from None
 
     def get(self, op: str, **kwargs) -> dict | None:
         """A Get* call; None when the entity does not exist."""
@@ -234,12 +231,8 @@ def _check_bucket(clients: _Clients, bucket: str) -> None:
 
     name = json.dumps(bucket)
     try:
-        clients.s3.head_bucket(Bucket=bucket)
-    except bex.NoCredentialsError:
-        raise ConfigError("no AWS credentials found: set AWS_PROFILE, [ec2] profile or "
-                          "[ec2] credentials_file") from None
-    except bex.EndpointConnectionError as exc:
-        raise CloudError(f"cannot reach S3 to check [s3fs] bucket = {name}: {exc}") from None
+        with reaching(f"S3 to check [s3fs] bucket = {name}"):
+            clients.s3.head_bucket(Bucket=bucket)
     except bex.ParamValidationError as exc:
         raise ConfigError(f"[s3fs] bucket = {name}: not a valid bucket name "
                           f"({' '.join(str(exc).split())})") from None
