@@ -74,6 +74,12 @@ class Cluster:
         self._remember(nodes)
         return nodes
 
+    def manifest_file(self, remote_root: str):
+        """The sync manifest of one project directory on this cluster (upload, fetch, watch)."""
+        from pathlib import PurePosixPath
+
+        return self.dir / "sync" / f"{PurePosixPath(remote_root).name}.json"
+
     # -- the last tag read, kept for the warm path ---------------------------------------------
     @property
     def _seen_file(self):

@@ -189,7 +189,7 @@ class Runner:
         t = time.monotonic()
         conn = self.cluster.remote.connect(self.target)
         self.ui.step(f"Syncing {self.script_dir} to {self.target.label}:{self.root}")
-        state = self.cluster.dir / "sync" / f"{Path(self.root).name}.json"
+        state = self.cluster.manifest_file(self.root)
         rep = sync.upload(conn, self.script_dir, self.root, state_file=state,
                           exclude=sync_excludes(self.project, self.script_dir),
                           warn_bytes=self.project.sync.warn_size_mb * 2**20,
@@ -222,17 +222,12 @@ class Runner:
         self.report.durations["swift"] = round(time.monotonic() - self.t_run, 3)
 
     def _fetch(self) -> None:
-        from swiftrun import sync
-
         t = time.monotonic()
-        conn = self.cluster.remote.connect(self.target)
-        state = self.cluster.dir / "sync" / f"{Path(self.root).name}.json"
         extra = (self.report.swift_run,) if self.report.swift_run else ()
-        rep = sync.fetch(conn, self.script_dir, self.root, state_file=state,
-                         outputs=self.project.sync.outputs, extra_dirs=extra)
+        rep = fetch_outputs(self.cluster, self.target, self.project, self.script_dir, self.root,
+                            extra_dirs=extra)
         self.report.fetched = list(rep.files)
         say_fetched(self.ui, rep, self._script_arg())
-
         self.ui.node("fetch", f"{rep.files_fetched} file(s) back, {rep.bytes} bytes")
         self.report.durations["fetch"] = round(time.monotonic() - t, 3)
 
@@ -292,6 +287,16 @@ class Runner:
             self.cluster.down()
             self.report.dissolved = True
         self.cluster.remote.close()
+
+
+def fetch_outputs(cluster, target, project, script_dir: Path, root: str, *, extra_dirs=()):
+    """Bring a run's outputs back over the cluster's connection (for `run` and `swiftrun fetch`);
+    the caller reports with :func:`say_fetched`."""
+    from swiftrun import sync
+
+    return sync.fetch(cluster.remote.connect(target), script_dir, root,
+                      state_file=cluster.manifest_file(root), outputs=project.sync.outputs,
+                      extra_dirs=extra_dirs)
 
 
 def say_fetched(ui, rep, script_arg: str) -> None:

@@ -176,7 +176,7 @@ def watch_loop(env, cluster, opts, report, *, keep: bool = False):
     ui, project = env.ui, env.project
     script_dir = opts.script.resolve().parent
     root = remote_root(project, script_dir)
-    detector = ChangeDetector(script_dir, cluster.dir / "sync" / f"{Path(root).name}.json",
+    detector = ChangeDetector(script_dir, cluster.manifest_file(root),
                               sync_exclude(project, script_dir))
     limit = max_runs()
     runs = 1

@@ -188,6 +188,7 @@ def test_failed_rerun_waits_for_a_new_edit_then_dissolves(tmp_path, monkeypatch)
         cdir / "sync" / "proj.json")
     downs = []
     cluster = SimpleNamespace(name="c", dir=cdir, down=lambda: downs.append(1),
+                              manifest_file=lambda root: cdir / "sync" / "proj.json",
                               may_dissolve=lambda: True, remote=SimpleNamespace(close=lambda: None))
     project = SimpleNamespace(cluster=SimpleNamespace(keep=False), path=None,
                               sync=SimpleNamespace(exclude=()),

@@ -83,13 +83,10 @@ def fetch(script, project_file, cluster_name, json_mode, yes, quiet):
     """Bring the outputs of the latest run back into SCRIPT's directory."""
     import shlex
 
-    from swiftrun import sync
-    from swiftrun.runner import say_fetched
+    from swiftrun.runner import fetch_outputs, say_fetched
 
     env, cluster, target, root, sdir = _setup(script, project_file, cluster_name, json_mode, yes, quiet)
-    conn = cluster.remote.connect(target)
-    state = cluster.dir / "sync" / f"{Path(root).name}.json"
-    rep = sync.fetch(conn, sdir, root, state_file=state, outputs=env.project.sync.outputs)
+    rep = fetch_outputs(cluster, target, env.project, sdir, root)
     try:
         say_fetched(env.ui, rep, shlex.quote(str(script or sdir)))
     finally:
