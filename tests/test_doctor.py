@@ -19,6 +19,7 @@ from swiftrun.doctor import FAIL, OK, WARN, Check, fingerprint_verdict, run_chec
 from tests.support.cli import cluster_groups, cluster_instances, swiftrun, toml_project
 from tests.support.cloud import UBUNTU_AMI_ID
 from tests.test_e2e_static import hosts  # noqa: F401  (fixture: two loopback sshd "hosts")
+from tests.test_e2e_static import static_project
 
 ALL_STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "stopped")
 
@@ -405,25 +406,10 @@ def test_running_cluster_broken_on_purpose_then_fixed(cloud, tmp_path):
 
 
 def test_static_hosts_before_and_after_up(hosts, tmp_path):
-    import getpass
-
     key, ((head, head_root, head_home), (w1, w1_root, w1_home)) = hosts
     proj = tmp_path / "lab"
     proj.mkdir()
-    (proj / "swiftrun.toml").write_text(f"""
-[cluster]
-name = "lab"
-provider = "static"
-workers = 1
-
-[ssh]
-user = "{getpass.getuser()}"
-key_file = "{key}"
-
-[static]
-headnode = "127.0.0.1:{head.port}"
-workers = ["127.0.0.1:{w1.port}"]
-""")
+    static_project(proj, hosts)
     listener = listening_socket()
     good = f"127.0.0.1:{listener.getsockname()[1]}"
     try:

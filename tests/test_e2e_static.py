@@ -54,10 +54,9 @@ def _alive(pidfile: Path) -> bool:
         return False
 
 
-def test_static_up_run_down(hosts, tmp_path):
-    key, ((head, head_root, head_home), (w1, w1_root, w1_home)) = hosts
-    proj = tmp_path / "p4"
-    shutil.copytree(EXAMPLES / "p4", proj)
+def static_project(proj: Path, hosts) -> None:
+    """swiftrun.toml for cluster "lab": the two loopback sshd hosts as headnode and worker."""
+    key, ((head, _, _), (w1, _, _)) = hosts
     (proj / "swiftrun.toml").write_text(f"""
 [cluster]
 name = "lab"
@@ -72,6 +71,13 @@ key_file = "{key}"
 headnode = "127.0.0.1:{head.port}"
 workers = ["127.0.0.1:{w1.port}"]
 """)
+
+
+def test_static_up_run_down(hosts, tmp_path):
+    key, ((head, head_root, head_home), (w1, w1_root, w1_home)) = hosts
+    proj = tmp_path / "p4"
+    shutil.copytree(EXAMPLES / "p4", proj)
+    static_project(proj, hosts)
     up = json.loads(swiftrun("up", "--json", cwd=proj).stdout)
     assert up["created"] == [] and len(up["nodes"]) == 2
     coaster_pid = head_home / ".swiftrun-node" / "coaster.pid"
