@@ -40,13 +40,14 @@ from typing import Callable, Iterable
 
 from swiftrun.cloud.awserr import NO_CREDENTIALS
 from swiftrun.errors import CloudError, ConfigError, SwiftrunError
+from swiftrun.project import WORLD_CIDRS
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 TIMEOUT = float(os.environ.get("SWIFTRUN_DOCTOR_TIMEOUT", "30"))
 LOW_DISK = 2 * 1024 ** 3
 ADDR_ENV = "SWIFTRUN_DOCTOR_HEADNODE_ADDR"
 COASTER_PORT, WORKER_PORT = 50010, 50005
-WORLD = ("0.0.0.0/0", "::/0")
+WORLD = WORLD_CIDRS   # detected and revoked, never granted
 
 
 @dataclass

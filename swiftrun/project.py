@@ -202,6 +202,9 @@ ENV_OVERRIDES: dict[str, str] = {
 }
 
 _MAX_SHOWN = 60
+# "Everyone on the internet": only ever detected and warned about (ssh_cidr here, security group
+# rules in doctor), never written into a rule by swiftrun.
+WORLD_CIDRS = ("0.0.0.0/0", "::/0")
 
 
 @dataclass(frozen=True)
@@ -1217,7 +1220,7 @@ def _cross_checks(p: Project, entries: _Entries) -> list[str]:
         if not zone.startswith(p.ec2.region):
             raise fail("ec2", "availability_zones", f"{zone} is not in region {p.ec2.region}",
                        f"use zones of {p.ec2.region} like {p.ec2.region}a, or change region")
-    if p.ec2.ssh_cidr in ("0.0.0.0/0", "::/0"):
+    if p.ec2.ssh_cidr in WORLD_CIDRS:
         warnings.append(f"{where('ec2', 'ssh_cidr')}[ec2] ssh_cidr = \"{p.ec2.ssh_cidr}\" lets the whole "
                         "internet try SSH on the nodes; \"auto\" allows only this machine")
     if c.provider == "ec2" and (p.static.headnode or p.static.workers):
