@@ -328,7 +328,8 @@ def _swiftrun_layer(project, template: ConfigTree, coaster_host: str) -> Layer:
         if _get(site_tree, ["execution", "type"]) in COASTER_TYPES:
             entry["execution"] = {
                 "URL": f"http://{coaster_host}:{COASTER_PORT}",
-                "options": {"maxJobs": project.cluster.workers,
+                # workers = 0: the headnode's own worker.pl (maxJobs 0 is refused by Swift)
+                "options": {"maxJobs": max(1, project.cluster.workers),
                             "tasksPerNode": project.cluster.worker_concurrency},
             }
         values[site] = entry

@@ -107,6 +107,8 @@ def _settings(project: Project, role: str, cluster: str, headnode_ip: str | None
         "HEADNODE_GRACE": str(HEADNODE_GRACE),
         "COASTER_PORT": str(COASTER_PORT),
         "WORKER_PORT": str(WORKER_PORT),
+        # no workers: the headnode runs worker.pl itself, so the apps still have somewhere to run
+        "HEAD_WORKER": "1" if role == "headnode" and project.cluster.workers == 0 else "",
     }
     if role == "worker":
         settings["WORKER_INIT_B64"] = _worker_init(project)

@@ -156,6 +156,78 @@ install_swift() {  # install_swift TOOL...: bin/swift + the role's tools under S
     for tool in "$@"; do
         [[ -x $home/bin/$tool ]] || die "$home/bin/$tool is missing or not executable"
     done
+    fix_java_launchers "$home"
+    write_profile "$home"
+}
+
+# Swift 0.96's launchers pass -Djava.endorsed.dirs, which every Java from 9 on refuses ("is not
+# supported", the JVM does not start): Ubuntu 24.04's Java is 21. The option only pointed at
+# lib/endorsed, which 0.96 does not ship, so the line goes (a copy of each launcher is kept as
+# <name>.swiftrun-orig). Runs for a downloaded Swift and for one an image already had.
+fix_java_launchers() {  # fix_java_launchers SWIFT_HOME
+    local f n=0
+    for f in "$1"/bin/*; do
+        [[ -f $f && $f != *.bat && $f != *.swiftrun-orig ]] || continue
+        grep -q -- '-Djava\.endorsed\.dirs' "$f" || continue
+        [[ -e $f.swiftrun-orig ]] || cp -p "$f" "$f.swiftrun-orig"
+        sed -i '/-Djava\.endorsed\.dirs/d' "$f"
+        n=$((n + 1))
+    done
+    [[ $n == 0 ]] || log "removed -Djava.endorsed.dirs (refused by Java 9+) from $n Swift launcher(s)"
+}
+
+# Logins (`swiftrun connect`) find swift on PATH, and Swift's anonymous usage report (a UDP
+# packet to a public host from every run) stays off unless the project turned it on.
+write_profile() {  # write_profile SWIFT_HOME
+    mkdir -p "$R/etc/profile.d"
+    {
+        printf 'export SWIFT_USAGE_STATS=%q\n' "${SWIFT_USAGE_STATS:-0}"
+        # shellcheck disable=SC2016  # $PATH expands when a login reads the file
+        printf 'case ":$PATH:" in *:%s/bin:*) ;; *) PATH="$PATH:%s/bin" ;; esac\n' "$SWIFT_HOME" "$SWIFT_HOME"
+    } >"$R/etc/profile.d/swiftrun.sh"
+}
+
+# The headnode's proof that Swift really runs on this node's Java (not only that files exist).
+check_swift_runs() {  # check_swift_runs SWIFT_HOME
+    local out rc=0
+    out=$(SWIFT_USAGE_STATS=0 "$1/bin/swift" -version 2>&1) || rc=$?
+    [[ $rc == 0 && $out == Swift\ * ]] \
+        || die "swift -version failed (exit $rc) on this node's Java: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+    log "${out%%$'\n'*}"
+}
+
+# worker.pl needs more of Perl than perl-base has (Getopt::Std, File::Copy, ...): compile it.
+check_worker_perl() {  # check_worker_perl SWIFT_HOME
+    local out
+    if out=$(perl -c "$1/bin/worker.pl" 2>&1); then
+        return 0
+    fi
+    if [[ $out == *"Can't locate"* ]]; then
+        log "worker.pl needs Perl modules this image lacks: ${out%%$'\n'*}"
+        apt_install perl
+        out=$(perl -c "$1/bin/worker.pl" 2>&1) \
+            || die "worker.pl does not compile after installing perl: ${out%%$'\n'*}"
+        return 0
+    fi
+    die "worker.pl does not compile: ${out%%$'\n'*}"
+}
+
+wait_listening() {  # wait_listening UNIT PORT...: every PORT accepts TCP on this node, or die
+    local unit=$1 port i
+    shift
+    for port in "$@"; do
+        for ((i = 0; i < ${SWIFTRUN_LISTEN_TIMEOUT:-120} * 4; i++)); do
+            # shellcheck disable=SC2016  # $1 expands in the inner bash
+            if timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$port" 2>/dev/null; then
+                continue 2
+            fi
+            systemctl is-active --quiet "$unit" || [[ $(systemctl is-active "$unit" 2>/dev/null) == activating ]] \
+                || die "$unit stopped before listening on port $port (journalctl -u $unit)"
+            sleep 0.25
+        done
+        die "$unit is not listening on port $port after ${SWIFTRUN_LISTEN_TIMEOUT:-120}s (journalctl -u $unit)"
+    done
+    log "$unit is listening on port(s) $*"
 }
 
 instance_disks() {  # names of the instance-store disks (found at boot, never hard-coded)
@@ -273,17 +345,40 @@ WantedBy=timers.target
 EOF
 }
 
+# worker.pl under systemd, connected to the coaster service at HOST (the headnode's private IP;
+# 127.0.0.1 on a headnode that runs its own worker because the project asks for no workers).
+# worker.pl gives up after 3 tries in ~3 s (exit 111) while the service is not up yet:
+# Restart=always brings it back, as its authors intended.
+write_worker_unit() {  # write_worker_unit HOST
+    local block=
+    [[ -r $R/var/lib/cloud/data/instance-id ]] && block=$(<"$R/var/lib/cloud/data/instance-id")
+    block=$CLUSTER-${block:-$(hostname -s)}
+    mkdir -p "$LOG_DIR/worker"
+    chown "$SSH_USER:" "$LOG_DIR/worker"
+    write_unit swiftrun-worker.service <<UNIT
+[Unit]
+Description=swiftrun worker (worker.pl -> coaster service on $1)
+After=network-online.target
+Wants=network-online.target
+StartLimitIntervalSec=0
+[Service]
+Type=simple
+User=$SSH_USER
+WorkingDirectory=$LOG_DIR/worker
+$(unit_env)
+ExecStart=$R$SWIFT_HOME/bin/worker.pl -c $WORKER_CONCURRENCY http://$1:$WORKER_PORT $block $LOG_DIR/worker
+Restart=always
+RestartSec=5
+[Install]
+WantedBy=multi-user.target
+UNIT
+}
+
 start_units() {  # start_units UNIT...
     systemctl daemon-reload
     systemctl enable --now "$@"
 }
 
-wait_active() {  # wait_active UNIT: running now and still running after a settle time
-    systemctl is-active --quiet "$1" || die "$1 did not start (journalctl -u $1)"
-    sleep "${SWIFTRUN_UNIT_SETTLE:-3}"
-    systemctl is-active --quiet "$1" || die "$1 stopped right after start (journalctl -u $1)"
-    log "$1 is running"
-}
 
 finish() {
     step finish

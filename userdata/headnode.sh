@@ -1,11 +1,18 @@
 #!/bin/bash
-# swiftrun headnode boot (after the header and common.sh): Java + Perl, Swift, scratch, s3fs,
-# the coaster service (swiftrun-coaster.service) and the deadman timer.
+# swiftrun headnode boot (after the header and common.sh): Java + Perl, Swift (checked to run on
+# this Java), scratch, s3fs, the coaster service (swiftrun-coaster.service, ready when it
+# listens), worker.pl too when the project has no workers, and the deadman timer.
 set -Eeuo pipefail
 
 begin
 install_packages java=default-jre-headless perl=perl
-install_swift swift coaster-service
+if [[ -n $HEAD_WORKER ]]; then
+    install_swift swift coaster-service worker.pl
+    check_worker_perl "$R$SWIFT_HOME"
+else
+    install_swift swift coaster-service
+fi
+check_swift_runs "$R$SWIFT_HOME"
 setup_scratch
 setup_s3fs
 
@@ -30,6 +37,11 @@ RestartSec=5
 WantedBy=multi-user.target
 UNIT
 start_units swiftrun-coaster.service swiftrun-deadman.timer
-wait_active swiftrun-coaster.service
+wait_listening swiftrun-coaster.service "$COASTER_PORT" "$WORKER_PORT"
+if [[ -n $HEAD_WORKER ]]; then
+    # [cluster] workers = 0: the headnode runs the apps itself, through its own worker.pl
+    write_worker_unit 127.0.0.1
+    start_units swiftrun-worker.service
+fi
 
 finish

@@ -26,6 +26,7 @@ run_worker_init() {
 begin
 install_packages perl=perl
 install_swift worker.pl
+check_worker_perl "$R$SWIFT_HOME"
 setup_scratch
 setup_s3fs
 run_worker_init
@@ -33,28 +34,7 @@ run_worker_init
 step services
 install_deadman
 [[ -n $HEADNODE_IP ]] || die "HEADNODE_IP is not set"
-block=
-[[ -r $R/var/lib/cloud/data/instance-id ]] && block=$(<"$R/var/lib/cloud/data/instance-id")
-block=$CLUSTER-${block:-$(hostname -s)}
-mkdir -p "$LOG_DIR/worker"
-chown "$SSH_USER:" "$LOG_DIR/worker"
-write_unit swiftrun-worker.service <<UNIT
-[Unit]
-Description=swiftrun worker (worker.pl -> coaster service on the headnode)
-After=network-online.target
-Wants=network-online.target
-StartLimitIntervalSec=0
-[Service]
-Type=simple
-User=$SSH_USER
-WorkingDirectory=$LOG_DIR/worker
-$(unit_env)
-ExecStart=$R$SWIFT_HOME/bin/worker.pl -c $WORKER_CONCURRENCY http://$HEADNODE_IP:$WORKER_PORT $block $LOG_DIR/worker
-Restart=always
-RestartSec=5
-[Install]
-WantedBy=multi-user.target
-UNIT
+write_worker_unit "$HEADNODE_IP"
 start_units swiftrun-worker.service swiftrun-deadman.timer
 
 finish
