@@ -4,11 +4,15 @@
   (``moto_server.set_faults(...)``), with Canonical Ubuntu 24.04 images; stopped by PID at the end.
 - ``aws_env`` (function): moto reset (state and fault rules) + AWS/swiftrun environment; returns
   the variables it set (``{**os.environ, **aws_env}`` for subprocesses; os.environ already has them).
-- ``cloud`` (function): ``aws_env`` + a running InstanceSimulator -> :class:`TestCloud`
-  (``.env .sim .proxy_command .hosts_dir .ami_id .ec2 .endpoint .region .moto .set_faults ...``).
-- ``cloud_factory`` (function): build a TestCloud with other stand-ins / Swift home / regions;
-  every cloud it made is stopped at teardown. Do not combine with ``cloud`` in one test (two
-  simulators would both boot every instance).
+- ``node_images`` (session): the machine images of the test nodes (stock Ubuntu, a custom one
+  with Swift baked in), built once: see tests/support/nodeimage.py.
+- ``cloud`` (function): ``aws_env`` + its own network + a running InstanceSimulator ->
+  :class:`TestCloud` (``.env .sim .proxy_command .hosts_dir .stock_ami .baked_ami .install_url
+  .install_sha256 .caller_cidr .ec2 .endpoint .region .moto .set_faults ...``). Skips, saying
+  why, where nodes cannot be made (not root, no nftables) or the real Swift/K engine is missing.
+- ``cloud_factory`` (function): build a TestCloud with other stand-ins / regions; every cloud it
+  made is stopped at teardown. Do not combine with ``cloud`` in one test (two simulators would
+  both boot every instance).
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from typing import Callable, Iterable
 
 import pytest
 
+from tests.support import netns
 from tests.support.cloud import (
-    DEFAULT_REGION, SIM_REGIONS, STANDIN_NODE_DIR, STANDIN_SWIFT_HOME, MotoServer, TestCloud,
-    write_amis_file,
+    DEFAULT_REGION, SIM_REGIONS, STANDIN_NODE_DIR, MotoServer, TestCloud, write_amis_file,
 )
+from tests.support.nodeimage import Images, engine_unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -109,15 +114,28 @@ def aws_env(moto_server: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyP
     return env
 
 
+@pytest.fixture(scope="session")
+def node_images(tmp_path_factory: pytest.TempPathFactory) -> Images:
+    return Images(tmp_path_factory.mktemp("images")).prepare()
+
+
+def cloud_unavailable() -> str | None:
+    """Why test clouds cannot run here; None when they can."""
+    return netns.unavailable() or engine_unavailable()
+
+
 @pytest.fixture
-def cloud_factory(moto_server: MotoServer, aws_env: dict[str, str], tmp_path: Path):
+def cloud_factory(moto_server: MotoServer, aws_env: dict[str, str], tmp_path: Path,
+                  node_images: Images):
+    why = cloud_unavailable()
+    if why:
+        pytest.skip(f"test cloud unavailable: {why}")
     clouds: list[TestCloud] = []
 
-    def make(base: Path | None = None, swift_home_src: Path | None = STANDIN_SWIFT_HOME,
-             standins_dirs: Iterable[Path] = (STANDIN_NODE_DIR,),
+    def make(base: Path | None = None, standins_dirs: Iterable[Path] = (STANDIN_NODE_DIR,),
              regions: Iterable[str] = SIM_REGIONS) -> TestCloud:
         base = Path(base) if base else tmp_path / ("cloud" if not clouds else f"cloud{len(clouds)}")
-        tc = TestCloud(moto_server, aws_env, base, swift_home_src, standins_dirs, regions)
+        tc = TestCloud(moto_server, aws_env, base, node_images, standins_dirs, regions)
         clouds.append(tc)
         return tc.start()
 

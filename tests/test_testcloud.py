@@ -1,28 +1,36 @@
-"""The test cloud itself, proved with boto3 + real OpenSSH only (no swiftrun code)."""
+"""The test cloud itself, proved with boto3, real OpenSSH and the node stand-ins only (no
+swiftrun code): nodes are separate hosts on their own network, security groups are enforced,
+the images look like the real ones."""
 
 from __future__ import annotations
 
 import getpass
 import gzip
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.support import netns
 from tests.support.cloud import (
-    CANONICAL_OWNER, PROXY, UBUNTU_AMI_ID, UBUNTU_AMI_NAME, boto_client,
+    BAKED_AMI_ID, CANONICAL_OWNER, PROXY, UBUNTU_AMI_ID, UBUNTU_AMI_NAME, boto_client,
 )
+from tests.support.netns import CALLER, WEB, Network
 from tests.support.sshd import keygen
 
 USER = getpass.getuser()
+needs_netns = pytest.mark.skipif(netns.unavailable() is not None,
+                                 reason=f"nodes as hosts: {netns.unavailable()}")
 
 
 # --- helpers --------------------------------------------------------------------------------------
-def until(cond, timeout: float = 20.0, what: str = "condition"):
+def until(cond, timeout: float = 30.0, what: str = "condition"):
     """Wait for ``cond()`` to be truthy (a wait, not a timing assertion)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -44,13 +52,13 @@ def pid_alive(pid: int) -> bool:
 
 
 def ssh(cloud, key: Path, host: str, command: str, tmp_path: Path, check: bool = True,
-        env: dict | None = None):
+        env: dict | None = None, timeout: int = 10):
     argv = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes",
             "-o", f"ProxyCommand={cloud.proxy_command}",
             "-o", f"UserKnownHostsFile={tmp_path / 'known_hosts'}",
-            "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=10",
+            "-o", "StrictHostKeyChecking=accept-new", "-o", f"ConnectTimeout={timeout}",
             "-i", str(key), f"{USER}@{host}", command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    return subprocess.run(argv, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
                           check=check, env=env)
 
 
@@ -58,70 +66,55 @@ def instance(ec2, iid: str) -> dict:
     return ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
 
 
+def tcp_from(cloud, iid: str, addr: str, port: int) -> bool:
+    """Can instance ``iid`` open a TCP connection to ``addr:port``?"""
+    res = cloud.sim.exec(iid, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{addr}/{port}' && echo open")
+    return res.stdout.strip() == "open"
+
+
 @pytest.fixture
 def key(tmp_path: Path) -> Path:
     return keygen(tmp_path / "keys" / "id_test")
 
 
-SYSTEMCTL = """#!/bin/bash
-# stand-in systemctl: "start" runs a long sleep as its own session and records its pid
-echo "systemctl $*" >> "$SWIFTRUN_NODE_ROOT/systemctl.log"
-mkdir -p "$SWIFTRUN_NODE_ROOT/run/standin-systemd"
-setsid sleep 1000 </dev/null >/dev/null 2>&1 &
-echo $! > "$SWIFTRUN_NODE_ROOT/run/standin-systemd/x.pid"
-"""
-
-USERDATA = """#!/bin/bash
-set -e
-echo "hello from $(pwd)" > "$SWIFTRUN_NODE_ROOT/hello"
-systemctl start x.service
-echo userdata done
-"""
+def open_group(ec2, name: str, ports=(22,)) -> str:
+    """A security group letting the caller in on ``ports``."""
+    gid = ec2.create_security_group(GroupName=name, Description=name)["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": p, "ToPort": p, "IpRanges": [{"CidrIp": f"{CALLER}/32"}]}
+        for p in ports])
+    return gid
 
 
-@pytest.fixture
-def node_parts(tmp_path: Path):
-    standins = tmp_path / "standins"
-    standins.mkdir()
-    (standins / "systemctl").write_text(SYSTEMCTL)
-    (standins / "systemctl").chmod(0o755)
-    swift_home = tmp_path / "swift-home"
-    (swift_home / "bin").mkdir(parents=True)
-    (swift_home / "bin" / "swift").write_text("#!/bin/sh\necho swift 0.96 stand-in\n")
-    (swift_home / "bin" / "swift").chmod(0o755)
-    return standins, swift_home
+LISTEN = ("nohup python3 -c \"import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+          "socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', {port})); s.listen(50)\n"
+          "while True: s.accept()[0].close()\" >/dev/null 2>&1 &")
 
 
 # --- tests --------------------------------------------------------------------------------------------
-def test_instance_is_a_real_host(cloud_factory, node_parts, key, tmp_path):
-    standins, swift_home = node_parts
-    cloud = cloud_factory(swift_home_src=swift_home, standins_dirs=[standins])
+def test_instance_is_a_host_of_its_own(cloud, key, tmp_path):
     ec2 = cloud.ec2
-    ec2.import_key_pair(KeyName="test-key",
-                        PublicKeyMaterial=Path(str(key) + ".pub").read_bytes())
-    iid = ec2.run_instances(ImageId=cloud.ami_id, InstanceType="t3.micro", MinCount=1, MaxCount=1,
-                            KeyName="test-key", UserData=USERDATA)["Instances"][0]["InstanceId"]
-
+    ec2.import_key_pair(KeyName="test-key", PublicKeyMaterial=Path(str(key) + ".pub").read_bytes())
+    gid = open_group(ec2, "hosts")
+    userdata = ('#!/bin/bash\nset -e\necho "hello from $(pwd) on $(hostname)" > "$SWIFTRUN_NODE_ROOT/hello"\n'
+                'command -v java || echo "no java" > "$SWIFTRUN_NODE_ROOT/java"\n')
+    iid = ec2.run_instances(ImageId=cloud.stock_ami, InstanceType="t3.micro", MinCount=1,
+                            MaxCount=1, KeyName="test-key", SecurityGroupIds=[gid],
+                            UserData=userdata)["Instances"][0]["InstanceId"]
     assert cloud.sim.wait_userdata(iid) == 0, cloud.sim.console(iid)
-    root = cloud.sim.root(iid)
-    assert (root / "hello").read_text() == f"hello from {root}\n"
-    assert "userdata done" in cloud.sim.console(iid)
-    assert (root / "systemctl.log").read_text() == "systemctl start x.service\n"
-    sleep_pid = int((root / "run/standin-systemd/x.pid").read_text())
-    assert pid_alive(sleep_pid)
-
     desc = instance(ec2, iid)
     public_ip, private_ip = desc["PublicIpAddress"], desc["PrivateIpAddress"]
-    port = cloud.sim.sshd(iid).port
-    assert (cloud.hosts_dir / public_ip).read_text().strip() == str(port)
-    assert (cloud.hosts_dir / private_ip).read_text().strip() == str(port)
+    root, home = cloud.sim.root(iid), cloud.sim.home(iid)
+    hostname = "ip-" + private_ip.replace(".", "-")
+    assert (root / "hello").read_text() == f"hello from {root} on {hostname}\n"
+    # stock Ubuntu has no Java (the test machine's own must not show through)
+    assert (root / "java").read_text() == "no java\n"
 
     out = ssh(cloud, key, public_ip,
-              'echo "root=$SWIFTRUN_NODE_ROOT"; echo "home=$HOME"; pwd; command -v systemctl; swift',
-              tmp_path).stdout.splitlines()
-    home = cloud.sim.home(iid)
-    assert out == [f"root={root}", f"home={home}", str(home), str(standins / "systemctl"),
-                   "swift 0.96 stand-in"]
+              'echo "root=$SWIFTRUN_NODE_ROOT"; echo "home=$HOME"; pwd; hostname; '
+              "ip -4 -o addr show eth0 | awk '{print $4}'; command -v systemctl", tmp_path).stdout
+    assert out.splitlines() == [f"root={root}", f"home={home}", str(home), hostname,
+                                f"{private_ip}/32", str(Path(__file__).parent / "standins/node/systemctl")]
     # sftp starts in the sandbox home too (relative paths never land in the real home)
     sftp = subprocess.run(["sftp", "-F", "/dev/null", "-b", "-", "-o", "BatchMode=yes",
                            "-o", f"ProxyCommand={cloud.proxy_command}",
@@ -131,64 +124,191 @@ def test_instance_is_a_real_host(cloud_factory, node_parts, key, tmp_path):
                           timeout=60)
     assert sftp.returncode == 0, sftp.stderr
     assert (home / "uploaded.pub").read_bytes() == Path(f"{key}.pub").read_bytes()
-    # the private address reaches the same host; a process started over SSH and detached
-    # is one of the instance's processes too
-    detached = ssh(cloud, key, private_ip,
-                   "setsid sleep 999 </dev/null >/dev/null 2>&1 & echo $!", tmp_path)
+    # The private address does not lead in from the user's machine, as on EC2.
+    private = ssh(cloud, key, private_ip, "true", tmp_path, check=False,
+                  env={**os.environ, "TESTCLOUD_PROXY_WAIT": "0.2"})
+    assert private.returncode == 255 and f"no route to host {private_ip}" in private.stderr
+    # The test machine's own namespace has no route into the node's address.
+    assert private_ip not in subprocess.run(["ip", "-4", "addr"], capture_output=True,
+                                            text=True).stdout
+    # a process started over SSH and detached is one of the instance's processes too
+    detached = ssh(cloud, key, public_ip, "setsid sleep 999 </dev/null >/dev/null 2>&1 & echo $!",
+                   tmp_path)
     ssh_pid = int(detached.stdout.strip())
     assert pid_alive(ssh_pid)
+    netns_name = cloud.sim.info(iid).net.netns
 
     ec2.terminate_instances(InstanceIds=[iid])
-    until(lambda: not (cloud.hosts_dir / public_ip).exists()
-          and not (cloud.hosts_dir / private_ip).exists(), what="hosts entries removed")
-    until(lambda: not cloud.sim.sshd(iid).running, what="sshd stopped")
-    until(lambda: not pid_alive(sleep_pid), what="stand-in service killed")
+    until(lambda: not (cloud.hosts_dir / public_ip).exists(), what="hosts entry removed")
     until(lambda: not pid_alive(ssh_pid), what="detached ssh process killed")
+    until(lambda: netns_name not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                   text=True).stdout, what="namespace removed")
     gone = ssh(cloud, key, public_ip, "true", tmp_path, check=False,
                env={**os.environ, "TESTCLOUD_PROXY_WAIT": "0.2"})
     assert gone.returncode == 255
     assert f"proxy: no route to host {public_ip}" in gone.stderr
 
 
+def test_security_groups_are_enforced_and_followed(cloud, key, tmp_path):
+    """Each node's firewall is its groups' rules: SSH from the caller's address only, nothing
+    between nodes until a rule of the group allows it, and a revoked rule closes again."""
+    ec2 = cloud.ec2
+    ec2.import_key_pair(KeyName="k", PublicKeyMaterial=Path(str(key) + ".pub").read_bytes())
+    gid = open_group(ec2, "fw")
+    ids = [i["InstanceId"] for i in ec2.run_instances(
+        ImageId=cloud.stock_ami, MinCount=2, MaxCount=2, KeyName="k", SecurityGroupIds=[gid],
+        UserData="#!/bin/bash\n" + LISTEN.format(port=50005) + "\n")["Instances"]]
+    for iid in ids:
+        assert cloud.sim.wait_userdata(iid) == 0
+    a, b = ids
+    b_ip = instance(ec2, b)["PrivateIpAddress"]
+    until(lambda: cloud.sim.exec(b, "ss -ltn | grep -q ':50005 ' && echo up").stdout.strip(),
+          what="listener")
+    assert ssh(cloud, key, instance(ec2, b)["PublicIpAddress"], "echo in", tmp_path).stdout == "in\n"
+    assert not tcp_from(cloud, a, b_ip, 50005)     # not allowed between nodes (yet)
+    assert not tcp_from(cloud, a, b_ip, 22)
+
+    coaster = {"IpProtocol": "tcp", "FromPort": 50005, "ToPort": 50005,
+               "UserIdGroupPairs": [{"GroupId": gid}]}
+    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[coaster])
+    until(lambda: tcp_from(cloud, a, b_ip, 50005), what="intra-group rule in force")
+    assert not tcp_from(cloud, a, b_ip, 22)        # still only what the rule names
+
+    ec2.revoke_security_group_ingress(GroupId=gid, IpPermissions=[coaster])
+    until(lambda: not tcp_from(cloud, a, b_ip, 50005), what="revoked rule gone")
+
+    # SSH from elsewhere than the caller's address: the rule names 198.51.100.7/32 only
+    ec2.revoke_security_group_ingress(GroupId=gid, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": f"{CALLER}/32"}]}])
+    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.9/32"}]}])
+    until(lambda: "203.0.113.9" in cloud.network.nodes[b].ruleset, what="new rule in force")
+    blocked = ssh(cloud, key, instance(ec2, b)["PublicIpAddress"], "true", tmp_path, check=False,
+                  env={**os.environ, "TESTCLOUD_PROXY_TIMEOUT": "2"}, timeout=5)
+    assert blocked.returncode == 255 and "timed out" in blocked.stderr.lower(), blocked.stderr
+
+
+def test_only_nodes_with_a_public_address_reach_the_internet(cloud):
+    ec2 = cloud.ec2
+    fetch = ('#!/bin/bash\ncurl -fsS -m 5 -o /dev/null "http://198.51.100.80/swift-0.96.2.tar.gz" '
+             '&& echo fetched > "$SWIFTRUN_NODE_ROOT/net" || echo offline > "$SWIFTRUN_NODE_ROOT/net"\n')
+    public = ec2.run_instances(ImageId=cloud.stock_ami, MinCount=1, MaxCount=1,
+                               UserData=fetch)["Instances"][0]["InstanceId"]
+    private = ec2.run_instances(ImageId=cloud.stock_ami, MinCount=1, MaxCount=1, UserData=fetch,
+                                NetworkInterfaces=[{"DeviceIndex": 0,
+                                                    "AssociatePublicIpAddress": False}]
+                                )["Instances"][0]["InstanceId"]
+    assert "PublicIpAddress" not in instance(ec2, private)
+    for iid in (public, private):
+        assert cloud.sim.wait_userdata(iid) == 0
+    assert (cloud.sim.root(public) / "net").read_text() == "fetched\n"
+    assert (cloud.sim.root(private) / "net").read_text() == "offline\n"
+
+
+def test_apt_stand_in_behaves_like_a_fresh_ubuntu_image(cloud):
+    script = """#!/bin/bash
+R=$SWIFTRUN_NODE_ROOT
+apt-get install -y default-jre-headless >"$R/before-update" 2>&1; echo $? >>"$R/before-update"
+apt-get update -q >/dev/null && echo updated >"$R/update"
+apt-get install -y default-jre-headless no-such-package >"$R/unknown" 2>&1; echo $? >>"$R/unknown"
+command -v java >"$R/java-after-unknown" || true
+apt-get install -y default-jre-headless >/dev/null 2>&1 && java -version 2>"$R/java-version"
+command -v s3fs || apt-get install -y s3fs >/dev/null && command -v s3fs >"$R/s3fs"
+"""
+    iid = cloud.ec2.run_instances(ImageId=cloud.stock_ami, MinCount=1, MaxCount=1,
+                                  UserData=script)["Instances"][0]["InstanceId"]
+    cloud.sim.wait_userdata(iid)
+    root = cloud.sim.root(iid)
+    assert "Unable to locate package" in (root / "before-update").read_text()   # empty lists
+    assert (root / "update").read_text() == "updated\n"
+    unknown = (root / "unknown").read_text()
+    assert "E: Unable to locate package no-such-package" in unknown and unknown.endswith("100\n")
+    assert (root / "java-after-unknown").read_text() == ""                     # all or nothing
+    assert 'version "21.' in (root / "java-version").read_text()               # Ubuntu 24.04's
+    assert (root / "s3fs").read_text().strip() == f"{root}/usr/bin/s3fs"
+
+
+def test_a_node_without_internet_cannot_install(cloud):
+    iid = cloud.ec2.run_instances(
+        ImageId=cloud.stock_ami, MinCount=1, MaxCount=1,
+        NetworkInterfaces=[{"DeviceIndex": 0, "AssociatePublicIpAddress": False}],
+        UserData="#!/bin/bash\napt-get update 2>\"$SWIFTRUN_NODE_ROOT/err\"\n")["Instances"][0]["InstanceId"]
+    assert cloud.sim.wait_userdata(iid) == 100
+    assert "Could not connect to archive.ubuntu.com" in (cloud.sim.root(iid) / "err").read_text()
+
+
+def test_baked_image_has_java_21_and_swift_as_shipped(cloud):
+    iid = cloud.ec2.run_instances(ImageId=BAKED_AMI_ID, MinCount=1, MaxCount=1,
+                                  UserData="#!/bin/bash\njava -version 2>\"$SWIFTRUN_NODE_ROOT/v\"\n"
+                                  )["Instances"][0]["InstanceId"]
+    assert cloud.sim.wait_userdata(iid) == 0
+    root = cloud.sim.root(iid)
+    assert 'version "21.' in (root / "v").read_text()
+    launcher = (root / "opt/swift/bin/swift").read_text()
+    assert "-Djava.endorsed.dirs" in launcher        # unchanged, as a user's download is
+    for tool in ("swift", "coaster-service", "worker.pl"):
+        assert os.access(root / "opt/swift/bin" / tool, os.X_OK)
+
+
+def test_services_are_supervised_and_restarted_after_a_stop_start(cloud, key, tmp_path):
+    """The systemctl stand-in restarts a service that exits (Restart=always), as systemd does;
+    a stop/start runs the enabled services again, never the userdata (once per instance)."""
+    ec2 = cloud.ec2
+    ec2.import_key_pair(KeyName="k2", PublicKeyMaterial=Path(str(key) + ".pub").read_bytes())
+    gid = open_group(ec2, "svc")
+    script = b"""#!/bin/bash
+set -e
+R=$SWIFTRUN_NODE_ROOT
+echo once >> "$R/userdata-runs"
+mkdir -p "$R/etc/systemd/system"
+cat > "$R/etc/systemd/system/flaky.service" <<EOF
+[Service]
+ExecStart=/bin/bash -c 'echo start >> $R/flaky; sleep 0.3; exit 111'
+Restart=always
+RestartSec=0.2
+[Install]
+WantedBy=multi-user.target
+EOF
+systemctl daemon-reload
+systemctl enable --now flaky.service
+"""
+    # boto3 base64-encodes UserData itself; gzip is what cloud-init also accepts
+    iid = ec2.run_instances(ImageId=cloud.stock_ami, MinCount=1, MaxCount=1, KeyName="k2",
+                            SecurityGroupIds=[gid], UserData=gzip.compress(script)
+                            )["Instances"][0]["InstanceId"]
+    assert cloud.sim.wait_userdata(iid) == 0
+    root = cloud.sim.root(iid)
+    until(lambda: (root / "flaky").exists() and (root / "flaky").read_text().count("start") >= 3,
+          what="restarts")
+
+    ec2.stop_instances(InstanceIds=[iid])
+    until(lambda: not cloud.sim.info(iid).up, what="powered off")
+    stopped_count = (root / "flaky").read_text().count("start")
+    ec2.start_instances(InstanceIds=[iid])
+    cloud.sim.wait_for(iid)
+    until(lambda: (root / "flaky").read_text().count("start") > stopped_count,
+          what="enabled service started at boot")
+    assert (root / "userdata-runs").read_text() == "once\n"
+    assert cloud.sim.info(iid).boots == 2
+    public_ip = until(lambda: instance(ec2, iid).get("PublicIpAddress"), what="public ip")
+    assert ssh(cloud, key, public_ip, "cat $SWIFTRUN_NODE_ROOT/userdata-runs", tmp_path).stdout == "once\n"
+
+
 def test_untagged_instance_without_key_or_userdata_is_simulated(cloud):
     ec2 = cloud.ec2
-    iid = ec2.run_instances(ImageId=cloud.ami_id, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    iid = ec2.run_instances(ImageId=cloud.stock_ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     sshd = cloud.sim.wait_for(iid)
     assert sshd.running
     assert iid in cloud.sim.instances
     assert cloud.sim.userdata_exit(iid) == 0  # nothing to run
     desc = instance(ec2, iid)
     assert "Tags" not in desc or desc["Tags"] == []
-    assert (cloud.hosts_dir / desc["PublicIpAddress"]).read_text().strip() == str(sshd.port)
+    assert (cloud.hosts_dir / desc["PublicIpAddress"]).read_text().split() == [
+        cloud.network.gw, desc["PrivateIpAddress"]]
     assert (cloud.sim.info(iid).dir / "authorized_keys").read_text() == ""
 
 
-def test_gzipped_userdata_stop_and_start(cloud_factory, node_parts, key, tmp_path):
-    standins, swift_home = node_parts
-    cloud = cloud_factory(swift_home_src=swift_home, standins_dirs=[standins])
-    ec2 = cloud.ec2
-    ec2.import_key_pair(KeyName="k2", PublicKeyMaterial=Path(str(key) + ".pub").read_bytes())
-    script = b"#!/bin/bash\necho zipped > \"$SWIFTRUN_NODE_ROOT/zipped\"\nexit 3\n"
-    # boto3 base64-encodes UserData itself; gzip is what cloud-init also accepts
-    iid = ec2.run_instances(ImageId=cloud.ami_id, MinCount=1, MaxCount=1, KeyName="k2",
-                            UserData=gzip.compress(script))["Instances"][0]["InstanceId"]
-    assert cloud.sim.wait_userdata(iid) == 3
-    root = cloud.sim.root(iid)
-    assert (root / "zipped").read_text() == "zipped\n"
-    assert (root / "opt/swift/bin/swift").exists()  # the "image" has Swift baked in
-
-    ec2.stop_instances(InstanceIds=[iid])
-    until(lambda: not cloud.sim.sshd(iid).running, what="sshd stopped")
-    ec2.start_instances(InstanceIds=[iid])
-    cloud.sim.wait_for(iid)
-    public_ip = until(lambda: instance(ec2, iid).get("PublicIpAddress"), what="public ip")
-    assert ssh(cloud, key, public_ip, "cat $SWIFTRUN_NODE_ROOT/zipped", tmp_path).stdout == "zipped\n"
-    assert cloud.sim.info(iid).boots == 2  # userdata ran once (per instance, like cloud-init)
-
-    cloud.sim.restart_sshd(iid)
-    assert ssh(cloud, key, public_ip, "echo again", tmp_path).stdout == "again\n"
-
-
+@needs_netns
 def test_proxy_unknown_host_exits_1(tmp_path):
     hosts = tmp_path / "hosts"
     hosts.mkdir()
@@ -200,33 +320,54 @@ def test_proxy_unknown_host_exits_1(tmp_path):
     assert res.stdout == ""
 
 
-def test_proxy_pipes_bytes_both_ways(tmp_path):
-    import socket
-    import threading
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    hosts = tmp_path / "hosts"
-    hosts.mkdir()
-    (hosts / "10.0.0.7").write_text(f"{server.getsockname()[1]}\n")
-    payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
-
-    def echo():
-        conn, _ = server.accept()
-        with conn:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-
-    t = threading.Thread(target=echo, daemon=True)
-    t.start()
+@needs_netns
+def test_proxy_pipes_bytes_both_ways_into_a_node(tmp_path):
+    """From the caller's address, through the gateway, to a server inside a node."""
+    net = Network().start()
     try:
-        res = subprocess.run([sys.executable, str(PROXY), str(hosts), "10.0.0.7", "22"],
-                             input=payload, capture_output=True, timeout=60)
+        node = net.add_node("echo", "10.99.1.2")
+        net.set_firewall("echo", netns.ingress_ruleset(
+            [{"IpPermissions": [{"IpProtocol": "tcp", "FromPort": 7, "ToPort": 7,
+                                 "IpRanges": [{"CidrIp": f"{CALLER}/32"}]}]}], {}))
+        server = subprocess.Popen(node.argv([sys.executable, "-c", (
+            "import socket; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+            "s.bind(('0.0.0.0', 7)); s.listen(1); c, a = s.accept(); print(a[0], flush=True)\n"
+            "while (d := c.recv(65536)): c.sendall(d)\n")]), stdout=subprocess.PIPE, text=True)
+        hosts = tmp_path / "hosts"
+        hosts.mkdir()
+        (hosts / "54.9.9.9").write_text(f"{net.gw} 10.99.1.2\n")
+        payload = bytes(range(256)) * 4096  # 1 MiB, every byte value
+        res = subprocess.run([sys.executable, str(PROXY), str(hosts), "54.9.9.9", "7"],
+                             input=payload, capture_output=True, timeout=60,
+                             env={**os.environ, "TESTCLOUD_PROXY_WAIT": "5"})
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == payload
+        assert server.stdout.readline().strip() == CALLER   # seen as the user's machine
+        server.wait(timeout=10)
     finally:
-        server.close()
-    assert res.returncode == 0, res.stderr
-    assert res.stdout == payload
+        net.close()
+
+
+@needs_netns
+def test_network_cleans_up_and_sweeps_only_dead_owners(tmp_path):
+    def names() -> str:
+        return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+    net = Network().start()
+    net.add_node("a", "10.99.2.1")
+    assert net.gw in names() and net.nodes["a"].netns in names()
+    # A leftover of a test process that died (its PID is gone) is swept; ours stays.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = f"sr{dead.pid}c1gw"
+    subprocess.run(["ip", "netns", "add", stale], check=True)
+    try:
+        assert stale in netns.sweep_stale()
+        assert stale not in names() and net.gw in names()
+    finally:
+        subprocess.run(["ip", "netns", "delete", stale], capture_output=True)
+        net.close()
+    assert f"{net.prefix}" not in names()
 
 
 def test_fault_wrapper_fails_chosen_operation_then_succeeds(moto_server, aws_env):
@@ -298,26 +439,27 @@ def test_aws_env_isolates_boto3(aws_env, tmp_path):
     assert ec2.describe_instances()["Reservations"] == []
 
 
-def test_simulator_survives_moto_errors(tmp_path):
+@needs_netns
+def test_simulator_survives_moto_errors(tmp_path, node_images):
     from tests.support.cloud import InstanceSimulator
     from tests.support.sshd import free_port
 
+    net = Network().start()
     sim = InstanceSimulator(f"http://127.0.0.1:{free_port()}", "us-west-2", tmp_path / "base",
-                            None, []).start()
+                            node_images, net).start()
     try:
         until(lambda: sim.poll_errors >= 2, what="failed polls")
         assert sim.error is None and sim.instances == []
     finally:
         sim.stop()
+        net.close()
 
 
 @pytest.mark.parametrize("behavior,final", [("terminate", "terminated"), (None, "stopped")])
 def test_os_shutdown_stops_or_terminates(cloud, behavior, final):
     """The node stand-in `shutdown` (tests/standins/node) is acted on like EC2 does."""
-    if not (Path(__file__).parent / "standins/node/shutdown").exists():
-        pytest.skip("node stand-ins not there yet")
     extra = {"InstanceInitiatedShutdownBehavior": behavior} if behavior else {}
-    iid = cloud.ec2.run_instances(ImageId=cloud.ami_id, MinCount=1, MaxCount=1,
+    iid = cloud.ec2.run_instances(ImageId=cloud.stock_ami, MinCount=1, MaxCount=1,
                                   UserData="#!/bin/bash\nshutdown -h now\n",
                                   **extra)["Instances"][0]["InstanceId"]
     until(lambda: instance(cloud.ec2, iid)["State"]["Name"] == final, what=final)

@@ -13,26 +13,40 @@ SWIFTRUN = shutil.which("swiftrun") or f"{sys.executable} -m swiftrun"
 
 
 def toml_project(directory: Path, cloud, *, name: str = "t1", workers: int = 2,
-                 extra: str = "", image: str | None = "", **cluster) -> Path:
+                 extra: str = "", image: str | None = "", install: bool | None = None,
+                 **cluster) -> Path:
     """A swiftrun.toml that reaches the test cloud's instances through its proxy command.
 
-    ``image``: by default the test cloud's AMI id, which stands for a custom image with Swift
-    in /opt/swift (the simulator puts the stand-in there on every instance); ``"auto"`` is the
-    stock-Ubuntu lookup (which `up` refuses without [swift] install_url); None leaves it out."""
-    image = cloud.ami_id if image == "" else image
+    ``image``: by default the test cloud's stock Ubuntu 24.04 AMI, with ``[swift] install_url``
+    and ``install_sha256`` naming the real Swift/K distribution its web host serves, so every
+    node installs Swift through the userdata, as a real node does. ``cloud.baked_ami`` is a
+    custom image with Swift in /opt/swift (no install URL); ``"auto"`` is the stock-Ubuntu lookup;
+    None leaves ``image`` out. ``install`` forces the install URL on (True) or off (False).
+    ``ssh_cidr`` is the address the nodes see swiftrun come from."""
+    image = cloud.stock_ami if image == "" else image
+    if install is None:
+        install = image != cloud.baked_ami
     directory.mkdir(parents=True, exist_ok=True)
     lines = [
         "[cluster]", f'name = "{name}"', f"workers = {workers}",
         *[f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {str(v).lower()}"
           for k, v in cluster.items()],
-        "", "[ec2]", f'region = "{cloud.region}"', 'ssh_cidr = "127.0.0.1/32"',
+        "", "[ec2]", f'region = "{cloud.region}"', f'ssh_cidr = "{cloud.caller_cidr}"',
         *([f'image = "{image}"'] if image else []),
         "", "[ssh]", f'user = "{getpass.getuser()}"',
         f"proxy_command = {_toml_str(cloud.proxy_command)}",
-        "", extra,
+        "",
     ]
+    swift = [f"install_url = {_toml_str(cloud.install_url)}",
+             f"install_sha256 = {_toml_str(cloud.install_sha256)}"] if install else []
+    extra_lines = extra.splitlines()
+    if swift and "[swift]" in extra_lines:
+        at = extra_lines.index("[swift]") + 1
+        extra_lines[at:at] = swift
+    elif swift:
+        lines += ["[swift]", *swift, ""]
     path = directory / "swiftrun.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines + extra_lines) + "\n")
     return path
 
 

@@ -2,18 +2,25 @@
 
 - :class:`MotoServer` runs ``python -m moto.server`` (or the fault-injecting wrapper of
   :mod:`tests.support.faults`) on a free loopback port, started and stopped by PID.
-- :class:`InstanceSimulator` polls moto; every ``running`` instance gets a sandbox
-  ``<base>/<instance-id>/{root,home}``, the stand-in Swift home copied to ``<root>/opt/swift``,
-  a real OpenSSH sshd on loopback (authorized key = its key pair's public key), host-map entries
-  ``<base>/hosts/<ip>`` for :mod:`tests.support.proxy`, and its userdata run in the background with
-  ``SWIFTRUN_NODE_ROOT=<root>``. Stopped / terminated instances lose their sshd, their SSH
-  connections and every process of theirs (found by PID: userdata's process group, the
-  stand-in systemd pidfiles, and any process whose environment carries ``SWIFTRUN_NODE_ROOT=<root>``).
-  A ``shutdown`` by the node stand-in (``<root>/run/standin-shutdown``) stops or terminates the
-  instance in moto, per its InstanceInitiatedShutdownBehavior.
-- :class:`TestCloud` bundles both for one test (what the ``cloud`` fixture returns).
+- :class:`InstanceSimulator` polls moto; every ``running`` instance becomes a host of its own:
+  a network namespace holding the private IP EC2 gave it, on the test cloud's bridge
+  (:mod:`tests.support.netns`), with an ingress firewall built from its security groups that
+  follows their changes; a sandbox ``<base>/<instance-id>/{root,home}`` laid down from its image
+  (:mod:`tests.support.nodeimage`: stock Ubuntu, or a custom image with Swift baked in); a real
+  OpenSSH sshd on port 22 inside the namespace (authorized key = its key pair's public key);
+  and its userdata run in the background inside the namespace with ``SWIFTRUN_NODE_ROOT=<root>``.
+  Host-map entries ``<base>/hosts/<public ip or name>`` tell :mod:`tests.support.proxy` where
+  the instance is. Stopped / terminated instances lose their sshd, their SSH connections and
+  every process of theirs (found by PID: userdata's process group, the stand-in systemd
+  pidfiles, and any process whose environment carries ``SWIFTRUN_NODE_ROOT=<root>``); a
+  terminated one also loses its namespace. A start after a stop runs the enabled services again
+  but not the userdata, as on EC2. A ``shutdown`` by the node stand-in
+  (``<root>/run/standin-shutdown``) stops or terminates the instance in moto, per its
+  InstanceInitiatedShutdownBehavior.
+- :class:`TestCloud` bundles both for one test (what the ``cloud`` fixture returns), with the
+  web host that serves the real Swift/K distribution as the projects' ``[swift] install_url``.
 
-Network traffic goes to 127.0.0.1 only.
+Network traffic goes to 127.0.0.1 or inside the namespaces the test cloud made, nowhere else.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +45,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from . import faults as _faults
+from .netns import CALLER_CIDR, WEB, Network, NodeNet, ingress_ruleset
+from .nodeimage import STANDIN_NODE_DIR, SWIFT_TARBALL_NAME, Images
 from .sshd import LoopbackSshd, free_port
 
 log = logging.getLogger("testcloud")
@@ -44,8 +54,6 @@ log = logging.getLogger("testcloud")
 SUPPORT_DIR = Path(__file__).resolve().parent
 PROXY = SUPPORT_DIR / "proxy.py"
 REPO = SUPPORT_DIR.parent.parent
-STANDIN_NODE_DIR = REPO / "tests" / "standins" / "node"
-STANDIN_SWIFT_HOME = REPO / "tests" / "standins" / "swift-home"
 
 DUMMY_CREDS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 DEFAULT_REGION = "us-west-2"
@@ -59,6 +67,11 @@ UBUNTU_OLD_AMI_ID = "ami-0a5c0ffee2404a000"
 UBUNTU_OLD_AMI_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20260301"
 UBUNTU_ARM_AMI_ID = "ami-0a5c0ffee2404a0a1"
 UBUNTU_ARM_AMI_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-20261101"
+# A custom image of the test account's own: Java 21 and Swift 0.96.2 in /opt/swift, unpacked as
+# shipped (the launchers still pass -Djava.endorsed.dirs).
+ACCOUNT_ID = "123456789012"
+BAKED_AMI_ID = "ami-0b5c0ffee2404b001"
+BAKED_AMI_NAME = "swift-0.96.2-java21-custom"
 
 
 def _ubuntu_image(ami_id: str, name: str, arch: str, created: str) -> dict[str, Any]:
@@ -74,6 +87,9 @@ def _ubuntu_image(ami_id: str, name: str, arch: str, created: str) -> dict[str, 
 
 TEST_IMAGES = [
     _ubuntu_image(UBUNTU_AMI_ID, UBUNTU_AMI_NAME, "x86_64", "2026-11-01T10:00:00.000Z"),
+    {**_ubuntu_image(BAKED_AMI_ID, BAKED_AMI_NAME, "x86_64", "2026-11-20T10:00:00.000Z"),
+     "owner_id": ACCOUNT_ID, "public": False, "image_location": f"{ACCOUNT_ID}/{BAKED_AMI_NAME}",
+     "description": "Ubuntu 24.04 with Java 21 and Swift 0.96.2 in /opt/swift"},
     _ubuntu_image(UBUNTU_OLD_AMI_ID, UBUNTU_OLD_AMI_NAME, "x86_64", "2026-03-01T10:00:00.000Z"),
     _ubuntu_image(UBUNTU_ARM_AMI_ID, UBUNTU_ARM_AMI_NAME, "arm64", "2026-11-01T10:00:00.000Z"),
 ]
@@ -249,10 +265,11 @@ SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 
 SESSION_SH = """#!/bin/bash
 # ForceCommand of an emulated instance's sshd: start where a real login starts, in $HOME (the
-# sandbox home; sshd itself would start in the test user's real home directory).
+# sandbox home; sshd itself would start in the test user's real home directory). No login
+# profile: the test machine's /etc/profile would put its own PATH (and its Java) back.
 cd "$HOME" 2>/dev/null || true
 if [ -z "${SSH_ORIGINAL_COMMAND+set}" ]; then
-    exec /bin/bash -l
+    exec /bin/bash --noprofile --norc -i
 fi
 case "$SSH_ORIGINAL_COMMAND" in
     internal-sftp*|*/sftp-server*) exec %(sftp)s -d "$HOME" ;;
@@ -287,29 +304,34 @@ class SimInstance:
     dir: Path
     root: Path
     home: Path
+    image: str = "stock"
     public_ip: str | None = None
     private_ip: str | None = None
     names: list[str] = field(default_factory=list)   # host-map entries written for it
+    net: NodeNet | None = None
     sshd: LoopbackSshd | None = None
     userdata: subprocess.Popen | None = None
     had_userdata: bool = False
     up: bool = False        # sshd running (instance "running" and booted)
     failed: bool = False    # boot raised (recorded in InstanceSimulator.errors); not retried
     boots: int = 0
+    groups: tuple[str, ...] = ()
 
 
 class InstanceSimulator:
     """Makes moto's EC2 instances real hosts (see the module docstring)."""
 
     def __init__(self, endpoint_url: str, regions: Iterable[str] | str, base_dir: Path,
-                 swift_home_src: Path | None, standins_dirs: Iterable[Path] = (),
-                 poll_interval: float = 0.15):
+                 images: Images, network: Network, standins_dirs: Iterable[Path] = (STANDIN_NODE_DIR,),
+                 image_of: dict[str, str] | None = None, poll_interval: float = 0.15):
         self.endpoint_url = endpoint_url
         self.regions = [regions] if isinstance(regions, str) else list(regions)
         self.base = Path(base_dir)
         self.hosts_dir = self.base / "hosts"
-        self.swift_home_src = Path(swift_home_src) if swift_home_src else None
+        self.images = images
+        self.network = network
         self.standins_dirs = [Path(p) for p in standins_dirs]
+        self.image_of = dict(image_of or {})          # AMI id -> test image ("stock", "baked")
         self.poll_interval = poll_interval
         self.error: BaseException | None = None      # first unexpected error of the thread
         self.errors: list[str] = []                  # every unexpected error, formatted
@@ -320,6 +342,7 @@ class InstanceSimulator:
         self._thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
         self.polls = 0
+        self.firewall_updates = 0
 
     # -- public API ----------------------------------------------------------------------
     def start(self) -> "InstanceSimulator":
@@ -340,7 +363,7 @@ class InstanceSimulator:
         with self._lock:
             for inst in list(self._instances.values()):
                 try:
-                    self._power_off(inst)
+                    self._power_off(inst, terminated=True)
                 except Exception as exc:  # keep going: clean up the others
                     self._record(exc, f"power off {inst.id}")
         if raise_errors and self.error is not None:
@@ -374,7 +397,7 @@ class InstanceSimulator:
                                    f"(known: {self.instances}, poll errors: {self.poll_errors})")
             time.sleep(0.05)
 
-    def wait_userdata(self, instance_id: str, timeout: float = 60.0) -> int:
+    def wait_userdata(self, instance_id: str, timeout: float = 90.0) -> int:
         """Wait until the instance is up and its userdata ended; return its exit code."""
         deadline = time.monotonic() + timeout
         self.wait_for(instance_id, timeout)
@@ -409,6 +432,16 @@ class InstanceSimulator:
     def console(self, instance_id: str) -> str:
         path = self.info(instance_id).dir / "userdata.console"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def exec(self, instance_id: str, command: str, *, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """Run ``command`` (bash) on the node as its own processes do (its namespaces, PATH,
+        HOME, node root): what a test would otherwise need a console login for."""
+        inst = self.info(instance_id)
+        if inst.net is None:
+            raise KeyError(f"{instance_id} has no network yet")
+        return subprocess.run(inst.net.argv(["bash", "-c", command]), env=self._env(inst),
+                              cwd=str(inst.home), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
 
     def restart_sshd(self, instance_id: str, drop_connections: bool = True) -> None:
         """Stop and start the instance's sshd on the same port (fault tests). With
@@ -465,6 +498,17 @@ class InstanceSimulator:
             log.warning("describe_instances in %s failed: %s", region, exc)
             return None
 
+    def _groups(self, region: str) -> dict[str, dict] | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            reply = self._clients[region].describe_security_groups()
+            return {g["GroupId"]: g for g in reply.get("SecurityGroups", [])}
+        except (BotoCoreError, ClientError, OSError) as exc:
+            self.poll_errors += 1
+            log.warning("describe_security_groups in %s failed: %s", region, exc)
+            return None
+
     def poll_once(self) -> None:
         self.polls += 1
         for region in self.regions:
@@ -473,29 +517,61 @@ class InstanceSimulator:
             found = self._describe(region)
             if found is None:
                 continue
+            groups = self._groups(region)
             for iid, desc in found.items():
                 state = desc.get("State", {}).get("Name")
                 with self._lock:
                     inst = self._instances.get(iid)
                 if state == RUNNING and (inst is None or not (inst.up or inst.failed)):
                     try:
-                        self._boot(region, desc)
+                        self._boot(region, desc, groups)
                     except Exception as exc:
                         with self._lock:
                             if iid in self._instances:
                                 self._instances[iid].failed = True
                         self._record(exc, f"boot {iid}")
-                elif state in GONE_STATES and inst is not None and (inst.up or inst.failed):
-                    self._power_off(inst)
+                elif state in GONE_STATES and inst is not None and (inst.up or inst.failed or inst.net):
+                    self._power_off(inst, terminated=state in ("shutting-down", "terminated"))
+            if groups is not None:
+                self._firewalls(region, found, groups)
             with self._lock:
                 up = [i for i in self._instances.values() if i.region == region and i.up]
             for inst in up:
                 self._check_shutdown(inst)
             with self._lock:  # vanished (e.g. moto reset): power off
                 gone = [i for i in self._instances.values()
-                        if i.region == region and i.id not in found and (i.up or i.failed)]
+                        if i.region == region and i.id not in found and (i.up or i.failed or i.net)]
             for inst in gone:
-                self._power_off(inst)
+                self._power_off(inst, terminated=True)
+        self._update_public()
+
+    # -- security groups ---------------------------------------------------------------------
+    def _firewalls(self, region: str, found: dict[str, dict], groups: dict[str, dict]) -> None:
+        """Each node's ingress firewall follows its security groups (rules and members)."""
+        members: dict[str, list[str]] = {}
+        for desc in found.values():
+            if desc.get("State", {}).get("Name") not in ("pending", "running"):
+                continue
+            ip = desc.get("PrivateIpAddress")
+            for g in desc.get("SecurityGroups", []):
+                if ip:
+                    members.setdefault(g["GroupId"], []).append(ip)
+        with self._lock:
+            insts = [i for i in self._instances.values() if i.region == region and i.net is not None]
+        for inst in insts:
+            desc = found.get(inst.id)
+            if desc is None:
+                continue
+            mine = [groups[g["GroupId"]] for g in desc.get("SecurityGroups", []) if g["GroupId"] in groups]
+            inst.groups = tuple(g["GroupId"] for g in mine)
+            if self.network.set_firewall(inst.id, ingress_ruleset(mine, members)):
+                self.firewall_updates += 1
+
+    def _update_public(self) -> None:
+        with self._lock:
+            ips = [i.private_ip for i in self._instances.values()
+                   if i.net is not None and i.up and i.public_ip and i.private_ip]
+        self.network.set_public(ips)
 
     def _check_shutdown(self, inst: SimInstance) -> None:
         """The node stand-in ``shutdown`` leaves ``$R/run/standin-shutdown`` (its arguments, one
@@ -536,28 +612,31 @@ class InstanceSimulator:
 
     # -- boot / power off ------------------------------------------------------------------
     def _env(self, inst: SimInstance) -> dict[str, str]:
-        path = [str(p) for p in self.standins_dirs] + [str(inst.root / "opt/swift/bin"),
-                                                       "/usr/local/bin", "/usr/bin", "/bin"]
-        return {"HOME": str(inst.home), "SWIFTRUN_NODE_ROOT": str(inst.root), "PATH": ":".join(path)}
+        env = {"HOME": str(inst.home), "SWIFTRUN_NODE_ROOT": str(inst.root),
+               "PATH": self.images.node_path(inst.root, self.standins_dirs), "LANG": "C.UTF-8",
+               "STANDIN_APT_MIRROR": WEB}
+        env.update(self.images.node_env(inst.root))
+        return env
 
-    def _boot(self, region: str, desc: dict) -> None:
+    def _boot(self, region: str, desc: dict, groups: dict[str, dict] | None) -> None:
         iid = desc["InstanceId"]
         client = self._clients[region]
+        private_ip = desc.get("PrivateIpAddress")
+        if not private_ip:
+            return                                     # not addressed yet: next poll
         with self._lock:
             inst = self._instances.get(iid)
             first = inst is None
             if first:
                 d = self.base / iid
-                inst = SimInstance(iid, region, d, d / "root", d / "home")
+                inst = SimInstance(iid, region, d, d / "root", d / "home",
+                                   image=self.image_of.get(desc.get("ImageId", ""), "stock"))
                 self._instances[iid] = inst
         script = b""
         if first:
             inst.root.mkdir(parents=True, exist_ok=True)
             inst.home.mkdir(parents=True, exist_ok=True)
-            if self.swift_home_src is not None and self.swift_home_src.is_dir():
-                dest = inst.root / "opt" / "swift"
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copytree(self.swift_home_src, dest, symlinks=True, dirs_exist_ok=True)
+            self.images.install(inst.image, inst.root)
             keys = inst.dir / "authorized_keys"
             keys.write_text(self._public_key(client, desc.get("KeyName")))
             keys.chmod(0o600)
@@ -572,32 +651,57 @@ class InstanceSimulator:
                     del self._instances[iid]
                 return
             inst.had_userdata = bool(script.strip())
-            inst.sshd = NodeSshd(inst.dir / "sshd", keys, env=self._env(inst))
-        assert inst.sshd is not None
+            (inst.dir / "cloud").mkdir(exist_ok=True)
+        if inst.net is None:
+            inst.net = self.network.add_node(iid, private_ip)
+            (inst.root / "var/lib/cloud/data").mkdir(parents=True, exist_ok=True)
+            (inst.root / "var/lib/cloud/data/instance-id").write_text(iid + "\n")
+        # the security group is in force before anything listens
+        if groups is not None:
+            mine = [groups[g["GroupId"]] for g in desc.get("SecurityGroups", []) if g["GroupId"] in groups]
+            members: dict[str, list[str]] = {}
+            with self._lock:
+                known = [(i.private_ip, i.groups) for i in self._instances.values() if i.up]
+            for ip, gids in known:
+                for gid in gids:
+                    members.setdefault(gid, []).append(ip)
+            for g in mine:
+                members.setdefault(g["GroupId"], []).append(private_ip)
+            inst.groups = tuple(g["GroupId"] for g in mine)
+            self.network.set_firewall(iid, ingress_ruleset(mine, members))
+        if inst.sshd is None:
+            inst.sshd = NodeSshd(inst.dir / "sshd", inst.dir / "authorized_keys", env=self._env(inst),
+                                 listen="0.0.0.0", netns=inst.net.netns, argv_prefix=inst.net.argv([]))
         inst.sshd.start()
         inst.public_ip = desc.get("PublicIpAddress")
-        inst.private_ip = desc.get("PrivateIpAddress")
-        names = [n for n in (inst.public_ip, inst.private_ip, desc.get("PublicDnsName"),
-                             desc.get("PrivateDnsName")) if n]
+        inst.private_ip = private_ip
+        # Only public names lead in from outside (the proxy): a private address is not
+        # reachable from the user's machine, as on EC2.
+        names = [n for n in (inst.public_ip, desc.get("PublicDnsName")) if n]
         inst.names = names
         for name in names:
-            _atomic_write(self.hosts_dir / name, f"{inst.sshd.port}\n")
+            _atomic_write(self.hosts_dir / name, f"{self.network.gw} {private_ip}\n")
         if first and inst.had_userdata:
             path = inst.dir / "userdata"
             path.write_bytes(script)
             console = open(inst.dir / "userdata.console", "ab")
             env = {**self._env(inst), "USER": getpass.getuser(), "LOGNAME": getpass.getuser(),
-                   "SHELL": "/bin/bash", "LANG": "C.UTF-8"}
+                   "SHELL": "/bin/bash"}
             try:
-                inst.userdata = subprocess.Popen(["bash", str(path)], cwd=str(inst.root), env=env,
-                                                 stdin=subprocess.DEVNULL, stdout=console,
+                inst.userdata = subprocess.Popen(inst.net.argv(["bash", str(path)]), cwd=str(inst.root),
+                                                 env=env, stdin=subprocess.DEVNULL, stdout=console,
                                                  stderr=subprocess.STDOUT, start_new_session=True)
             finally:
                 console.close()
+        elif not first:
+            # a start after a stop: systemd starts the enabled units; userdata does not run again
+            subprocess.Popen(inst.net.argv(["systemctl", "--standin-boot"]), env=self._env(inst),
+                             cwd=str(inst.root), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
         with self._lock:
             inst.boots += 1
             inst.up = True
-        log.info("instance %s up: sshd 127.0.0.1:%s for %s", iid, inst.sshd.port, names)
+        log.info("instance %s up: %s in %s for %s", iid, private_ip, inst.net.netns, names)
 
     def _public_key(self, client: Any, key_name: str | None) -> str:
         if not key_name:
@@ -619,15 +723,17 @@ class InstanceSimulator:
             data = gzip.decompress(data)
         return data
 
-    def _power_off(self, inst: SimInstance) -> None:
+    def _power_off(self, inst: SimInstance, *, terminated: bool) -> None:
         """Host map entries, sshd (and its connections), userdata, stand-in services, then
-        any process still carrying this instance's SWIFTRUN_NODE_ROOT."""
+        any process still carrying this instance's SWIFTRUN_NODE_ROOT. A terminated instance
+        also loses its network and its disk (the root volume is deleted on termination; the
+        logs are kept for the test to read)."""
         with self._lock:
             inst.up = inst.failed = False
             for name in inst.names:
                 path = self.hosts_dir / name
                 try:
-                    if inst.sshd is not None and path.read_text().strip() == str(inst.sshd.port):
+                    if path.read_text().split()[-1:] == [str(inst.private_ip)]:
                         path.unlink()
                 except FileNotFoundError:
                     pass
@@ -651,7 +757,14 @@ class InstanceSimulator:
                     inst.userdata.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     pass
-            log.info("instance %s powered off", inst.id)
+            # a powered-off machine runs no services: pidfiles of a stopped instance are stale
+            shutil.rmtree(inst.root / "run" / "standin-systemd", ignore_errors=True)
+            if terminated and inst.net is not None:
+                self.network.remove_node(inst.id)
+                inst.net = None
+                for big in ("opt/swift", "usr/lib/jvm", "var/tmp"):
+                    shutil.rmtree(inst.root / big, ignore_errors=True)
+            log.info("instance %s powered off%s", inst.id, " and terminated" if terminated else "")
 
 
 # --- process helpers (everything by PID) --------------------------------------------------------
@@ -773,12 +886,16 @@ def _stop_sshd(sshd: LoopbackSshd, drop_connections: bool = True) -> None:
 
 # =================================================================================================
 class TestCloud:
-    """One test's cloud: a reset moto + an InstanceSimulator writing under ``base``."""
+    """One test's cloud: a reset moto + its own network + an InstanceSimulator under ``base``.
+
+    ``stock_ami`` is Canonical's Ubuntu 24.04 (nothing installed: projects give ``install_url``
+    + ``install_sha256``, served by the web host inside the network); ``baked_ami`` is a custom
+    image with Java 21 and Swift already in /opt/swift. ``caller_cidr`` is the address the nodes
+    see swiftrun's connections come from (what ``[ec2] ssh_cidr`` must allow)."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, moto: MotoServer, env: dict[str, str], base: Path,
-                 swift_home_src: Path | None = STANDIN_SWIFT_HOME,
+    def __init__(self, moto: MotoServer, env: dict[str, str], base: Path, images: Images,
                  standins_dirs: Iterable[Path] = (STANDIN_NODE_DIR,),
                  regions: Iterable[str] = SIM_REGIONS):
         self.moto = moto
@@ -787,19 +904,41 @@ class TestCloud:
         self.base = Path(base)
         self.hosts_dir = self.base / "hosts"
         self.region = self.env.get("AWS_DEFAULT_REGION", DEFAULT_REGION)
+        self.images = images
+        self.stock_ami = UBUNTU_AMI_ID
+        self.baked_ami = BAKED_AMI_ID
         self.ami_id = UBUNTU_AMI_ID
-        self.sim = InstanceSimulator(self.endpoint, regions, self.base, swift_home_src, standins_dirs)
+        self.caller_cidr = CALLER_CIDR
+        self.install_url = f"http://{WEB}/{SWIFT_TARBALL_NAME}"
+        self.install_sha256 = images.sha256 or ""
+        self.network = Network()
+        self.sim = InstanceSimulator(self.endpoint, regions, self.base, images, self.network,
+                                     standins_dirs,
+                                     image_of={UBUNTU_AMI_ID: "stock", UBUNTU_OLD_AMI_ID: "stock",
+                                               UBUNTU_ARM_AMI_ID: "stock", BAKED_AMI_ID: "baked"})
         self.proxy_command = f"{sys.executable} {PROXY} {self.hosts_dir} %h %p"
         self.ec2 = boto_client("ec2", self.endpoint, self.region)
         # the same, but never faulted: for a test's own checks while faults are set
         self.ec2_admin = boto_client("ec2", self.endpoint, self.region, bypass_faults=True)
 
     def start(self) -> "TestCloud":
-        self.sim.start()
+        self.images.prepare()
+        self.network.start()
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+            # the internet as the nodes see it: the Swift/K distribution, the package mirror
+            self.network.serve(self.images.dist, self.base / "web.log")
+            self.sim.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
-        self.sim.stop()
+        try:
+            self.sim.stop()
+        finally:
+            self.network.close()
 
     def client(self, service: str, region: str | None = None):
         return boto_client(service, self.endpoint, region or self.region)

@@ -39,12 +39,18 @@ class LoopbackSshd:
     """One sshd. ``env`` becomes SetEnv lines (applied after sshd's own HOME/PATH)."""
 
     def __init__(self, workdir: Path, authorized_keys: Path, env: dict[str, str] | None = None,
-                 port: int | None = None):
+                 port: int | None = None, *, listen: str = "127.0.0.1", netns: str | None = None,
+                 argv_prefix: list[str] | tuple = ()):
+        """``netns``/``argv_prefix``: run inside a node's network namespace (the prefix enters
+        it, e.g. ``nsenter ...``), listening on ``listen``:``port`` there."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.authorized_keys = Path(authorized_keys)
         self.env = dict(env or {})
-        self.port = port or free_port()
+        self.listen = listen
+        self.netns = netns
+        self.argv_prefix = list(argv_prefix)
+        self.port = port or (22 if netns else free_port())
         self.user = getpass.getuser()
         self.host_key = self.workdir / "ssh_host_ed25519_key"
         self.proc: subprocess.Popen | None = None
@@ -58,7 +64,7 @@ class LoopbackSshd:
             keygen(self.host_key)
         lines = [
             f"Port {self.port}",
-            "ListenAddress 127.0.0.1",
+            f"ListenAddress {self.listen}",
             f"HostKey {self.host_key}",
             f"AuthorizedKeysFile {self.authorized_keys}",
             f"PidFile {self.workdir / 'sshd.pid'}",
@@ -83,21 +89,33 @@ class LoopbackSshd:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         cfg = self._config()
         log = open(self.workdir / "sshd.log", "ab")
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([*self.argv_prefix, SSHD, "-D", "-e", "-f", str(cfg)],
+                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sshd exited: {(self.workdir / 'sshd.log').read_text()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    if sock.recv(64).startswith(b"SSH-"):
-                        return self
+                if self._banner():
+                    return self
             except OSError:
-                time.sleep(0.02)
+                pass
+            time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"sshd on port {self.port} did not answer within {timeout}s")
+
+    def _banner(self) -> bool:
+        host = "127.0.0.1" if self.listen in ("0.0.0.0", "127.0.0.1") else self.listen
+        if self.netns:
+            from .netns import entered
+
+            with entered(self.netns):
+                sock = socket.create_connection((host, self.port), timeout=0.5)
+        else:
+            sock = socket.create_connection((host, self.port), timeout=0.5)
+        with sock:
+            return sock.recv(64).startswith(b"SSH-")
 
     def stop(self) -> None:
         """Stop by PID (the Popen handle), never by name."""
