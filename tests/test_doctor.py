@@ -17,7 +17,7 @@ from pathlib import Path
 
 from swiftrun.doctor import FAIL, OK, WARN, Check, fingerprint_verdict, run_checks
 from tests.support.cli import cluster_groups, cluster_instances, swiftrun, toml_project
-from tests.support.cloud import UBUNTU_AMI_ID
+from tests.support.cloud import BAKED_AMI_ID, UBUNTU_AMI_ID
 from tests.test_e2e_static import hosts  # noqa: F401  (fixture: two loopback sshd "hosts")
 from tests.test_e2e_static import static_project
 
@@ -27,7 +27,8 @@ ALL_STATES = ("pending", "running", "shutting-down", "terminated", "stopping", "
 def doctor(proj: Path, *args, env: dict | None = None, addr: str | None = None):
     """Run `swiftrun doctor --json`; returns (exit code, {name: check}, full document)."""
     full = dict(env or {})
-    full["SWIFTRUN_DOCTOR_HEADNODE_ADDR"] = addr or "127.0.0.1:9"   # never a 10.x address
+    if addr:
+        full["SWIFTRUN_DOCTOR_HEADNODE_ADDR"] = addr
     res = swiftrun("doctor", "--json", *args, cwd=proj, check=False, env=full, timeout=240)
     assert "Traceback" not in res.stderr, res.stderr
     try:
@@ -151,7 +152,7 @@ def test_all_traffic_from_the_world_is_revoked_and_ssh_kept(cloud, tmp_path):
     sgc = one(checks, "security group")
     # the coaster-reaching rule is revoked, ssh re-opened for ssh_cidr; port 8080 stays advice
     assert "revoked all traffic from 0.0.0.0/0" in sgc["detail"]
-    assert "allowed tcp 22 from 127.0.0.1/32" in sgc["detail"]
+    assert f"allowed tcp 22 from {cloud.caller_cidr}" in sgc["detail"]
     assert sgc["status"] == FAIL and "8080" in sgc["detail"] and "revoke it" in sgc["fix"]
     cloud.ec2.revoke_security_group_ingress(GroupId=sg, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
@@ -319,85 +320,129 @@ def test_running_cluster_broken_on_purpose_then_fixed(cloud, tmp_path):
     toml_project(proj, cloud, name="doc", workers=1)
     swiftrun("up", cwd=proj)
     insts = cluster_instances(cloud, "doc")
+    head = next(i for i in insts if tags(i)["swiftrun:role"] == "headnode")
+    worker = next(i for i in insts if tags(i)["swiftrun:role"] == "worker")["InstanceId"]
+    head, head_ip = head["InstanceId"], head["PrivateIpAddress"]
+    # healthy first: the worker reaches the real coaster service at the headnode's private IP
+    code, checks, _ = doctor(proj)
+    assert code == 0, {n: c for n, c in checks.items() if c["status"] != OK}
+    for suffix in ("ssh", "java", "swift", "coaster-service", "coaster port",
+                   "script directory", "workDirectory", "disk"):
+        check = one(checks, suffix)
+        assert check["status"] == OK and f"headnode {head}: {suffix}" in checks, check
+    assert one(checks, f"worker {worker}: boot")["status"] == OK
+    assert one(checks, f"headnode {head}: boot")["status"] == OK
+    assert "listening on" in one(checks, "coaster port")["detail"]
+    assert one(checks, "worker.pl")["status"] == OK
+    assert f"{head_ip}:50005" in one(checks, "reach headnode")["detail"]
+
+    # break: world-open coaster port, key file 0644, unwritable run directory,
+    # coaster-service stopped (so the worker cannot reach the headnode port either)
+    sg = cluster_groups(cloud, "doc")[0]["GroupId"]
+    cloud.ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 50010, "ToPort": 50010,
+         "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    key = Path(os.environ["SWIFTRUN_HOME"]) / "keys" / "swiftrun-doc.pem"
+    key.chmod(0o644)
+    rundir = cloud.sim.home(head) / "swiftrun" / "proj"
+    rundir.mkdir(parents=True)
+    rundir.chmod(0o500)
+    stop = cloud.sim.exec(head, "systemctl stop swiftrun-coaster.service")
+    assert stop.returncode == 0, stop.stderr
+
+    code, checks, _ = doctor(proj)
+    assert code == 1
+    sgc = one(checks, "security group")
+    assert sgc["status"] == FAIL and "tcp port 50010 from 0.0.0.0/0" in sgc["detail"]
+    assert "--fix" in sgc["fix"]
+    kf = one(checks, "key file")
+    assert kf["status"] == FAIL and "0644" in kf["detail"] and "chmod 600" in kf["fix"]
+    sd = one(checks, "script directory")
+    assert sd["status"] == FAIL and "~/swiftrun/proj" in sd["detail"] and "500" in sd["detail"]
+    assert "Unable to create run directory" in sd["detail"] and "chmod u+rwx" in sd["fix"]
+    cs = one(checks, "coaster-service")
+    assert cs["status"] == FAIL and "inactive" in cs["detail"]
+    assert "systemctl restart swiftrun-coaster" in cs["fix"]
+    cp = one(checks, "coaster port")
+    assert cp["status"] == FAIL and "50010" in cp["detail"]
+    reach = one(checks, "reach headnode")
+    assert reach["status"] == FAIL and f"{head_ip}:50005" in reach["detail"]
+    assert "refused" in reach["detail"] and "coaster-service" in reach["fix"]
+
+    # the human checklist names them too
+    text = swiftrun("doctor", cwd=proj, check=False).stdout
+    assert "FAIL  security group" in text and "fix: `swiftrun doctor --fix`" in text
+    assert f"FAIL  worker {worker}: reach headnode" in text
+
+    # --fix repairs the permission and security group cases and says so
+    code, checks, _ = doctor(proj, "--fix")
+    assert "--fix: revoked tcp port 50010 from 0.0.0.0/0" in one(checks, "security group")["detail"]
+    assert "--fix: chmod 600" in one(checks, "key file")["detail"]
+    sd = one(checks, "script directory")
+    assert sd["status"] == OK and "--fix: chmod u+rwx" in sd["detail"]
+    assert stat.S_IMODE(rundir.stat().st_mode) & 0o700 == 0o700
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    # coaster-service and the network stay advice
+    assert one(checks, "coaster-service")["status"] == FAIL
+
+    code, checks, _ = doctor(proj)
+    for suffix in ("security group", "key file", "script directory"):
+        assert one(checks, suffix)["status"] == OK, one(checks, suffix)
+    # without its service the worker's worker.pl keeps giving up (and systemd keeps starting
+    # it again), so that check may fail too, depending on the moment
+    still = {n.split(": ")[-1] for n in failed(checks)} - {"worker.pl"}
+    assert still == {"coaster port", "coaster-service", "reach headnode"}, failed(checks)
+
+    # started again, the worker's worker.pl reconnects and the headnode is reachable
+    assert cloud.sim.exec(head, "systemctl start swiftrun-coaster.service").returncode == 0
+    code, checks, _ = doctor(proj)
+    assert code == 0, failed(checks)
+
+
+def test_missing_intra_group_coaster_rule_keeps_workers_out(cloud, tmp_path):
+    """Without the security group's rule for port 50005 from the group itself, worker.pl cannot
+    reach the coaster service (as on EC2, the packets are dropped): no worker registers, and
+    doctor names the missing rule."""
+    proj = tmp_path / "proj"
+    toml_project(proj, cloud, name="norule", workers=1)
+    swiftrun("up", cwd=proj)
+    insts = cluster_instances(cloud, "norule")
     head = next(i for i in insts if tags(i)["swiftrun:role"] == "headnode")["InstanceId"]
     worker = next(i for i in insts if tags(i)["swiftrun:role"] == "worker")["InstanceId"]
-    listener = listening_socket()
-    good = f"127.0.0.1:{listener.getsockname()[1]}"
-    try:
-        # healthy first
-        code, checks, _ = doctor(proj, addr=good)
-        assert code == 0, {n: c for n, c in checks.items() if c["status"] != OK}
-        for suffix in ("ssh", "java", "swift", "coaster-service", "coaster port",
-                       "script directory", "workDirectory", "disk"):
-            check = one(checks, suffix)
-            assert check["status"] == OK and f"headnode {head}: {suffix}" in checks, check
-        assert one(checks, f"worker {worker}: boot")["status"] == OK
-        assert one(checks, f"headnode {head}: boot")["status"] == OK
-        assert "listening on" in one(checks, "coaster port")["detail"]
-        assert one(checks, "worker.pl")["status"] == OK
-        assert good in one(checks, "reach headnode")["detail"]
+    cps = lambda: "".join(p.read_text(errors="replace")  # noqa: E731
+                          for p in (cloud.sim.root(head) / "var/lib/swiftrun/coaster").glob("cps-*.log"))
+    deadline = time.monotonic() + 60
+    while f"blockid = norule-{worker}" not in cps() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert f"blockid = norule-{worker}" in cps()        # with the rule the worker registered
 
-        # break: world-open coaster port, key file 0644, unwritable run directory,
-        # coaster-service stopped, worker cannot reach the headnode port
-        sg = cluster_groups(cloud, "doc")[0]["GroupId"]
-        cloud.ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": 50010, "ToPort": 50010,
-             "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
-        key = Path(os.environ["SWIFTRUN_HOME"]) / "keys" / "swiftrun-doc.pem"
-        key.chmod(0o644)
-        rundir = cloud.sim.home(head) / "swiftrun" / "proj"
-        rundir.mkdir(parents=True)
-        rundir.chmod(0o500)
-        pidfile = cloud.sim.root(head) / "run/standin-systemd/swiftrun-coaster.service.pid"
-        os.kill(int(pidfile.read_text()), signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while (cloud.sim.root(head) / "run/coaster-service.port").exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        bad = f"127.0.0.1:{closed_port()}"
+    sg = cluster_groups(cloud, "norule")[0]
+    rule = next(p for p in sg["IpPermissions"] if p.get("FromPort") == 50005)
+    cloud.ec2.revoke_security_group_ingress(GroupId=sg["GroupId"], IpPermissions=[rule])
+    # a worker.pl (re)starting now cannot get through
+    deadline = time.monotonic() + 20
+    while "50005" in cloud.network.nodes[head].ruleset and time.monotonic() < deadline:
+        time.sleep(0.1)
+    before = cps().count(f"blockid = norule-{worker}")
+    head_ip = next(i for i in insts if i["InstanceId"] == head)["PrivateIpAddress"]
+    assert cloud.sim.exec(worker, "systemctl restart swiftrun-worker.service").returncode == 0
+    # worker.pl's connection attempt gets no answer at all (dropped, not refused): it hangs in
+    # SYN-SENT, as it would on EC2
+    syn_sent = lambda: cloud.sim.exec(  # noqa: E731
+        worker, f"ss -Htn state syn-sent dst {head_ip}:50005").stdout.strip()
+    deadline = time.monotonic() + 30
+    while not syn_sent() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert syn_sent(), "worker.pl never tried to connect"
+    assert cps().count(f"blockid = norule-{worker}") == before
 
-        code, checks, _ = doctor(proj, addr=bad)
-        assert code == 1
-        sgc = one(checks, "security group")
-        assert sgc["status"] == FAIL and "tcp port 50010 from 0.0.0.0/0" in sgc["detail"]
-        assert "--fix" in sgc["fix"]
-        kf = one(checks, "key file")
-        assert kf["status"] == FAIL and "0644" in kf["detail"] and "chmod 600" in kf["fix"]
-        sd = one(checks, "script directory")
-        assert sd["status"] == FAIL and "~/swiftrun/proj" in sd["detail"] and "500" in sd["detail"]
-        assert "Unable to create run directory" in sd["detail"] and "chmod u+rwx" in sd["fix"]
-        cs = one(checks, "coaster-service")
-        assert cs["status"] == FAIL and "inactive" in cs["detail"]
-        assert "systemctl restart swiftrun-coaster" in cs["fix"]
-        cp = one(checks, "coaster port")
-        assert cp["status"] == FAIL and "50010" in cp["detail"]
-        reach = one(checks, "reach headnode")
-        assert reach["status"] == FAIL and bad in reach["detail"] and "refused" in reach["detail"]
-        assert "coaster-service" in reach["fix"]
-        assert one(checks, "worker.pl")["status"] == OK
-
-        # the human checklist names them too
-        text = swiftrun("doctor", cwd=proj, check=False,
-                        env={"SWIFTRUN_DOCTOR_HEADNODE_ADDR": bad}).stdout
-        assert "FAIL  security group" in text and "fix: `swiftrun doctor --fix`" in text
-        assert f"FAIL  worker {worker}: reach headnode" in text
-
-        # --fix repairs the permission and security group cases and says so
-        code, checks, _ = doctor(proj, "--fix", addr=bad)
-        assert "--fix: revoked tcp port 50010 from 0.0.0.0/0" in one(checks, "security group")["detail"]
-        assert "--fix: chmod 600" in one(checks, "key file")["detail"]
-        sd = one(checks, "script directory")
-        assert sd["status"] == OK and "--fix: chmod u+rwx" in sd["detail"]
-        assert stat.S_IMODE(rundir.stat().st_mode) & 0o700 == 0o700
-        assert stat.S_IMODE(key.stat().st_mode) == 0o600
-        # coaster-service and the network stay advice
-        assert one(checks, "coaster-service")["status"] == FAIL
-
-        code, checks, _ = doctor(proj, addr=good)
-        for suffix in ("security group", "key file", "script directory", "reach headnode"):
-            assert one(checks, suffix)["status"] == OK, one(checks, suffix)
-        assert sorted(n.split(": ")[-1] for n in failed(checks)) == ["coaster port", "coaster-service"]
-    finally:
-        listener.close()
+    code, checks, _ = doctor(proj, env={"SWIFTRUN_DOCTOR_TIMEOUT": "20"})
+    assert code == 1
+    sgc = one(checks, "security group")
+    assert sgc["status"] == FAIL and "50005" in sgc["detail"] and "inside the group" in sgc["detail"]
+    reach = one(checks, "reach headnode")
+    assert reach["status"] == FAIL, reach
+    swiftrun("down", cwd=proj)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -406,29 +451,27 @@ def test_running_cluster_broken_on_purpose_then_fixed(cloud, tmp_path):
 
 
 def test_static_hosts_before_and_after_up(hosts, tmp_path):
-    key, ((head, head_root, head_home), (w1, w1_root, w1_home)) = hosts
     proj = tmp_path / "lab"
     proj.mkdir()
     static_project(proj, hosts)
-    listener = listening_socket()
-    good = f"127.0.0.1:{listener.getsockname()[1]}"
     try:
-        code, checks, _ = doctor(proj, addr=good)
+        code, checks, _ = doctor(proj)
         assert code == 1
         assert not [n for n in checks if n in ("credentials", "region", "security group")]
         cs = one(checks, "coaster-service")
         assert cs["status"] == FAIL and "`swiftrun up`" in cs["fix"], cs
         assert one(checks, "worker.pl")["status"] == FAIL
         assert one(checks, "swift")["status"] == OK          # found on PATH
-        assert one(checks, "reach headnode")["status"] == OK
+        # nothing listens on the headnode's worker port before `up` (the real service)
+        assert one(checks, "reach headnode")["status"] == FAIL
         assert not [n for n in checks if n.endswith(": boot")]  # static hosts have no userdata
 
         swiftrun("up", cwd=proj)
-        code, checks, _ = doctor(proj, addr=good)
+        code, checks, _ = doctor(proj)
         assert code == 0, failed(checks)
         assert "pid" in one(checks, "coaster-service")["detail"]
+        assert one(checks, "reach headnode")["status"] == OK
     finally:
-        listener.close()
         swiftrun("down", cwd=proj, check=False)
 
 
@@ -436,7 +479,7 @@ def test_stock_image_without_swift_install_refuses_up_and_env_can_fix_it(cloud, 
     """image = "auto" is stock Ubuntu: with no [swift] install_url every node would fail its
     boot after being paid for. `up` says so before launching; the env overrides CI uses fix it."""
     proj = tmp_path / "stock"
-    toml_project(proj, cloud, name="stock", workers=1, image="auto")
+    toml_project(proj, cloud, name="stock", workers=1, image="auto", install=False)
     code, checks, _ = doctor(proj)
     sw = one(checks, "swift on the nodes")
     assert code == 1 and sw["status"] == FAIL
@@ -453,7 +496,7 @@ def test_stock_image_without_swift_install_refuses_up_and_env_can_fix_it(cloud, 
     assert plan.returncode == 0 and "`swiftrun up` would refuse" in plan.stderr
 
     # a custom AMI (the test cloud's, which has Swift in /opt/swift) is taken at its word ...
-    code, checks, _ = doctor(proj, env={"SWIFTRUN_IMAGE": UBUNTU_AMI_ID})
+    code, checks, _ = doctor(proj, env={"SWIFTRUN_IMAGE": BAKED_AMI_ID})
     assert one(checks, "swift on the nodes")["status"] == OK
     # ... and so is a pinned tarball
     code, checks, _ = doctor(proj, env={"SWIFTRUN_SWIFT_URL": "https://example.org/swift-0.96.tar.gz",

@@ -1,5 +1,6 @@
-"""Issue 3 end to end: `swiftrun p4.swift` against the test cloud (moto + real sshd per instance,
-the Swift stand-in on the nodes)."""
+"""Issue 3 end to end: `swiftrun p4.swift` against the test cloud (moto, and every instance a
+host of its own with a real sshd), with the real Swift/K 0.96.2 on the nodes: swift on the
+headnode, the coaster service, worker.pl on the workers."""
 
 from __future__ import annotations
 

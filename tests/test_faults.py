@@ -23,12 +23,13 @@ from tests.support.cli import SWIFTRUN, toml_project
 WAIT = 120.0   # bound on every wait for a line / a state (never an assertion about speed)
 
 TICK_SWIFT = """type file;
-app (file o) tick (int i) { sh "-c" strcat("echo tick ", i) stdout=@o; }
+app (file o) tick (int i, string pause) { sh "-c" strcat("sleep ", pause, "; echo tick ", i) stdout=@o; }
 app (file o) boom () { sh "-c" "echo boom-on-stderr >&2; exit 3" stdout=@o; }
 int n = toInt(arg("n", "4"));
+string pause = arg("pause", "0");
 foreach i in [1:n] {
     file out <single_file_mapper; file=strcat("out/tick_", i, ".txt")>;
-    out = tick(i);
+    out = tick(i, pause);
 }
 """
 FAIL_LAST = """file bad <"out/bad.txt">;
@@ -193,18 +194,17 @@ def _toml_value(v) -> str:
 def tick_project(path: Path, cloud, *, name: str, workers: int = 1, n: int = 4,
                  slow: float = 0.0, fail_last: bool = False, ec2: dict | None = None,
                  **cluster) -> Path:
-    """A project running tick.swift (n apps, one numbered output file each), through the test
-    cloud; ``ec2`` adds [ec2] keys, other keywords [cluster] keys."""
+    """A project running tick.swift (n apps, one numbered output file each, each sleeping
+    ``slow`` seconds on its worker first), through the test cloud; ``ec2`` adds [ec2] keys,
+    other keywords [cluster] keys."""
     toml_project(path, cloud, name=name, workers=workers, **cluster)
     if ec2:
         text = (path / "swiftrun.toml").read_text()
         keys = "".join(f"{k} = {_toml_value(v)}\n" for k, v in ec2.items())
         (path / "swiftrun.toml").write_text(text.replace("[ec2]\n", "[ec2]\n" + keys, 1))
     (path / "tick.swift").write_text(TICK_SWIFT.replace('"4"', f'"{n}"')
+                                     .replace('arg("pause", "0")', f'arg("pause", "{slow:g}")')
                                      + (FAIL_LAST if fail_last else ""))
-    if slow:
-        # read by the Swift stand-in on the headnode (the file travels with the script)
-        (path / "standin-swift.env").write_text(f"STANDIN_SWIFT_SLOW={slow}\n")
     return path
 
 
@@ -442,7 +442,8 @@ def test_a_run_that_ends_first_does_not_dissolve_under_another(cloud, tmp_path):
     """Two runs on one cluster from this machine (two script directories): the one that ends
     first keeps the cluster, the last one dissolves it after its outputs are back."""
     name = "shared"
-    slow = tick_project(tmp_path / "slow", cloud, name=name, workers=1, n=6, slow=0.5)
+    # 6 apps of 6 s, 4 at a time on the one worker: it outlasts the short run below
+    slow = tick_project(tmp_path / "slow", cloud, name=name, workers=1, n=6, slow=6)
     fast = tick_project(tmp_path / "fast", cloud, name=name, workers=1, n=1)
     long_run = Proc("tick.swift", cwd=slow)
     long_run.wait_line(r"^Progress:", stream="stdout", count=2)
@@ -458,16 +459,13 @@ def test_a_run_that_ends_first_does_not_dissolve_under_another(cloud, tmp_path):
 # =================================================================================================
 # The headnode's sshd restarts while swift runs
 # =================================================================================================
-PROGRESS = re.compile(r"^Progress: .*?(?:Submitted:(\d+))?\s*(?:Active:(\d+))?\s*"
-                      r"(?:Finished successfully:(\d+))?\s*$")
-
-
 def test_sshd_restart_mid_run_loses_and_repeats_no_line(cloud, tmp_path):
     name = "blip"
-    n = 10
-    proj = tick_project(tmp_path / "proj", cloud, name=name, workers=0, n=n, slow=0.4)
+    n = 12
+    # workers = 0: the headnode's own worker.pl runs the apps (4 at a time), ~1 s each
+    proj = tick_project(tmp_path / "proj", cloud, name=name, workers=0, n=n, slow=1)
     run = Proc("tick.swift", cwd=proj)
-    run.wait_line(r"^Progress:", stream="stdout", count=3)
+    run.wait_line(r"^Progress:", stream="stdout", count=2)
     cloud.sim.restart_sshd(head_of(cloud, name)["InstanceId"])
     run.finish(0)
 
@@ -477,10 +475,7 @@ def test_sshd_restart_mid_run_loses_and_repeats_no_line(cloud, tmp_path):
     assert bytes(run.out_bytes) == console
     lines = console.decode().splitlines()
     assert len(lines) == len(set(lines)), "a line arrived twice"
-    # One progress line before the apps, one per app (counting down), the final status last.
-    progress = [ln for ln in lines if ln.startswith("Progress:")]
-    done = [int(PROGRESS.match(ln).group(3) or 0) for ln in progress[1:]]
-    assert done == list(range(n)), progress
+    assert lines[0].startswith("Swift 0.96.2") and lines[1] == "RunID: run001"
     assert lines[-1].startswith("Final status:") and f"Finished successfully:{n}" in lines[-1]
     for i in range(1, n + 1):
         assert (proj / "out" / f"tick_{i}.txt").read_text() == f"tick {i}\n"

@@ -27,7 +27,7 @@ def run_files(cloud, head_id: str, suffix: str) -> dict[str, str]:
 def test_first_sigint_keeps_swift_running_and_logs_follow_reattaches(cloud, tmp_path):
     name = "intr"
     # The last app fails, so swift's exit code (2) is told apart from any of swiftrun's own.
-    proj = tick_project(tmp_path / "proj", cloud, name=name, workers=1, n=6, slow=0.5,
+    proj = tick_project(tmp_path / "proj", cloud, name=name, workers=1, n=6, slow=2,
                         fail_last=True)
     run = Proc("tick.swift", cwd=proj)
     run.wait_line(r"^Progress:", stream="stdout")
@@ -42,11 +42,11 @@ def test_first_sigint_keeps_swift_running_and_logs_follow_reattaches(cloud, tmp_
     live = instances(cloud, name)
     assert sorted(role_of(i) for i in live) == ["headnode", "worker"]
 
-    # Reattach: the whole console, to the end, and swift's exit code.
+    # Reattach: the whole console, to the end, and swift's exit code: the failing app ended
+    # the run (2), so swift was never cancelled (143).
     logs = sr("logs", "--follow", "tick.swift", cwd=proj, expect=2)
+    assert logs.stdout.startswith("Swift 0.96.2"), logs.report()
     assert "Execution failed:" in logs.stdout and "boom-on-stderr" in logs.stdout, logs.report()
-    for i in range(1, 7):
-        assert f"Finished successfully:{i}" in logs.stdout    # every app ran: never cancelled
     assert list(run_files(cloud, head_of(cloud, name)["InstanceId"], "exit").values()) == ["2"]
 
     # Again on the same cluster, kept: a second Ctrl-C within 3 s cancels swift.

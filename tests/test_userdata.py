@@ -1,9 +1,13 @@
 """The node boot scripts (userdata/*.sh) and their renderer (swiftrun/userdata.py).
 
-Rendered scripts really run here, each in a sandbox: a tmp dir is SWIFTRUN_NODE_ROOT, the stand-ins
-in tests/standins/node come first on PATH (apt-get, curl, mdadm, mkfs.ext4, mount, s3fs, systemctl,
-shutdown, chown), and fake /sys/block trees say which disks the "instance" has. Nothing leaves the
-machine: curl serves files from a test dir, the only sockets are on 127.0.0.1.
+Rendered scripts really run here, each on a node of its own: a network namespace with its own
+address (tests/support/netns.py), a sandbox root (SWIFTRUN_NODE_ROOT) laid down from the test
+images (tests/support/nodeimage.py: stock Ubuntu 24.04 without Java, or a custom image with Java 21
+and the real Swift/K 0.96.2 in /opt/swift), the node stand-ins first on PATH (apt-get, mount,
+mkfs.ext4, systemctl, shutdown, chown; mdadm and s3fs once "installed"), and fake /sys/block trees
+that say which disks the "instance" has. Swift is downloaded with the real curl from the network's
+web host; the real coaster-service and worker.pl are started by the systemctl stand-in. Nothing
+leaves the namespaces.
 """
 
 from __future__ import annotations
@@ -32,25 +36,22 @@ from swiftrun.errors import ConfigError
 from swiftrun.paths import data_dir
 from swiftrun.project import ClusterSettings, Project, SshSettings
 from swiftrun.userdata import USERDATA_LIMIT, render_all, render_userdata
+from tests.support import netns
+from tests.support.cloud import _kill_pids, _pids_with_env
+from tests.support.netns import WEB, Network
+from tests.support.nodeimage import STANDIN_NODE_DIR, SWIFT_TARBALL_NAME, engine_unavailable
 
 USERDATA = data_dir("userdata")
-STANDINS = Path(__file__).resolve().parent / "standins" / "node"
+STANDINS = STANDIN_NODE_DIR
 SHELLCHECK = shutil.which("shellcheck")
 USER = getpass.getuser()
 UID = os.getuid()
 HEADNODE_IP = "10.1.2.3"
 FAKE_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 FAKE_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-SWIFT_URL = "https://swift.invalid/dist/swift-0.96.2.tar.gz"
+SWIFT_URL = f"http://{WEB}/{SWIFT_TARBALL_NAME}"
 
 needs_shellcheck = pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck is not installed")
-
-FAKE_TOOL = """#!/bin/bash
-# fake {name}: remembers how it was started, then idles until stopped by PID
-printf '%s\\n' "$*" > "{name}.args"
-pwd > "{name}.cwd"
-exec sleep 600
-"""
 
 
 # ----------------------------------------------------------------------------- sandbox helpers
@@ -66,43 +67,28 @@ def make_project(tmp_path: Path, **over) -> Project:
     return project
 
 
-def swift_tools(bindir: Path) -> None:
-    bindir.mkdir(parents=True, exist_ok=True)
-    for name in ("swift", "coaster-service", "worker.pl"):
-        path = bindir / name
-        path.write_text(FAKE_TOOL.format(name=name))
-        path.chmod(0o755)
-
-
-def swift_tarball(top: str = "swift-0.96.2/") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name in ("swift", "coaster-service", "worker.pl"):
-            data = FAKE_TOOL.format(name=name).encode()
-            info = tarfile.TarInfo(f"{top}bin/{name}")
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 class Node:
-    """One sandboxed 'instance': its root, PATH and what happened there."""
+    """One booted 'instance': its namespace, root, PATH and what happened there."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, images, net: Network):
         self.base = base
         self.root = base / "root"
         self.root.mkdir(parents=True)
-        self.curl_dir = base / "curl"
-        self.curl_dir.mkdir()
-        self.apt_bin = base / "apt-bin"
+        self.home = base / "home"
+        self.home.mkdir()
+        self.images = images
+        self.net = net
+        self.host = net.add_node("node", "10.200.0.5")
+        net.set_public([self.host.ip])               # it may reach the mirror and the web host
         self.extra_bin = base / "extra-bin"          # per-test overrides, before the stand-ins
         self.extra_bin.mkdir()
-        self.hide: set[str] = set()                  # real commands this "image" lacks (java, ...)
         self.env: dict[str, str] = {}
+        images.install("stock", self.root)
 
     # --- the image
-    def preinstall_swift(self, home: str = "/opt/swift") -> None:
-        swift_tools(self.root / home.lstrip("/") / "bin")
+    def preinstall_swift(self) -> None:
+        """The custom image: Java 21 and Swift 0.96.2 (as shipped) in /opt/swift."""
+        self.images.install("baked", self.root)
 
     def nvme(self, count: int, *, first: int = 1) -> list[str]:
         """``count`` NVMe instance-store disks, plus the EBS root nvme0n1 (not instance store)."""
@@ -145,31 +131,11 @@ class Node:
             fh.writelines(line + "\n" for line in lines)
 
     # --- running things
-    def path(self) -> str:
-        dirs = [str(self.extra_bin), str(STANDINS)]
-        if self.hide:
-            toolbox = self.base / "toolbox"
-            shutil.rmtree(toolbox, ignore_errors=True)
-            toolbox.mkdir()
-            for entry in os.environ["PATH"].split(os.pathsep):
-                if not os.path.isdir(entry):
-                    continue
-                for name in os.listdir(entry):
-                    target = toolbox / name
-                    if name in self.hide or target.exists() or target.is_symlink():
-                        continue
-                    full = os.path.join(entry, name)
-                    if os.access(full, os.X_OK) and not os.path.isdir(full):
-                        target.symlink_to(full)
-            dirs += [str(self.apt_bin), str(toolbox)]
-        else:
-            dirs += [str(self.apt_bin), os.environ["PATH"]]
-        return os.pathsep.join(dirs)
-
     def environ(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STANDIN_"))}
-        env.update(PATH=self.path(), SWIFTRUN_NODE_ROOT=str(self.root), SWIFTRUN_UNIT_SETTLE="0",
-                   STANDIN_CURL_DIR=str(self.curl_dir), STANDIN_APT_BIN=str(self.apt_bin))
+        env = {"HOME": str(self.home), "USER": USER, "LOGNAME": USER, "LANG": "C.UTF-8",
+               "SWIFTRUN_NODE_ROOT": str(self.root), "STANDIN_APT_MIRROR": WEB,
+               "PATH": self.images.node_path(self.root, [self.extra_bin, STANDINS])}
+        env.update(self.images.node_env(self.root))
         env.update(self.env)
         env.update(extra)
         return env
@@ -177,10 +143,17 @@ class Node:
     def boot(self, script: str, **extra: str) -> subprocess.CompletedProcess:
         path = self.base / "userdata.sh"
         path.write_text(script)
-        return subprocess.run(["bash", str(path)], env=self.environ(**extra), capture_output=True,
-                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+        return subprocess.run(self.host.argv(["bash", str(path)]), env=self.environ(**extra),
+                              capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
+                              cwd=str(self.root))
+
+    def sh(self, command: str) -> subprocess.CompletedProcess:
+        """A command on the node (its network, PATH and root)."""
+        return subprocess.run(self.host.argv(["bash", "-c", command]), env=self.environ(),
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
     def deadman(self, script: Path | None = None, **extra: str) -> subprocess.CompletedProcess:
+        # on the test machine's own loopback: the tests play the headnode with local sockets
         script = script or USERDATA / "deadman.sh"
         return subprocess.run(["bash", str(script)], env=self.environ(**extra), capture_output=True,
                               text=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -205,6 +178,20 @@ class Node:
         path = self.root / "run/standin-systemd" / f"{unit}.pid"
         return int(path.read_text()) if path.exists() else None
 
+    def unit_cmdline(self, unit: str, timeout: float = 15.0) -> list[str]:
+        """The command line of the unit's main process (its ExecStart, as started)."""
+        main = self.root / "run/standin-systemd" / f"{unit}.main"
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                raw = Path(f"/proc/{int(main.read_text())}/cmdline").read_bytes()
+                if raw:
+                    return raw.decode().rstrip("\0").split("\0")
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{unit} has no main process")
+
     def stop_units(self) -> None:
         for pidfile in (self.root / "run/standin-systemd").glob("*.pid"):
             pid = int(pidfile.read_text())
@@ -212,6 +199,7 @@ class Node:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        _kill_pids(_pids_with_env(f"SWIFTRUN_NODE_ROOT={self.root}".encode()))
 
 
 def wait_for(path: Path, deadline: float = 15.0) -> Path:
@@ -234,10 +222,27 @@ def alive(pid: int | None) -> bool:
 
 
 @pytest.fixture
-def node(tmp_path):
-    n = Node(tmp_path / "node")
-    yield n
-    n.stop_units()
+def web_dir(tmp_path, node_images) -> Path:
+    """What the network's web host serves: the real distribution, plus what a test adds."""
+    d = tmp_path / "web"
+    d.mkdir()
+    os.link(node_images.dist / SWIFT_TARBALL_NAME, d / SWIFT_TARBALL_NAME)
+    return d
+
+
+@pytest.fixture
+def node(tmp_path, node_images, web_dir):
+    why = netns.unavailable() or engine_unavailable()
+    if why:
+        pytest.skip(f"test nodes unavailable: {why}")
+    net = Network().start()
+    try:
+        net.serve(web_dir, tmp_path / "web.log")
+        n = Node(tmp_path / "node", node_images, net)
+        yield n
+        n.stop_units()
+    finally:
+        net.close()
 
 
 def assert_ready(node: Node, proc: subprocess.CompletedProcess) -> None:
@@ -270,7 +275,8 @@ def test_shellcheck_sources():
 
 @needs_shellcheck
 def test_shellcheck_standins():
-    files = [str(p) for p in STANDINS.iterdir() if p.read_text().startswith("#!/bin/bash")]
+    files = [str(p) for d in (STANDINS, STANDINS.parent / "packages") for p in d.iterdir()
+             if p.read_text().startswith("#!/bin/bash")]
     proc = subprocess.run([SHELLCHECK, "-s", "bash", *files], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 
@@ -372,7 +378,7 @@ def test_no_secret_in_userdata_or_logs(tmp_path, node):
     assert_ready(node, node.boot(scripts["headnode"]))
     seen = [node.log(), (node.root / "var/log/standins.log").read_text(),
             (node.root / "etc/swiftrun/node.env").read_text(), (node.root / "etc/fstab").read_text()]
-    seen += [p.read_text() for p in (node.root / "etc/systemd/system").iterdir()]
+    seen += [p.read_text() for p in (node.root / "etc/systemd/system").iterdir() if p.is_file()]
     for text in seen:
         assert FAKE_KEY_ID not in text and FAKE_SECRET not in text
     assert "iam_role=auto" in node.calls("s3fs")[0][-1]
@@ -394,10 +400,15 @@ def test_headnode_boot(tmp_path, node):
     log = node.log()
     assert "== step: swift" in log and "node ready" in log and "Swift found" in log
     assert "node ready" in proc.stdout                          # ... and on the console
+    # the image's Swift was made to run on its Java 21, and proved to
+    assert "removed -Djava.endorsed.dirs" in log and "Swift 0.96.2 git-rev:" in log
+    assert "-Djava.endorsed.dirs" not in (node.root / "opt/swift/bin/swift").read_text()
+    assert "-Djava.endorsed.dirs" in (node.root / "opt/swift/bin/swift.swiftrun-orig").read_text()
+    assert "swiftrun-coaster.service is listening on port(s) 50010 50005" in log
 
     # nothing installed, no disks, no s3fs
     assert not node.calls("apt-get") and not node.calls("mkfs.ext4") and not node.calls("s3fs")
-    assert not node.calls("curl") and not (node.root / "scratch").exists()
+    assert not (node.root / "scratch").exists()
 
     # units
     units = node.root / "etc/systemd/system"
@@ -414,13 +425,19 @@ def test_headnode_boot(tmp_path, node):
     assert ["systemctl", "daemon-reload"] in systemctl
     assert ["systemctl", "enable", "--now", "swiftrun-coaster.service", "swiftrun-deadman.timer"] in systemctl
 
-    # the coaster service really runs, from its working directory, with the right arguments
+    # the real coaster service runs, with the right arguments, and answers on both ports
     pid = node.unit_pid("swiftrun-coaster.service")
     assert alive(pid)
-    workdir = node.state("coaster")
-    assert wait_for(workdir / "coaster-service.args").read_text().split() == \
-        ["-p", "50010", "-localport", "50005", "-nosec", "-passive"]
+    cmdline = node.unit_cmdline("swiftrun-coaster.service")
+    assert cmdline[-7:] == [node.r("/opt/swift/bin/coaster-service"), "-p", "50010", "-localport",
+                            "50005", "-nosec", "-passive"]
+    for port in (50010, 50005):
+        assert node.sh(f"exec 3<>/dev/tcp/127.0.0.1/{port}").returncode == 0
+    assert list(node.state("coaster").glob("cps-*.log"))          # it writes in its directory
     assert not node.unit_pid("swiftrun-deadman.timer")             # timers are not run
+    # logins get swift on PATH, and Swift's usage report stays off
+    profile = (node.root / "etc/profile.d/swiftrun.sh").read_text()
+    assert "export SWIFT_USAGE_STATS=0" in profile and "/opt/swift/bin" in profile
 
     # the tool may touch activity: var/lib/swiftrun belongs to the SSH user
     uid = pwd.getpwnam(USER).pw_uid
@@ -552,59 +569,105 @@ def test_s3fs_mount(tmp_path, node, with_scratch):
 
 # ----------------------------------------------------------------------------- packages
 
-def test_packages_installed_when_missing(tmp_path, node):
-    node.preinstall_swift()
-    node.hide = {"java"}
-    script = render_userdata(make_project(tmp_path), "headnode", cluster="tut", headnode_ip=None)
+def stock_project(tmp_path, node_images, **over) -> Project:
+    """Stock Ubuntu: Swift from the web host's copy of the real distribution."""
+    swift = {"install_url": SWIFT_URL, "install_sha256": node_images.sha256, **over.pop("swift", {})}
+    return make_project(tmp_path, swift=swift, **over)
+
+
+def test_packages_installed_when_missing(tmp_path, node, node_images):
+    script = render_userdata(stock_project(tmp_path, node_images), "headnode", cluster="tut",
+                             headnode_ip=None)
     assert_ready(node, node.boot(script))
     apt = node.calls("apt-get")
     assert ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "--no-install-recommends",
             "default-jre-headless"] in apt
     assert any("update" in c for c in apt)
-    # the stand-in "installed" java: the next boot skips apt
-    assert (node.apt_bin / "java").exists()
+    # Ubuntu 24.04's default Java is 21; swift ran on it
+    assert 'version "21.' in node.sh("java -version").stderr
+    assert "Swift 0.96.2 git-rev:" in node.log()
+    # installed: the next boot skips apt
+    assert (node.root / "usr/bin/java").exists()
     assert_ready(node, node.boot(script))
     assert node.calls("apt-get") == apt
 
 
-def test_worker_needs_only_perl(tmp_path, node):
-    node.preinstall_swift()
-    node.hide = {"java", "perl"}
-    proc = node.boot(render_userdata(make_project(tmp_path), "worker", cluster="tut",
+def test_worker_installs_nothing_on_stock_ubuntu(tmp_path, node, node_images):
+    """Ubuntu has Perl with its modules: a worker needs neither apt nor Java."""
+    proc = node.boot(render_userdata(stock_project(tmp_path, node_images), "worker", cluster="tut",
                                      headnode_ip=HEADNODE_IP))
     assert_ready(node, proc)
+    assert not node.calls("apt-get")
+    assert "java" not in node.sh("command -v java || echo none").stdout.replace("none", "")
+
+
+HIDE_PERL_MODULES = """package HidePerlModules;
+# an image with perl-base only: Getopt::Std, File::Copy & co. (perl-modules) are not there
+@INC = grep { !m{/share/perl/} } @INC;
+1;
+"""
+
+
+def test_worker_perl_modules_are_checked_and_installed(tmp_path, node, node_images):
+    """perl-base alone lacks what worker.pl uses: the boot compiles worker.pl, installs the
+    `perl` package when a module is missing, and fails with Perl's own words otherwise."""
+    (node.extra_bin / "HidePerlModules.pm").write_text(HIDE_PERL_MODULES)
+    hide = {"PERL5LIB": str(node.extra_bin), "PERL5OPT": "-MHidePerlModules"}
+    script = render_userdata(stock_project(tmp_path, node_images), "worker", cluster="tut",
+                             headnode_ip=HEADNODE_IP)
+    # `apt-get install perl` brings the modules back (the stand-in records what it installed)
+    wrapper = node.extra_bin / "perl"
+    wrapper.write_text('#!/bin/bash\n[[ -e $SWIFTRUN_NODE_ROOT/var/lib/dpkg/installed/perl ]] '
+                       '&& unset PERL5OPT\nexec /usr/bin/perl "$@"\n')
+    wrapper.chmod(0o755)
+    assert_ready(node, node.boot(script, **hide))
+    assert "worker.pl needs Perl modules this image lacks: Can't locate" in node.log()
     installs = [c for c in node.calls("apt-get") if "install" in c]
     assert installs == [["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y",
                          "--no-install-recommends", "perl"]]
 
 
-def test_apt_failure(tmp_path, node):
-    node.preinstall_swift()
-    node.hide = {"java"}
-    proc = node.boot(render_userdata(make_project(tmp_path), "headnode", cluster="tut", headnode_ip=None),
+def test_apt_failure(tmp_path, node, node_images):
+    proc = node.boot(render_userdata(stock_project(tmp_path, node_images), "headnode", cluster="tut",
+                                     headnode_ip=None),
                      STANDIN_APT_FAIL="install")
     assert_failed(node, proc, "packages", "apt-get install default-jre-headless failed")
 
 
 # ----------------------------------------------------------------------------- Swift
 
+def flat_tarball(node_images, dest: Path) -> Path:
+    """The distribution repacked without its top directory (bin/, lib/ at the root)."""
+    with tarfile.open(dest, "w") as tar:
+        for entry in sorted(node_images.unpacked.iterdir()):
+            tar.add(entry, arcname=entry.name)
+    return dest
+
+
+def served(tmp_path: Path, name: str) -> int:
+    """How often the web host served ``name``."""
+    return (tmp_path / "web.log").read_text().count(f"GET /{name} ")
+
+
 @pytest.mark.parametrize("top", ["swift-0.96.2/", ""], ids=["top-dir", "flat"])
-def test_swift_downloaded_and_verified(tmp_path, node, top):
-    data = swift_tarball(top)
-    (node.curl_dir / "swift-0.96.2.tar.gz").write_bytes(data)
-    project = make_project(tmp_path, swift={"install_url": SWIFT_URL,
-                                            "install_sha256": hashlib.sha256(data).hexdigest().upper()})
+def test_swift_downloaded_and_verified(tmp_path, node, node_images, web_dir, top):
+    name = SWIFT_TARBALL_NAME if top else "swift-flat.tar"
+    path = web_dir / name if not top else web_dir / SWIFT_TARBALL_NAME
+    if not top:
+        flat_tarball(node_images, path)
+    project = make_project(tmp_path, swift={
+        "install_url": f"http://{WEB}/{name}",
+        "install_sha256": hashlib.sha256(path.read_bytes()).hexdigest().upper()})
     proc = node.boot(render_userdata(project, "headnode", cluster="tut", headnode_ip=None))
     assert_ready(node, proc)
-    (curl,) = node.calls("curl")
-    assert curl[-1] == SWIFT_URL and "--retry" in curl
+    assert f"downloading http://{WEB}/{name}" in node.log() and served(tmp_path, name) == 1
     for tool in ("swift", "coaster-service", "worker.pl"):
         assert os.access(node.root / "opt/swift/bin" / tool, os.X_OK)
     assert not list((node.root / "var/tmp").iterdir())          # download and unpack dir removed
     assert alive(node.unit_pid("swiftrun-coaster.service"))
     # a re-run finds Swift installed
     assert_ready(node, node.boot(render_userdata(project, "headnode", cluster="tut", headnode_ip=None)))
-    assert len(node.calls("curl")) == 1
+    assert served(tmp_path, name) == 1
 
 
 def test_preinstalled_swift_must_have_the_role_tools(tmp_path, node):
@@ -615,10 +678,8 @@ def test_preinstalled_swift_must_have_the_role_tools(tmp_path, node):
 
 
 @pytest.mark.parametrize("case", ["wrong", "missing", "no-url", "404"])
-def test_swift_download_refused(tmp_path, node, case):
-    data = swift_tarball()
-    (node.curl_dir / "swift-0.96.2.tar.gz").write_bytes(data)
-    swift = {"install_url": SWIFT_URL, "install_sha256": hashlib.sha256(data).hexdigest()}
+def test_swift_download_refused(tmp_path, node, node_images, case):
+    swift = {"install_url": SWIFT_URL, "install_sha256": node_images.sha256}
     expect = "SHA-256 mismatch"
     if case == "wrong":
         swift["install_sha256"] = hashlib.sha256(b"something else").hexdigest()
@@ -661,9 +722,9 @@ def test_worker_boot_with_init_script(tmp_path, node):
     pid = node.unit_pid("swiftrun-worker.service")
     assert alive(pid)
     logdir = node.r("/var/log/swiftrun/worker")
-    args = wait_for(node.root / "var/log/swiftrun/worker/worker.pl.args").read_text().split()
-    assert args[:3] == ["-c", "4", f"http://{HEADNODE_IP}:50005"]
-    assert args[3].startswith("tut-") and args[4] == logdir
+    args = node.unit_cmdline("swiftrun-worker.service")
+    assert args[-6:-2] == [node.r("/opt/swift/bin/worker.pl"), "-c", "4", f"http://{HEADNODE_IP}:50005"]
+    assert args[-2].startswith("tut-") and args[-1] == logdir
     assert ["systemctl", "enable", "--now", "swiftrun-worker.service",
             "swiftrun-deadman.timer"] in node.calls("systemctl")
     env = (node.root / "etc/swiftrun/node.env").read_text()
