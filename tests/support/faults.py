@@ -34,7 +34,11 @@ Requests carrying the header ``X-Testcloud-Bypass: 1`` are never faulted nor cou
 instance simulator polls moto with it so it neither trips nor consumes the faults set for the
 code under test).
 
-This module is self-contained (moto + werkzeug + stdlib) so it can run as a script by path.
+Between the injector (or the server, with ``--no-faults``) and moto there is always the strict
+layer of :mod:`tests.support.strict` (its own control endpoint: ``/_strict``).
+
+This module is self-contained (moto + werkzeug + stdlib, and strict.py next to it, loaded by
+path) so it can run as a script by path.
 """
 
 from __future__ import annotations
@@ -228,15 +232,31 @@ def _fix_moto() -> None:
     amis_mod.AmiBackend._testcloud_fixed = True  # type: ignore[attr-defined]
 
 
+def _strict_layer(app: Callable) -> Callable:
+    """``app`` behind tests/support/strict.py (loaded by path: this file may run as a script)."""
+    import importlib.util
+
+    name = "testcloud_strict"
+    module = sys.modules.get(name)
+    if module is None:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "strict.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.StrictCloud(app)
+
+
 def build_app(faults: bool = True) -> Callable:
-    """moto server's own WSGI app (as ``moto.server.main`` builds it), behind the injector
-    unless ``faults`` is false."""
+    """moto server's own WSGI app (as ``moto.server.main`` builds it) behind the strict layer
+    (always: see tests/support/strict.py), behind the injector unless ``faults`` is false."""
     from moto.server import DomainDispatcherApplication, create_backend_app
 
     _fix_moto()
     main_app = DomainDispatcherApplication(create_backend_app)
     main_app.debug = True  # type: ignore[attr-defined]
-    return FaultInjector(main_app) if faults else main_app
+    app = _strict_layer(main_app)
+    return FaultInjector(app) if faults else app
 
 
 def command(port: int, host: str = "127.0.0.1", faults: bool = True) -> list[str]:
