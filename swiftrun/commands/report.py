@@ -41,7 +41,7 @@ def report(rundir, script, project_file, json_mode, no_plots):
     if rundir is not None:
         where = rundir
     elif script is not None:
-        where = script if script.suffix == ".swift" else script
+        where = script
     elif project_file is not None:
         where = project_file.resolve().parent
     else:

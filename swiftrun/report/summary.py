@@ -238,13 +238,19 @@ def summarize(run: SwiftRun, cost_meta: dict | None = None, *, meta_reason: str 
 
     hints = []
     throttled = [q for q in in_swift if q > 1.0]
+    max_jobs = run.site_option("execution.options.maxJobs")
+    configured = (int(max_jobs) * slots_per_worker
+                  if max_jobs and max_jobs.isdigit() and slots_per_worker else None)
     if slots and mpt < slots and peak(on_workers) <= mpt and throttled:
         site = next((t.host for t in tasks if t.host), "<site>")
         default = "" if mpt_raw else ", the default"
+        more = (f" (swift.conf allows maxJobs {max_jobs} x tasksPerNode {slots_per_worker} = "
+                f"{configured})" if configured and configured > slots else "")
         hints.append(f"Swift ran at most {mpt} tasks at once (site.{site}.maxParallelTasks is "
-                     f"{mpt}{default}) while the workers had {slots} slots, and {len(throttled)} "
-                     f"task(s) waited over 1 s in swift for it: set maxParallelTasks and "
-                     f"initialParallelTasks to {slots} in swift.conf")
+                     f"{mpt}{default}) while the workers it used had {slots} slots{more}, and "
+                     f"{len(throttled)} task(s) waited over 1 s in swift for it: set "
+                     f"maxParallelTasks and initialParallelTasks to {max(slots, configured or 0)} "
+                     "in swift.conf")
     idle = [w["worker"] for w in workers if w["tasks"] == 0]
     if idle:
         hints.append(f"{len(idle)} worker(s) never got a task: {', '.join(idle)}")
