@@ -62,8 +62,10 @@ def draw(series: dict, doc: dict, out_dir: Path) -> tuple[dict[str, str], dict[s
     fig, ax = _figure(Figure, Canvas)
     xs, ys = zip(*series["active"])
     ax.step(xs, ys, where="post", color=LINE, linewidth=1.8)
-    slots = doc["tasks"].get("slots")
-    top = max(max(ys), slots or 0, 1)
+    # the workers' slots: those swift.conf gives the cluster (maxJobs x tasksPerNode), or
+    # those of the workers the log names, whichever is more
+    slots = max(doc["tasks"].get("slots") or 0, doc["tasks"].get("slots_configured") or 0)
+    top = max(max(ys), slots, 1)
     if slots:
         ax.axhline(slots, color="#888888", linestyle="--", linewidth=1)
         ax.text(end, slots, f" {slots} slots", va="bottom", ha="right", color="#555555")
