@@ -31,6 +31,7 @@ COMMANDS = {
     "cancel": ("logs", "cancel"), "fetch": ("logs", "fetch"), "init": ("init", "init"),
     "image": ("image", "image"),
     "doctor": ("doctor", "doctor"),
+    "report": ("report", "report"),
 }
 ALIASES = {"dissolve": "down", "list_resources": "list", "start_n_more": "add",
            "stop_n_workers": "remove", "stop_headnode": "stop-headnode"}
@@ -102,6 +103,7 @@ _HELP = {
     "image": "image build: bake an AMI with Java, Perl and Swift installed.",
     "init": "Write a commented swiftrun.toml (or convert a legacy configs file).",
     "doctor": "Check the project, credentials, cloud and cluster; say what to fix.",
+    "report": "Report on a fetched run: tasks, workers, failures, cost, and the tutorial's plots.",
 }
 
 
