@@ -121,8 +121,11 @@ def plan(project, script: Path) -> dict:
              "spot": False},
             {"role": WORKER, "count": p.cluster.workers, "type": p.ec2.worker_type,
              "image": p.ec2.worker_image or p.ec2.image, "spot": p.ec2.spot}]
+        from swiftrun.userdata import payload
+
         scripts = render_all(p, p.cluster.name)
-        out["userdata_bytes"] = {k: len(v.encode()) for k, v in scripts.items()}
+        # what EC2 gets (gzip) against its 16 KB limit
+        out["userdata_bytes"] = {k: len(payload(v)) for k, v in scripts.items()}
         from swiftrun.doctor import swift_source
 
         status, detail, fix = swift_source(p)

@@ -25,6 +25,7 @@ from .project import Project
 ROLES = ("headnode", "worker")
 COASTER_PORT = 50010          # swift -> coaster service
 WORKER_PORT = 50005           # worker.pl -> coaster service
+AGENT_PORT = 50011            # workers -> the headnode's agent (reports, Swift, tools)
 HEADNODE_GRACE = 900          # a worker shuts down after the headnode is unreachable this long
 USERDATA_LIMIT = 16384        # EC2: raw userdata at most 16 KB
 HEADNODE_IP_PLACEHOLDER = "HEADNODE_PRIVATE_IP"   # dry run, before the headnode exists
@@ -33,6 +34,7 @@ _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
 _HOST = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _NO_SPACE = re.compile(r"^\S+$")
 _DEADMAN_EOF = "SWIFTRUN_DEADMAN_EOF"
+_AGENT_EOF = "SWIFTRUN_AGENT_EOF"
 
 
 def _read(name: str) -> str:
@@ -107,6 +109,9 @@ def _settings(project: Project, role: str, cluster: str, headnode_ip: str | None
         "HEADNODE_GRACE": str(HEADNODE_GRACE),
         "COASTER_PORT": str(COASTER_PORT),
         "WORKER_PORT": str(WORKER_PORT),
+        "AGENT_PORT": str(AGENT_PORT),
+        # a worker without one cannot reach the internet: it waits for the headnode's copy
+        "WORKER_PUBLIC_IP": "1" if role == "worker" and getattr(project.ec2, "worker_public_ip", True) else "",
         # no workers: the headnode runs worker.pl itself, so the apps still have somewhere to run
         "HEAD_WORKER": "1" if role == "headnode" and project.cluster.workers == 0 else "",
     }
@@ -136,19 +141,35 @@ def render_userdata(project: Project, role: str, *, cluster: str, headnode_ip: s
         # some are only read by name (${!key} when node.env is written): tell shellcheck
         ": " + " ".join(f'"${key}"' for key in settings) + "\n",
         f"swiftrun_deadman_script() {{\ncat <<'{_DEADMAN_EOF}'\n{deadman}{_DEADMAN_EOF}\n}}\n",
+        _agent() if role == "headnode" else "",
         _body("common.sh"),
         _body(f"{role}.sh"),
     ]
     script = "".join(parts)
-    size = len(script.encode("utf-8"))
+    size = len(payload(script))
     if size > USERDATA_LIMIT:
         init = len(settings.get("WORKER_INIT_B64", ""))
         why = (f"; the worker init script takes {init} bytes of it (gzip + base64)" if init else "")
         raise ConfigError(
-            f"the {role} userdata is {size} bytes, over EC2's {USERDATA_LIMIT}-byte limit{why}",
+            f"the {role} userdata is {size} bytes gzip-compressed, over EC2's {USERDATA_LIMIT}-byte "
+            f"limit{why}",
             hint="keep [ec2] worker_init_script small: bake large setup into the image, or fetch it "
                  "from the s3fs bucket in the init script")
     return script
+
+
+def _agent() -> str:
+    """The headnode's agent (userdata/agent.py) as a shell function that prints it."""
+    text = _read("agent.py")
+    if _AGENT_EOF in text:
+        raise AssertionError("agent.py contains the heredoc delimiter")
+    return f"swiftrun_agent_script() {{\ncat <<'{_AGENT_EOF}'\n{text}{_AGENT_EOF}\n}}\n"
+
+
+def payload(script: str) -> bytes:
+    """What EC2 gets: the script gzip-compressed (cloud-init unpacks gzip user data itself; the
+    16 KB limit is on these bytes, before base64). mtime=0: the same script, the same bytes."""
+    return gzip.compress(script.encode("utf-8"), compresslevel=9, mtime=0)
 
 
 def render_all(project: Project, cluster: str, headnode_ip: str | None = None) -> dict[str, str]:

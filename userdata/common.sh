@@ -19,12 +19,54 @@ exec > >(tee -a "$LOG_DIR/userdata.log") 2>&1
 
 log() { printf '%s swiftrun-%s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ROLE" "$*"; }
 
+# A worker tells the headnode how its boot goes (the headnode's agent keeps it for `swiftrun up`,
+# which never connects to a worker): state, step, message and this node's SSH host key (so the
+# key swiftrun pins for `connect workerN` comes over the headnode's authenticated connection, not
+# from a first contact). Best effort: never fails the boot. The fields stay in $STATE/report/,
+# which the deadman sends again every minute (a heartbeat).
+report() {  # report STATE [MESSAGE]
+    [[ $ROLE == worker && -n ${HEADNODE_IP:-} ]] || return 0
+    local d=$STATE/report id=
+    mkdir -p "$d"
+    [[ -r $R/var/lib/cloud/data/instance-id ]] && id=$(<"$R/var/lib/cloud/data/instance-id")
+    printf '%s' "${id:-$(hostname -s)}" >"$d/id"
+    printf '%s' "$1" >"$d/state"
+    printf '%s' "$CURRENT_STEP" >"$d/step"
+    printf '%s' "${2:-}" >"$d/msg"
+    if [[ -r $R/etc/ssh/ssh_host_ed25519_key.pub ]]; then
+        cp "$R/etc/ssh/ssh_host_ed25519_key.pub" "$d/hostkey"
+    else
+        : >"$d/hostkey"
+    fi
+    send_report || true
+}
+
+send_report() {
+    local d=$STATE/report
+    curl -fsS --connect-timeout 2 -m 3 -o /dev/null --data-urlencode "id@$d/id" --data-urlencode "state@$d/state" \
+        --data-urlencode "step@$d/step" --data-urlencode "msg@$d/msg" \
+        --data-urlencode "hostkey@$d/hostkey" "http://$HEADNODE_IP:$AGENT_PORT/report" 2>/dev/null
+}
+
+# The last word (ready or failed) must reach the headnode even if its agent is not up yet.
+report_until_heard() {
+    [[ $ROLE == worker && -n ${HEADNODE_IP:-} ]] || return 0
+    # shellcheck disable=SC2016  # $@ expands in the inner bash
+    setsid bash -c 'for _ in $(seq 1 400); do "$@" && exit 0; sleep 3; done' _ \
+        curl -fsS -m 3 -o /dev/null --data-urlencode "id@$STATE/report/id" \
+        --data-urlencode "state@$STATE/report/state" --data-urlencode "step@$STATE/report/step" \
+        --data-urlencode "msg@$STATE/report/msg" --data-urlencode "hostkey@$STATE/report/hostkey" \
+        "http://$HEADNODE_IP:$AGENT_PORT/report" </dev/null >/dev/null 2>&1 &
+}
+
 # failed = one line "<step>: <message>"; the first (innermost) failure of this run wins.
 mark_failed() {
     local msg=$*
     msg=${msg//$'\n'/ }
     if [[ ! -s $STATE/failed ]]; then
         printf '%s: %s\n' "$CURRENT_STEP" "$msg" >"$STATE/failed"
+        report failed "$msg"
+        report_until_heard
     fi
 }
 
@@ -47,6 +89,7 @@ step() {
     CURRENT_STEP=$1
     printf '%s\n' "$1" >"$STATE/step"
     log "== step: $1"
+    report booting
 }
 
 is_mounted() {  # is_mounted DIR: DIR is a mount point per $R/proc/mounts
@@ -97,7 +140,7 @@ begin() {
     [[ -s $STATE/boot ]] || date +%s >"$STATE/boot"
     local tmp=$R/etc/swiftrun/node.env.tmp key
     for key in ROLE CLUSTER SSH_USER HEADNODE_IP WORKER_CONCURRENCY SWIFT_HOME S3FS_BUCKET S3FS_MOUNT \
-        IDLE_TIMEOUT MAX_LIFETIME HEADNODE_GRACE COASTER_PORT WORKER_PORT; do
+        IDLE_TIMEOUT MAX_LIFETIME HEADNODE_GRACE COASTER_PORT WORKER_PORT AGENT_PORT; do
         if [[ -n ${!key} ]]; then printf '%s=%q\n' "$key" "${!key}"; else printf '%s=\n' "$key"; fi
     done >"$tmp"
     mv -f "$tmp" "$R/etc/swiftrun/node.env"
@@ -129,14 +172,33 @@ install_swift() {  # install_swift TOOL...: bin/swift + the role's tools under S
             || die "[swift] install_sha256 is missing or not a SHA-256 hex digest; refusing to install $SWIFT_URL unverified"
         command -v curl >/dev/null 2>&1 || apt_install curl ca-certificates
         mkdir -p "$R/var/tmp"
-        local tarball=$R/var/tmp/swiftrun-swift.download unpack sum src
-        log "downloading $SWIFT_URL"
-        curl -fsSL --retry 5 --retry-delay 5 --retry-connrefused -o "$tarball" "$SWIFT_URL" \
-            || die "download of $SWIFT_URL failed"
+        local tarball=$R/var/tmp/swiftrun-swift.download unpack sum src got='' tries i
+        local cached=swift-${SWIFT_SHA256,,}.tar.gz
+        if [[ $ROLE == worker && -n ${HEADNODE_IP:-} ]]; then
+            # The headnode keeps the tarball it downloaded for the workers, so a worker needs no
+            # internet for it; one without a public IP waits longer for the headnode to have it.
+            tries=10
+            [[ -n ${WORKER_PUBLIC_IP:-} ]] || tries=200
+            for ((i = 0; i < tries; i++)); do
+                if curl -fsS -m 300 -o "$tarball" "http://$HEADNODE_IP:$AGENT_PORT/files/$cached" 2>/dev/null; then
+                    got="the headnode"
+                    break
+                fi
+                sleep 3
+            done
+        fi
+        if [[ -z $got ]]; then
+            log "downloading $SWIFT_URL"
+            curl -fsSL --retry 5 --retry-delay 5 --retry-connrefused -o "$tarball" "$SWIFT_URL" \
+                || die "download of $SWIFT_URL failed"
+            got=$SWIFT_URL
+        else
+            log "Swift tarball from $got"
+        fi
         sum=$(sha256sum "$tarball")
         sum=${sum%% *}
         [[ ${sum,,} == "${SWIFT_SHA256,,}" ]] \
-            || die "SHA-256 mismatch for $SWIFT_URL: expected $SWIFT_SHA256, got $sum"
+            || die "SHA-256 mismatch for $got: expected $SWIFT_SHA256, got $sum"
         unpack=$(mktemp -d "$R/var/tmp/swiftrun-swift.XXXXXX")
         tar -xf "$tarball" -C "$unpack" || die "cannot unpack $SWIFT_URL"
         if [[ -e $unpack/bin/swift ]]; then
@@ -149,7 +211,13 @@ install_swift() {  # install_swift TOOL...: bin/swift + the role's tools under S
         mkdir -p "$(dirname "$home")"
         rm -rf "$home"
         mv "$src" "$home"
-        rm -rf "$unpack" "$tarball"
+        rm -rf "$unpack"
+        if [[ $ROLE == headnode ]]; then
+            mkdir -p "$STATE/serve"           # for the workers (swiftrun-agent serves it)
+            mv -f "$tarball" "$STATE/serve/$cached"
+        else
+            rm -f "$tarball"
+        fi
         chmod -R a+rX "$home"
         log "Swift installed in $home"
     fi
@@ -319,6 +387,31 @@ unit_env() {  # an Environment= line for the sandbox root (nothing on a real nod
     [[ -z $R ]] || printf 'Environment=SWIFTRUN_NODE_ROOT=%s\n' "$R"
 }
 
+# The headnode's agent (agent.py): the workers report their boot to it and fetch Swift (and the
+# project's tools) from it; the security group opens its port to the cluster's group only.
+start_agent() {
+    local lib=$R/usr/local/lib/swiftrun
+    mkdir -p "$lib" "$STATE/workers" "$STATE/serve"
+    chown "$SSH_USER:" "$STATE/workers" "$STATE/serve"
+    swiftrun_agent_script >"$lib/agent.py.tmp"
+    mv -f "$lib/agent.py.tmp" "$lib/agent.py"
+    write_unit swiftrun-agent.service <<UNIT
+[Unit]
+Description=swiftrun agent: the workers report to the headnode and fetch from it
+After=network-online.target
+[Service]
+Type=simple
+User=$SSH_USER
+$(unit_env)
+ExecStart=/usr/bin/python3 $lib/agent.py $STATE $AGENT_PORT
+Restart=always
+RestartSec=2
+[Install]
+WantedBy=multi-user.target
+UNIT
+    start_units swiftrun-agent.service
+}
+
 install_deadman() {
     local lib=$R/usr/local/lib/swiftrun
     mkdir -p "$lib"
@@ -382,6 +475,8 @@ start_units() {  # start_units UNIT...
 
 finish() {
     step finish
+    report ready
+    report_until_heard
     chown -R "$SSH_USER:" "$STATE"
     date +%s >"$STATE/ready"
     chown "$SSH_USER:" "$STATE/ready"

@@ -18,7 +18,7 @@ LOG=$R/var/log/swiftrun/deadman.log
 if [[ -r $ENV_FILE ]]; then
     while IFS='=' read -r key val; do
         case $key in
-        ROLE | CLUSTER | SSH_USER | HEADNODE_IP | WORKER_PORT | IDLE_TIMEOUT | MAX_LIFETIME | HEADNODE_GRACE)
+        ROLE | CLUSTER | SSH_USER | HEADNODE_IP | WORKER_PORT | AGENT_PORT | IDLE_TIMEOUT | MAX_LIFETIME | HEADNODE_GRACE)
             [[ -n ${!key:-} ]] || printf -v "$key" '%s' "$val"
             ;;
         esac
@@ -82,6 +82,16 @@ if [[ $ROLE == headnode ]]; then
     fi
     say "keep: age ${age}s, idle ${idle}s"
     exit 0
+fi
+
+# worker: tell the headnode's agent again how this worker is (a heartbeat, and a report that got
+# lost at boot still arrives)
+report=$STATE/report
+if [[ -n ${HEADNODE_IP:-} && -n ${AGENT_PORT:-} && -s $report/id ]]; then
+    curl -fsS -m 3 -o /dev/null --data-urlencode "id@$report/id" --data-urlencode "state@$report/state" \
+        --data-urlencode "step@$report/step" --data-urlencode "msg@$report/msg" \
+        --data-urlencode "hostkey@$report/hostkey" "http://$HEADNODE_IP:$AGENT_PORT/report" \
+        2>/dev/null || true
 fi
 
 # worker: is the headnode's coaster service still there?

@@ -1,10 +1,12 @@
 #!/bin/bash
 # swiftrun headnode boot (after the header and common.sh): Java + Perl, Swift (checked to run on
 # this Java), scratch, s3fs, the coaster service (swiftrun-coaster.service, ready when it
-# listens), worker.pl too when the project has no workers, and the deadman timer.
+# listens), worker.pl too when the project has no workers, the agent the workers report to
+# (swiftrun-agent.service, started first) and the deadman timer.
 set -Eeuo pipefail
 
 begin
+start_agent     # the workers report to it from their first step on
 install_packages java=default-jre-headless perl=perl
 if [[ -n $HEAD_WORKER ]]; then
     install_swift swift coaster-service worker.pl

@@ -371,7 +371,8 @@ class EC2Provider(Provider):
             "ImageId": spec.image, "InstanceType": spec.instance_type,
             "MinCount": spec.min_count or spec.count, "MaxCount": spec.count,
             "KeyName": self.project.key_name, "SecurityGroupIds": [self.security_group(cluster)],
-            "UserData": spec.userdata,
+            # gzip: cloud-init unpacks it; the 16 KB limit is on what is sent
+            "UserData": _payload(spec.userdata),
             # A node that shuts itself down (dead-man switch) is gone, not parked and billed.
             "InstanceInitiatedShutdownBehavior": "terminate",
             "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
@@ -563,6 +564,14 @@ class EC2Provider(Provider):
         return {"region": p.ec2.region, "key_pair": p.key_name, "key_file": str(self.key_file()),
                 "security_group": p.security_group_name, "ssh_cidr": p.ec2.ssh_cidr,
                 "coaster_ports": list(COASTER_PORTS)}
+
+
+def _payload(userdata: str | bytes) -> bytes:
+    if isinstance(userdata, bytes):
+        return userdata
+    from swiftrun.userdata import payload
+
+    return payload(userdata)
 
 
 def _chunks(items: list, size: int):

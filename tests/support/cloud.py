@@ -671,7 +671,8 @@ class InstanceSimulator:
             self.network.set_firewall(iid, ingress_ruleset(mine, members))
         if inst.sshd is None:
             inst.sshd = NodeSshd(inst.dir / "sshd", inst.dir / "authorized_keys", env=self._env(inst),
-                                 listen="0.0.0.0", netns=inst.net.netns, argv_prefix=inst.net.argv([]))
+                                 listen="0.0.0.0", netns=inst.net.netns, argv_prefix=inst.net.argv([]),
+                                 host_key=inst.root / "etc/ssh/ssh_host_ed25519_key")
         inst.sshd.start()
         inst.public_ip = desc.get("PublicIpAddress")
         inst.private_ip = private_ip

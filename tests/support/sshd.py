@@ -40,7 +40,7 @@ class LoopbackSshd:
 
     def __init__(self, workdir: Path, authorized_keys: Path, env: dict[str, str] | None = None,
                  port: int | None = None, *, listen: str = "127.0.0.1", netns: str | None = None,
-                 argv_prefix: list[str] | tuple = ()):
+                 argv_prefix: list[str] | tuple = (), host_key: Path | None = None):
         """``netns``/``argv_prefix``: run inside a node's network namespace (the prefix enters
         it, e.g. ``nsenter ...``), listening on ``listen``:``port`` there."""
         self.workdir = Path(workdir)
@@ -52,7 +52,8 @@ class LoopbackSshd:
         self.argv_prefix = list(argv_prefix)
         self.port = port or (22 if netns else free_port())
         self.user = getpass.getuser()
-        self.host_key = self.workdir / "ssh_host_ed25519_key"
+        # where a real host keeps it (/etc/ssh/...) when a node's root is given
+        self.host_key = Path(host_key) if host_key else self.workdir / "ssh_host_ed25519_key"
         self.proc: subprocess.Popen | None = None
 
     @property
