@@ -53,7 +53,7 @@ report_until_heard() {
     [[ $ROLE == worker && -n ${HEADNODE_IP:-} ]] || return 0
     # shellcheck disable=SC2016  # $@ expands in the inner bash
     setsid bash -c 'for _ in $(seq 1 400); do "$@" && exit 0; sleep 3; done' _ \
-        curl -fsS -m 3 -o /dev/null --data-urlencode "id@$STATE/report/id" \
+        curl -fsS --connect-timeout 2 -m 3 -o /dev/null --data-urlencode "id@$STATE/report/id" \
         --data-urlencode "state@$STATE/report/state" --data-urlencode "step@$STATE/report/step" \
         --data-urlencode "msg@$STATE/report/msg" --data-urlencode "hostkey@$STATE/report/hostkey" \
         "http://$HEADNODE_IP:$AGENT_PORT/report" </dev/null >/dev/null 2>&1 &
@@ -180,7 +180,7 @@ install_swift() {  # install_swift TOOL...: bin/swift + the role's tools under S
             tries=10
             [[ -n ${WORKER_PUBLIC_IP:-} ]] || tries=200
             for ((i = 0; i < tries; i++)); do
-                if curl -fsS -m 300 -o "$tarball" "http://$HEADNODE_IP:$AGENT_PORT/files/$cached" 2>/dev/null; then
+                if curl -fsS --connect-timeout 3 -m 300 -o "$tarball" "http://$HEADNODE_IP:$AGENT_PORT/files/$cached" 2>/dev/null; then
                     got="the headnode"
                     break
                 fi
