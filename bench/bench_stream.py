@@ -1,5 +1,5 @@
 """Output streaming latency: how long a line swift prints on the headnode takes to reach the
-terminal through `swiftrun.runner.follow` (the path `swiftrun p4.swift` streams with).
+terminal through `swiftrun.run.control.follow` (the path `swiftrun p4.swift` streams with).
 
 Run: python bench/bench_stream.py [--lines 200] [--interval 0.02] [--runs 3]
 A loopback sshd (stopped by PID) stands in for the headnode; its "swift" (SWIFTRUN_NODE_ROOT/
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from swiftrun.remote import Remote, Target  # noqa: E402
-from swiftrun.runner import follow, start_run  # noqa: E402
+from swiftrun.run.control import follow, start_run  # noqa: E402
 from tests.support.sshd import LoopbackSshd, keygen  # noqa: E402
 
 EMITTER = """#!{python}

@@ -120,7 +120,7 @@ def main() -> None:
 
 
 def scan_seconds(local: Path) -> float:
-    from swiftrun.ignore import IgnoreRules
+    from swiftrun.sync.ignore import IgnoreRules
     t = time.perf_counter()
     sync.scan(local, IgnoreRules.from_dir(local))
     return time.perf_counter() - t

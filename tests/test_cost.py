@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from swiftrun import cost
+from swiftrun.cloud import pricing as cost
 from swiftrun.cloud.base import Node
 from tests.support.cli import swiftrun
 

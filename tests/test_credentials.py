@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from swiftrun.credentials import AccessKey, credential_source_label, read_credentials_csv, session_kwargs
 from swiftrun.errors import ConfigError
 from swiftrun.project import Ec2Settings, Project
+from swiftrun.project.credentials import AccessKey, credential_source_label, read_credentials_csv, session_kwargs
 
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -34,7 +34,8 @@ def test_lifecycle_up_reuse_scale_list_connect_down(cloud, tmp_path):
     worker = next(i for i in insts if tags(i)["swiftrun:role"] == "worker")
     ud = cloud.ec2.describe_instance_attribute(InstanceId=worker["InstanceId"], Attribute="userData")
     import base64
-    assert head["PrivateIpAddress"] in base64.b64decode(ud["UserData"]["Value"]).decode()
+    import gzip   # EC2 gets the script gzip-compressed (cloud-init unpacks it)
+    assert head["PrivateIpAddress"] in gzip.decompress(base64.b64decode(ud["UserData"]["Value"])).decode()
     # The key file is private.
     home = os.environ["SWIFTRUN_HOME"]
     key = os.path.join(home, "keys", "swiftrun-life.pem")

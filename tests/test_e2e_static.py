@@ -106,9 +106,12 @@ def test_static_up_run_down(hosts, tmp_path):
     worker_pid = w1_home / ".swiftrun-node" / "worker.pid"
     assert _alive(coaster_pid) and _alive(worker_pid)
     # worker.pl was pointed at the headnode's coaster worker port with the concurrency asked.
+    # The pidfile names the loop that supervises worker.pl (it restarts it, as systemd does on
+    # EC2 nodes); worker.pl's own arguments follow its path.
     cmdline = Path(f"/proc/{int(worker_pid.read_text())}/cmdline").read_bytes().split(b"\0")
-    assert f"http://{ADDRESSES['head']}:50005".encode() in cmdline
-    assert cmdline[cmdline.index(b"-c") + 1] == b"4"
+    worker = cmdline[next(i for i, a in enumerate(cmdline) if a.endswith(b"/worker.pl")):]
+    assert f"http://{ADDRESSES['head']}:50005".encode() in worker
+    assert worker[worker.index(b"-c") + 1] == b"4"
     # A second up starts nothing twice.
     again = swiftrun("up", cwd=proj).stderr
     assert "already running" in again

@@ -310,7 +310,7 @@ def test_eventual_consistency_is_retried_and_the_deadline_said(cloud, tmp_path):
     sr("up", cwd=proj)
     assert cloud.fault_state()["injected"] == {"AuthorizeSecurityGroupIngress": 2}
     (group,) = groups(cloud, name)
-    assert {p["FromPort"] for p in group["IpPermissions"]} == {22, 50005, 50010}
+    assert {p["FromPort"] for p in group["IpPermissions"]} == {22, 50005, 50010, 50011}
     before = launch_calls_before_workers(cloud)
 
     set_workers(proj, 1)

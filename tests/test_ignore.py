@@ -1,4 +1,4 @@
-"""gitignore semantics of swiftrun.ignore, on real directories (no network)."""
+"""gitignore semantics of swiftrun.sync.ignore, on real directories (no network)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from swiftrun.ignore import IgnoreRules, compile_glob, compile_pattern, glob_matches
+from swiftrun.sync.ignore import IgnoreRules, compile_glob, compile_pattern, glob_matches
 
 
 def rules_from(tmp_path: Path, gitignore: str = "", swiftignore: str = "", extra=()) -> IgnoreRules:
@@ -141,7 +141,7 @@ def test_output_globs():
 
 
 def test_run_directories_are_run_and_digits_only():
-    from swiftrun.ignore import IgnoreRules
+    from swiftrun.sync.ignore import IgnoreRules
 
     r = IgnoreRules(None)
     assert r.ignored("run001", True) and r.ignored("run1234", True)
@@ -151,7 +151,7 @@ def test_run_directories_are_run_and_digits_only():
 
 
 def test_literal_patterns_match_only_that_name():
-    from swiftrun.ignore import compile_pattern, literal
+    from swiftrun.sync.ignore import compile_pattern, literal
 
     for name in ("my[prod].pem", "key.pem ", "a b/c*?.csv", "!x", "#y", "back\\slash"):
         rule = compile_pattern("/" + literal(name))

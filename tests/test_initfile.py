@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from swiftrun.errors import ConfigError
-from swiftrun.initfile import KEY_DOCS, convert_legacy, render_init
 from swiftrun.project import SECTIONS, ClusterSettings, Project, load_project
+from swiftrun.project.initfile import KEY_DOCS, convert_legacy, render_init
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 
 from swiftrun.errors import ConfigError
-from swiftrun.ignore import IgnoreRules
+from swiftrun.node.layout import remote_root
 from swiftrun.project import Project, SwiftSettings
-from swiftrun.runner import remote_root, rq, swift_args, sync_excludes
+from swiftrun.run.control import rq
+from swiftrun.run.runner import swift_args, sync_excludes
 from swiftrun.sync import scan
+from swiftrun.sync.ignore import IgnoreRules
 
 
 def test_swift_args_merge_project_and_command_line():

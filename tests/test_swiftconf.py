@@ -311,9 +311,9 @@ def test_literal_filenames_are_flagged():
 
 
 def test_checked_render_is_cached_by_its_inputs_and_errors_never_are(tmp_path, monkeypatch):
-    """confcache: same inputs -> the stored text without pyhocon; any input changed -> rendered
+    """swiftconf.cache: same inputs -> the stored text without pyhocon; any input changed -> rendered
     and checked again; a failing check is raised every time, never stored."""
-    from swiftrun import confcache
+    from swiftrun.swiftconf import cache as confcache, layers
 
     monkeypatch.setenv("SWIFTRUN_HOME", str(tmp_path / "home"))
     script_dir = tmp_path / "proj"
@@ -326,7 +326,7 @@ def test_checked_render_is_cached_by_its_inputs_and_errors_never_are(tmp_path, m
         calls.append(1)
         return real(*a, **kw)
 
-    monkeypatch.setattr(swiftconf, "render_checked", counting)
+    monkeypatch.setattr(layers, "render_checked", counting)
     first = confcache.checked_text(project, script_dir=script_dir)
     assert first == real(project, script_dir=script_dir).text and len(calls) == 1
     assert confcache.checked_text(project, script_dir=script_dir) == first and len(calls) == 1

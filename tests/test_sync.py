@@ -20,6 +20,7 @@ from fabric import Config, Connection
 
 from swiftrun import sync
 from swiftrun.errors import ConfigError, RemoteError
+from swiftrun.sync import fetching, manifest
 from tests.support.sshd import LoopbackSshd, keygen
 
 FAKE_TAR = """#!/bin/sh
@@ -459,7 +460,7 @@ def test_connection_drop_mid_fetch(node, dirs, monkeypatch):
     sync.upload(c, local, str(remote), state_file=dirs[2])
     write(remote, "a_big.bin", os.urandom(8 << 20))   # more than the SSH window
     write(remote, "notes.txt", "changed by the run")
-    real_exec = sync._exec
+    real_exec = fetching._exec
 
     def exec_then_drop(conn, script, timeout):
         chan = real_exec(conn, script, timeout)
@@ -468,7 +469,7 @@ def test_connection_drop_mid_fetch(node, dirs, monkeypatch):
             chan.makefile = lambda *a: DroppingReader(real_makefile(*a), chan.get_transport(), 100_000)
         return chan
 
-    monkeypatch.setattr(sync, "_exec", exec_then_drop)
+    monkeypatch.setattr(fetching, "_exec", exec_then_drop)
     with pytest.raises(RemoteError, match="connection dropped.*swiftrun fetch"):
         sync.fetch(c, local, str(remote), state_file=dirs[2], timeout=10)
     assert (local / "notes.txt").read_text() == "original"
@@ -680,7 +681,7 @@ def _deny(monkeypatch, local: Path, rel: str, how: str) -> None:
         entries = list(real(path))
         return [_FakeDirEntry(e) if e.path == target else e for e in entries]
 
-    monkeypatch.setattr(sync.os, "scandir", scandir)
+    monkeypatch.setattr(manifest.os, "scandir", scandir)
 
 
 @pytest.mark.parametrize("how", ["list", "stat"])
@@ -708,14 +709,14 @@ def test_fetch_reports_files_the_headnode_could_not_read(conn, dirs, tar_mode, m
     write(remote, "ok.txt", "ok")
     write(remote, "unreadable.txt", "u")                 # the tar wrapper leaves it out
     write(remote, "vanishing.txt", "v")                  # deleted between listing and tar
-    real_exec = sync._exec
+    real_exec = fetching._exec
 
     def exec_and_delete(conn, script, timeout):
         if "tar -c" in script:
             (remote / "vanishing.txt").unlink()
         return real_exec(conn, script, timeout)
 
-    monkeypatch.setattr(sync, "_exec", exec_and_delete)
+    monkeypatch.setattr(fetching, "_exec", exec_and_delete)
     tar_mode("skip")
     rep = down(conn, dirs)
     assert rep.files == ["ok.txt"]

@@ -1,4 +1,4 @@
-"""The node boot scripts (userdata/*.sh) and their renderer (swiftrun/userdata.py).
+"""The node boot scripts (userdata/*.sh) and their renderer (swiftrun/node/userdata.py).
 
 Rendered scripts really run here, each on a node of its own: a network namespace with its own
 address (tests/support/netns.py), a sandbox root (SWIFTRUN_NODE_ROOT) laid down from the test
@@ -35,7 +35,7 @@ import pytest
 from swiftrun.errors import ConfigError
 from swiftrun.paths import data_dir
 from swiftrun.project import ClusterSettings, Project, SshSettings
-from swiftrun.userdata import USERDATA_LIMIT, payload, render_all, render_userdata
+from swiftrun.node.userdata import USERDATA_LIMIT, payload, render_all, render_userdata
 from tests.support import netns
 from tests.support.cloud import _kill_pids, _pids_with_env
 from tests.support.netns import WEB, Network

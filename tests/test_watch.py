@@ -11,9 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-from swiftrun.ignore import IgnoreRules
+from swiftrun.run.watch import ChangeDetector, Watcher, noise
 from swiftrun.sync import Manifest, scan
-from swiftrun.watch import ChangeDetector, Watcher, noise
+from swiftrun.sync.ignore import IgnoreRules
 from tests.support.cli import SWIFTRUN, cluster_instances, swiftrun
 from tests.test_e2e_run import copy_example
 
@@ -171,11 +171,11 @@ def test_failed_rerun_waits_for_a_new_edit_then_dissolves(tmp_path, monkeypatch)
     the loop must wait for the next edit instead of retrying at once, and end with a dissolve."""
     from types import SimpleNamespace
 
-    import swiftrun.runner as runner_mod
+    import swiftrun.run.runner as runner_mod
     from swiftrun.errors import ConfigError
-    from swiftrun.runner import RunOptions, RunReport
+    from swiftrun.run.runner import RunOptions, RunReport
+    from swiftrun.run.watch import watch_loop
     from swiftrun.ui import UI
-    from swiftrun.watch import watch_loop
 
     monkeypatch.setenv("SWIFTRUN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SWIFTRUN_WATCH_MAX_RUNS", "3")

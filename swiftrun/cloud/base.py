@@ -1,4 +1,4 @@
-"""The provider interface: what the cloud-agnostic lifecycle (cluster.py) needs from a cloud.
+"""The provider interface: what the cloud-agnostic lifecycle (cluster/) needs from a cloud.
 
 A provider knows how to find a cluster's nodes (by tags: the cloud is the truth, local state is
 only a cache), make the shared resources a cluster needs, launch nodes of a role, and take
@@ -11,11 +11,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from swiftrun.node.layout import HEADNODE, WORKER  # noqa: F401 - the roles a Node has, for providers
+
 TAG_CLUSTER = "swiftrun:cluster"
 TAG_ROLE = "swiftrun:role"
 TAG_SHAPE = "swiftrun:shape"
-HEADNODE = "headnode"
-WORKER = "worker"
 
 LIVE_STATES = ("pending", "running")
 GONE_STATES = ("shutting-down", "terminated")

@@ -16,12 +16,14 @@ from pathlib import Path
 from swiftrun.cloud.awserr import NO_CREDENTIALS, reaching
 from swiftrun.cloud.base import (
     GONE_STATES, HEADNODE, TAG_CLUSTER, TAG_ROLE, TAG_SHAPE, LaunchSpec, Node, Provider)
+from swiftrun.cloud.keys import public_key_of, write_new_key
 from swiftrun.errors import CloudError, ConfigError
+from swiftrun.node.layout import CLUSTER_PORTS
 from swiftrun.paths import state_home
 
 CANONICAL_OWNER = "099720109477"
 UBUNTU_NAME = "ubuntu/images/*/ubuntu-noble-24.04-{arch}-server-*"
-COASTER_PORTS = (50005, 50010)
+COASTER_PORTS = CLUSTER_PORTS   # opened inside the cluster's group only
 TAG_CREATED = "swiftrun:created"   # on resources swiftrun made (and may delete)
 # Launch errors that mean "not here, not now": the next zone in [ec2] availability_zones may do.
 CAPACITY_CODES = ("InsufficientInstanceCapacity", "Unsupported", "SpotMaxPriceTooLow",
@@ -65,7 +67,7 @@ def make_session(project):
 
     kwargs = {"region_name": project.ec2.region}
     if project.ec2.credentials_file:
-        from swiftrun.credentials import read_credentials_csv
+        from swiftrun.project.credentials import read_credentials_csv
 
         key_id, secret = read_credentials_csv(project.ec2.credentials_file)
         kwargs.update(aws_access_key_id=key_id, aws_secret_access_key=secret)
@@ -306,7 +308,7 @@ class EC2Provider(Provider):
             perms.append({"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                           "IpRanges": [{"CidrIp": cidr, "Description": "swiftrun ssh"}]})
         perms += [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
-                   "UserIdGroupPairs": [{"GroupId": sg, "Description": "coaster, cluster only"}]}
+                   "UserIdGroupPairs": [{"GroupId": sg, "Description": "swiftrun, cluster only"}]}
                   for p in COASTER_PORTS if p not in have_ports]
         for perm in perms:   # one by one: a rule that is already there fails only its own call
             try:
@@ -569,7 +571,7 @@ class EC2Provider(Provider):
 def _payload(userdata: str | bytes) -> bytes:
     if isinstance(userdata, bytes):
         return userdata
-    from swiftrun.userdata import payload
+    from swiftrun.node.userdata import payload
 
     return payload(userdata)
 
@@ -577,40 +579,6 @@ def _payload(userdata: str | bytes) -> bytes:
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]
-
-
-def write_new_key(path: Path) -> str:
-    """Make an ed25519 key; write the private half 0600 with O_EXCL (never overwrite); return public."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private)
-    return public + " swiftrun"
-
-
-def public_key_of(path: Path) -> str:
-    """The OpenSSH public key line of a private key file (ed25519, RSA or ECDSA; PEM or OpenSSH)."""
-    from cryptography.hazmat.primitives import serialization
-
-    data = Path(path).read_bytes()
-    try:
-        try:
-            key = serialization.load_ssh_private_key(data, password=None)
-        except ValueError:
-            key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}: not an unencrypted private key ({exc}); set [ssh] key_file "
-                          "to the key's .pem file") from None
-    return key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                         serialization.PublicFormat.OpenSSH).decode()
 
 
 def public_address(timeout: float = 5.0) -> str:

@@ -68,7 +68,8 @@ class Env:
         return self._project
 
     def cluster(self):
-        from swiftrun.cluster import Cluster, make_provider
+        from swiftrun.cloud import make_provider
+        from swiftrun.cluster import Cluster
 
         return Cluster(self.project, make_provider(self.project), self.ui)
 

@@ -20,7 +20,7 @@ def down(delete_key, project_file, cluster_name, json_mode, yes, quiet):
 
 
 def _down(env: Env, delete_key: bool) -> int:
-    from swiftrun.cost import describe_running
+    from swiftrun.cloud.pricing import describe_running
 
     cluster = env.cluster()
     seen = _record_nodes(cluster)
@@ -49,7 +49,7 @@ def _down(env: Env, delete_key: bool) -> int:
 
 def _record_nodes(cluster) -> list:
     """Keep the node lists ``cluster.nodes()`` returns during ``down`` (their launch times and
-    types price the cluster). Hook wanted in cluster.py: let ``down()`` return its nodes."""
+    types price the cluster). Hook wanted in cluster/lifecycle.py: let ``down()`` return its nodes."""
     seen: list = []
     original = cluster.nodes
 

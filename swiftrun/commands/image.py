@@ -17,7 +17,7 @@ def image():
 @project_options
 def build(name, project_file, cluster_name, json_mode, yes, quiet):
     """Boot a node with the project's userdata, scrub it, and save it as an AMI."""
-    from swiftrun.image import build_image
+    from swiftrun.cluster.image import build_image
 
     env = Env(project_file, cluster_name, json_mode, yes, quiet)
     result = build_image(env.project, env.ui, name=name)

@@ -19,7 +19,7 @@ from swiftrun.errors import UsageError
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(legacy, name, provider, output, force):
     """Write a commented swiftrun.toml with every setting explained."""
-    from swiftrun.initfile import convert_legacy, render_init
+    from swiftrun.project.initfile import convert_legacy, render_init
     from swiftrun.project import sanitize_cluster_name
 
     if output.exists() and not force:

@@ -18,7 +18,7 @@ def list_cmd(project_file, cluster_name, json_mode, yes, quiet):
 
 
 def _list(env: Env) -> int:
-    from swiftrun.cost import describe_running
+    from swiftrun.cloud.pricing import describe_running
 
     cluster = env.cluster()
     found = cluster.nodes()

@@ -19,7 +19,7 @@ def _script_dir(script: Path | None) -> Path:
 
 
 def _setup(script, project_file, cluster_name, json_mode, yes, quiet):
-    from swiftrun.runner import remote_root
+    from swiftrun.node.layout import remote_root
 
     sdir = _script_dir(script)
     env = Env(project_file, cluster_name, json_mode, yes, quiet, start=sdir)
@@ -36,14 +36,14 @@ def _setup(script, project_file, cluster_name, json_mode, yes, quiet):
 @project_options
 def logs(script, follow, boot_node, run_id, project_file, cluster_name, json_mode, yes, quiet):
     """Show the console of the latest run of SCRIPT's directory (default: the current one)."""
-    from swiftrun.remote import NODE_ROOT
-    from swiftrun.runner import RUNS, follow as follow_run, latest_run, rq
+    from swiftrun.node.layout import BOOT_LOG, RUNS
+    from swiftrun.run.control import follow as follow_run, latest_run, rq
 
     if boot_node:
         env = Env(project_file, cluster_name, json_mode, yes, quiet, start=_script_dir(script))
         cluster = env.cluster()
         target = cluster.target(pick(cluster, boot_node))
-        res = cluster.remote.run(target, f"cat {NODE_ROOT}/var/log/swiftrun/userdata.log", timeout=60)
+        res = cluster.remote.run(target, f"cat {BOOT_LOG}", timeout=60)
         sys.stdout.write(res.stdout)
         return 0 if res.ok else 1
     env, cluster, target, root, _ = _setup(script, project_file, cluster_name, json_mode, yes, quiet)
@@ -67,7 +67,7 @@ def logs(script, follow, boot_node, run_id, project_file, cluster_name, json_mod
 @project_options
 def cancel(script, project_file, cluster_name, json_mode, yes, quiet):
     """Stop the swift run going on the headnode for SCRIPT's directory."""
-    from swiftrun.runner import cancel_run, latest_run
+    from swiftrun.run.control import cancel_run, latest_run
 
     env, cluster, target, root, _ = _setup(script, project_file, cluster_name, json_mode, yes, quiet)
     run_id = latest_run(cluster.remote, target, root)
@@ -83,7 +83,7 @@ def fetch(script, project_file, cluster_name, json_mode, yes, quiet):
     """Bring the outputs of the latest run back into SCRIPT's directory."""
     import shlex
 
-    from swiftrun.runner import fetch_outputs, say_fetched
+    from swiftrun.run.runner import fetch_outputs, say_fetched
 
     env, cluster, target, root, sdir = _setup(script, project_file, cluster_name, json_mode, yes, quiet)
     rep = fetch_outputs(cluster, target, env.project, sdir, root)

@@ -55,7 +55,7 @@ def _plan_text(doc: dict) -> str:
     if "userdata_bytes" in doc:
         lines.append("userdata: " + ", ".join(f"{k} {v} bytes" for k, v in doc["userdata_bytes"].items()))
     if doc.get("cost"):
-        from swiftrun.cost import describe_estimate
+        from swiftrun.cloud.pricing import describe_estimate
 
         lines.append(f"cost:     {describe_estimate(doc['cost'])}")
     lines.append(f"sync:     {doc['sync']['files']} file(s), {doc['sync']['bytes']} bytes")
@@ -65,9 +65,9 @@ def _plan_text(doc: dict) -> str:
 
 
 def _do_plan(env: Env, script: Path) -> int:
-    from swiftrun.runner import plan
+    from swiftrun.run.plan import plan
 
-    from swiftrun.cost import cluster_estimate
+    from swiftrun.cloud.pricing import cluster_estimate
 
     doc = plan(env.project, script)
     doc["cost"] = cluster_estimate(env.project, offline=True)   # plan is offline: the table
@@ -110,13 +110,13 @@ def run(ctx, script, keep_cluster, dry_run, cancel_on_interrupt, keep_on_failure
 
 def _run(env: Env, ctx, script: Path, *, keep_cluster, keep_on_failure, cancel_on_interrupt,
          watch) -> int:
-    from swiftrun.runner import RunOptions, Runner
+    from swiftrun.run.runner import RunOptions, Runner
 
     opts = RunOptions(script=script, args=ctx.meta.get("swift_args", ()),
                       keep_cluster=keep_cluster or watch, keep_on_failure=keep_on_failure,
                       cancel_on_interrupt=cancel_on_interrupt)
-    from swiftrun.confcache import checked_text
-    from swiftrun.runner import swift_args
+    from swiftrun.swiftconf import checked_text
+    from swiftrun.run.runner import swift_args
 
     # Bad input is reported alone, before any cost line or cloud call.
     swift_args(env.project, opts.args)
@@ -127,7 +127,7 @@ def _run(env: Env, ctx, script: Path, *, keep_cluster, keep_on_failure, cancel_o
     estimate = announce_cost(env)
     report = Runner(env.project, cluster, env.ui, opts).run()
     if watch:
-        from swiftrun.watch import watch_loop
+        from swiftrun.run.watch import watch_loop
 
         report = watch_loop(env, cluster, opts, report, keep=keep_cluster)
     _summary(env, report, estimate, api_calls=getattr(cluster.provider, "api_calls", None))
@@ -136,7 +136,7 @@ def _run(env: Env, ctx, script: Path, *, keep_cluster, keep_on_failure, cancel_o
 
 def announce_cost(env: Env) -> dict:
     """Say what the project's cluster costs per hour (before anything is launched)."""
-    from swiftrun.cost import cluster_estimate, describe_estimate
+    from swiftrun.cloud.pricing import cluster_estimate, describe_estimate
 
     estimate = cluster_estimate(env.project)
     if estimate.get("items"):
@@ -145,7 +145,7 @@ def announce_cost(env: Env) -> dict:
 
 
 def run_cost(env: Env, nodes, *, live_only: bool = False) -> dict:
-    from swiftrun.cost import running_cost
+    from swiftrun.cloud.pricing import running_cost
 
     p = env.project
     if p.cluster.provider != "ec2":
@@ -155,7 +155,7 @@ def run_cost(env: Env, nodes, *, live_only: bool = False) -> dict:
 
 
 def _summary(env: Env, report, estimate: dict | None = None, api_calls=None) -> None:
-    from swiftrun.cost import describe_running
+    from swiftrun.cloud.pricing import describe_running
 
     cost = run_cost(env, report.nodes)
     if estimate is not None:

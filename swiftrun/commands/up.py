@@ -20,7 +20,7 @@ def up(keep_on_failure, project_file, cluster_name, json_mode, yes, quiet):
 
 
 def _up(env: Env, keep_on_failure: bool) -> int:
-    from swiftrun.cost import describe_running
+    from swiftrun.cloud.pricing import describe_running
 
     cluster = env.cluster()
     cluster.provider.preflight()

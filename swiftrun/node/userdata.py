@@ -18,14 +18,13 @@ import re
 import shlex
 from pathlib import Path
 
-from .errors import ConfigError
-from .paths import data_dir
-from .project import Project
+from swiftrun.errors import ConfigError
+from swiftrun.node.layout import AGENT_PORT, COASTER_PORT, HEADNODE, WORKER, WORKER_PORT
+from swiftrun.node.swift import boot_settings
+from swiftrun.paths import data_dir
+from swiftrun.project import Project
 
-ROLES = ("headnode", "worker")
-COASTER_PORT = 50010          # swift -> coaster service
-WORKER_PORT = 50005           # worker.pl -> coaster service
-AGENT_PORT = 50011            # workers -> the headnode's agent (reports, Swift, tools)
+ROLES = (HEADNODE, WORKER)
 HEADNODE_GRACE = 900          # a worker shuts down after the headnode is unreachable this long
 USERDATA_LIMIT = 16384        # EC2: raw userdata at most 16 KB
 HEADNODE_IP_PLACEHOLDER = "HEADNODE_PRIVATE_IP"   # dry run, before the headnode exists
@@ -84,7 +83,7 @@ def _worker_init(project: Project) -> str:
 def _settings(project: Project, role: str, cluster: str, headnode_ip: str | None) -> dict[str, str]:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
-    if role == "worker" and not headnode_ip:
+    if role == WORKER and not headnode_ip:
         raise ValueError("a worker's userdata needs the headnode's private IP")
     if headnode_ip and not _HOST.match(headnode_ip):
         raise ValueError(f"not an IP address: {headnode_ip!r}")
@@ -97,11 +96,9 @@ def _settings(project: Project, role: str, cluster: str, headnode_ip: str | None
         "ROLE": role,
         "CLUSTER": cluster,
         "SSH_USER": project.ssh.user,
-        "HEADNODE_IP": (headnode_ip or "") if role == "worker" else "",
+        "HEADNODE_IP": (headnode_ip or "") if role == WORKER else "",
         "WORKER_CONCURRENCY": str(project.cluster.worker_concurrency),
-        "SWIFT_HOME": project.swift.home.rstrip("/") or "/",
-        "SWIFT_URL": project.swift.install_url,
-        "SWIFT_SHA256": project.swift.install_sha256,
+        **boot_settings(project),       # where Swift lives and where it comes from
         "S3FS_BUCKET": project.s3fs.bucket,
         "S3FS_MOUNT": project.s3fs.mount.rstrip("/") or "/",
         "IDLE_TIMEOUT": str(int(project.cluster.idle_timeout)),
@@ -115,7 +112,7 @@ def _settings(project: Project, role: str, cluster: str, headnode_ip: str | None
         # no workers: the headnode runs worker.pl itself, so the apps still have somewhere to run
         "HEAD_WORKER": "1" if role == "headnode" and project.cluster.workers == 0 else "",
     }
-    if role == "worker":
+    if role == WORKER:
         settings["WORKER_INIT_B64"] = _worker_init(project)
     for key, value in settings.items():
         if "\n" in value or "\r" in value or "\0" in value:
@@ -175,7 +172,7 @@ def payload(script: str) -> bytes:
 def render_all(project: Project, cluster: str, headnode_ip: str | None = None) -> dict[str, str]:
     """Both scripts, for dry-run printing; without ``headnode_ip`` the worker's shows a placeholder."""
     return {
-        "headnode": render_userdata(project, "headnode", cluster=cluster, headnode_ip=None),
-        "worker": render_userdata(project, "worker", cluster=cluster,
+        HEADNODE: render_userdata(project, HEADNODE, cluster=cluster, headnode_ip=None),
+        WORKER: render_userdata(project, WORKER, cluster=cluster,
                                   headnode_ip=headnode_ip or HEADNODE_IP_PLACEHOLDER),
     }

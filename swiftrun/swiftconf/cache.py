@@ -19,7 +19,10 @@ from pathlib import Path
 from swiftrun import __version__
 from swiftrun.paths import data_dir, state_home
 
-_RULES = Path(__file__).resolve().parent / "swiftconf.py"
+_HERE = Path(__file__).resolve().parent
+# swiftrun's own inputs to the text: the renderer, the key rules, and the coaster port it writes.
+_RULES = (_HERE / "layers.py", _HERE / "hocon.py", _HERE / "schema.py",
+          _HERE.parent / "node" / "layout.py")
 
 
 def _digest(project, script_dir: Path, coaster_host: str) -> str | None:
@@ -28,7 +31,8 @@ def _digest(project, script_dir: Path, coaster_host: str) -> str | None:
     site = project.swift.site or ""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", site):
         return None
-    for path in (_RULES, data_dir("site_templates") / f"{site}.conf", Path(script_dir) / "swift.conf"):
+    inputs = (*_RULES, data_dir("site_templates") / f"{site}.conf", Path(script_dir) / "swift.conf")
+    for path in inputs:
         try:
             h.update(path.read_bytes())
         except FileNotFoundError:
@@ -40,7 +44,7 @@ def _digest(project, script_dir: Path, coaster_host: str) -> str | None:
 
 
 def checked_text(project, *, script_dir: Path, coaster_host: str = "127.0.0.1") -> str:
-    """The text of ``swiftconf.render_checked(...)``, from the cache when its inputs are unchanged."""
+    """The text of ``layers.render_checked(...)``, from the cache when its inputs are unchanged."""
     key = _digest(project, script_dir, coaster_host)
     cache = state_home() / "cache" / "swiftconf"
     if key:
@@ -48,9 +52,9 @@ def checked_text(project, *, script_dir: Path, coaster_host: str = "127.0.0.1") 
             return (cache / key).read_text()
         except (OSError, UnicodeDecodeError):
             pass
-    from swiftrun import swiftconf
+    from swiftrun.swiftconf import layers   # pyhocon: only on a miss
 
-    text = swiftconf.render_checked(project, script_dir=script_dir, coaster_host=coaster_host).text
+    text = layers.render_checked(project, script_dir=script_dir, coaster_host=coaster_host).text
     if key:
         try:
             cache.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from swiftrun.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from swiftrun.project import Project
+    from swiftrun.project.model import Project
 
 _ID_NAMES = {"access key id", "access key"}
 _SECRET_NAMES = {"secret access key", "secret key"}

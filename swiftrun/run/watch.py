@@ -43,11 +43,10 @@ def max_runs() -> int | None:
 
 
 def sync_exclude(project, script_dir: Path) -> tuple[str, ...]:
-    """The excludes the run's upload uses (runner.sync_excludes when the runner has it)."""
-    from swiftrun import runner
+    """The excludes the run's upload uses (``runner.sync_excludes``)."""
+    from swiftrun.run.runner import sync_excludes
 
-    fn = getattr(runner, "sync_excludes", None)
-    return tuple(fn(project, script_dir)) if fn else tuple(project.sync.exclude)
+    return tuple(sync_excludes(project, script_dir))
 
 
 class ChangeDetector:
@@ -59,8 +58,8 @@ class ChangeDetector:
         self.exclude = tuple(exclude)
 
     def pending(self) -> list[str]:
-        from swiftrun.ignore import IgnoreRules
         from swiftrun.sync import Manifest, plan_upload
+        from swiftrun.sync.ignore import IgnoreRules
 
         rules = IgnoreRules.from_dir(self.script_dir, self.exclude)
         manifest = Manifest.load(self.state_file)
@@ -171,7 +170,8 @@ def watch_loop(env, cluster, opts, report, *, keep: bool = False):
     SIGTERM, SWIFTRUN_WATCH_MAX_RUNS) the dissolve rules apply once, here.
     """
     from swiftrun.errors import SwiftrunError
-    from swiftrun.runner import Runner, remote_root
+    from swiftrun.node.layout import remote_root
+    from swiftrun.run.runner import Runner
 
     ui, project = env.ui, env.project
     script_dir = opts.script.resolve().parent
@@ -240,7 +240,7 @@ def _said(ui, report, n: int) -> None:
 
 
 def _failed_report(cluster, exc):
-    from swiftrun.runner import RunReport
+    from swiftrun.run.runner import RunReport
 
     rep = RunReport(cluster=cluster.name)
     rep.error = str(exc)

@@ -2,29 +2,30 @@
 
 The cloud's tags are the truth. Every launch carries its tags in the same API call, so a process
 killed at any moment leaves nothing ``down`` cannot find; the local files under
-``<state>/clusters/<name>/`` (pinned host keys, a lock) are a cache and a courtesy.
+``<state>/clusters/<name>/`` (pinned host keys, locks, the last tag read) are a cache and a
+courtesy. A provider (cloud/base.py) does the cloud's part; this module only decides what to ask
+for, in which order, and what to do when something fails halfway. Before anything is paid for,
+``up`` runs the pre-launch checks (checks/cloud.py).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 from swiftrun.cloud.base import HEADNODE, WORKER, LaunchSpec, Node, Provider
+from swiftrun.cluster.locks import ClusterLocks
+from swiftrun.cluster.services import start_services, stop_services
+from swiftrun.cluster.warm import LastSeen
 from swiftrun.errors import CloudError, SwiftrunError
+from swiftrun.node.layout import BOOT_LOG, STATE_DIR
 from swiftrun.paths import cluster_dir
-from swiftrun.remote import NODE_ROOT, STATE_DIR, Remote, Target
+from swiftrun.remote import Remote, Target
 
 BOOT_TIMEOUT = float(os.environ.get("SWIFTRUN_BOOT_TIMEOUT", "900"))
 SSH_TIMEOUT = float(os.environ.get("SWIFTRUN_SSH_TIMEOUT", "300"))
-# How long the nodes last read from the tags may stand in for a new read on a run's warm path.
-WARM_TTL = float(os.environ.get("SWIFTRUN_WARM_TTL", "900"))
-COASTER_PORT, WORKER_PORT = 50010, 50005
 # Spot launch errors after which on-demand workers are launched instead (every zone said no).
 SPOT_FALLBACK_CODES = ("InsufficientInstanceCapacity", "SpotMaxPriceTooLow",
                        "MaxSpotInstanceCountExceeded")
@@ -46,16 +47,6 @@ class UpResult:
     seconds: float = 0.0
 
 
-def make_provider(project) -> Provider:
-    if project.cluster.provider == "static":
-        from swiftrun.cloud.static import StaticProvider
-
-        return StaticProvider(project)
-    from swiftrun.cloud.ec2 import EC2Provider
-
-    return EC2Provider(project)
-
-
 class Cluster:
     def __init__(self, project, provider: Provider, ui, *, name: str | None = None):
         self.project = project
@@ -67,11 +58,13 @@ class Cluster:
         self.remote = Remote(cluster_dir=self.dir, key_file=key, user=project.ssh.user,
                              proxy_command=project.ssh.proxy_command,
                              connect_timeout=project.ssh.connect_timeout)
+        self.seen = LastSeen(self.dir, project, elastic=provider.elastic)
+        self.locks = ClusterLocks(self.dir, self.name, ui)
 
     # -- looking -----------------------------------------------------------------------------
     def nodes(self) -> list[Node]:
         nodes = self.provider.find_nodes(self.name)
-        self._remember(nodes)
+        self.seen.remember(nodes)
         return nodes
 
     def manifest_file(self, remote_root: str):
@@ -80,61 +73,10 @@ class Cluster:
 
         return self.dir / "sync" / f"{PurePosixPath(remote_root).name}.json"
 
-    # -- the last tag read, kept for the warm path ---------------------------------------------
-    @property
-    def _seen_file(self):
-        return self.dir / "nodes.json"
-
-    def _remember(self, nodes: list[Node]) -> None:
-        """Keep what the tags just said. Only a cache: it lets a run on a cluster this machine
-        saw a moment ago skip the cloud API, and every change to the cluster drops it."""
-        if not self.provider.elastic:
-            return
-        import json
-
-        doc = {"at": time.time(), "region": self.project.ec2.region, "who": self._who(),
-               "nodes": [{**asdict(n), "launched": n.launched.isoformat() if n.launched else None}
-                         for n in nodes]}
-        tmp = self._seen_file.with_suffix(f".{os.getpid()}.tmp")
-        try:
-            tmp.write_text(json.dumps(doc))
-            os.replace(tmp, self._seen_file)
-        except OSError:
-            pass
-
-    def _who(self) -> str:
-        """Which AWS identity the last read was made with, as far as can be told without asking
-        AWS: the same cluster name under another account must not borrow this cache."""
-        import hashlib
-
-        ec2 = self.project.ec2
-        parts = [str(ec2.profile or ""), str(ec2.credentials_file or ""),
-                 os.environ.get("AWS_PROFILE", ""), os.environ.get("AWS_ACCESS_KEY_ID", ""),
-                 os.environ.get("AWS_ENDPOINT_URL", "")]
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-
-    def _forget_seen(self) -> None:
-        self._seen_file.unlink(missing_ok=True)
-
-    def _seen(self) -> list[Node] | None:
-        """The nodes of the last tag read, if it is recent and of this project's region."""
-        import json
-        from datetime import datetime
-
-        try:
-            doc = json.loads(self._seen_file.read_text())
-            if doc.get("region") != self.project.ec2.region or doc.get("who") != self._who():
-                return None
-            if not 0 <= time.time() - float(doc["at"]) <= WARM_TTL:
-                return None
-            return [Node(**{**n, "launched": datetime.fromisoformat(n["launched"])
-                            if n.get("launched") else None}) for n in doc["nodes"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
+    # -- the warm path: the last tag read (cluster/warm.py) -------------------------------------
     def may_skip_cloud(self) -> bool:
         """Whether a run may find its cluster without the cloud API (see ``_warm``); cheap."""
-        return self.provider.elastic and not self.project.ec2.spot and self._seen() is not None
+        return self.provider.elastic and not self.project.ec2.spot and self.seen.read() is not None
 
     def _warm(self) -> UpResult | None:
         """A run's reuse without the cloud API, or None to take the normal path.
@@ -147,7 +89,7 @@ class Cluster:
         """
         if self.project.ec2.spot:
             return None     # spot workers can be reclaimed at any moment: ask the tags
-        nodes = self._seen()
+        nodes = self.seen.read()
         if not nodes:
             return None
         head = self.headnode_of(nodes)
@@ -189,52 +131,18 @@ class Cluster:
         return Target(host=node.ssh_host or node.id, port=node.ssh_port, user=user,
                       alias=node.host_key_alias, label=f"{node.role} {node.id}")
 
-    @contextmanager
+    # -- who may change it, who still uses it (cluster/locks.py) ---------------------------------
     def lock(self):
         """One swiftrun at a time may change this cluster (a second `up` would launch twice)."""
-        path = self.dir / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self.ui.info(f"waiting for another swiftrun working on cluster {self.name!r}...")
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        return self.locks.change()
 
-    @contextmanager
     def in_use(self):
-        """Held (shared) by every run on this cluster from start to end, so one run's dissolve
-        cannot cut off another's swift or outputs (`may_dissolve`). Same machine only."""
-        fd = os.open(self.dir / "runs.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            self._use_fd = fd
-            yield
-        finally:
-            self._use_fd = None
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+        """Held (shared) by every run on this cluster from start to end (see `may_dissolve`)."""
+        return self.locks.in_use()
 
     def may_dissolve(self) -> bool:
-        """True when no other run on this machine uses the cluster. Drops this run's own hold
-        first (a shared lock cannot be upgraded while others hold it too)."""
-        fd = getattr(self, "_use_fd", None)
-        if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        probe = os.open(self.dir / "runs.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        else:
-            fcntl.flock(probe, fcntl.LOCK_UN)
-            return True
-        finally:
-            os.close(probe)
+        """True when no other run on this machine uses the cluster."""
+        return self.locks.may_dissolve()
 
     # -- up ----------------------------------------------------------------------------------
     def up(self, *, keep_on_failure: bool = False, wait: bool = True,
@@ -276,7 +184,7 @@ class Cluster:
 
     def _up_elastic(self, *, keep_on_failure: bool, wait: bool,
                     check_workers: bool = True) -> UpResult:
-        from swiftrun.userdata import render_userdata
+        from swiftrun.node.userdata import render_userdata
 
         p = self.project
         nodes = self.nodes()   # first: bad credentials fail here, before any progress line
@@ -292,7 +200,7 @@ class Cluster:
             # one, so these would wait for a coaster service that will never answer.
             self.ui.warn(f"the headnode of cluster {self.name!r} is gone: terminating its "
                          f"{len(orphans)} worker(s) too, new ones will join the new headnode")
-            self._forget_seen()
+            self.seen.forget()
             self.provider.terminate(self.name, orphans)
             self.remote.forget(orphans)
             workers = []
@@ -308,9 +216,10 @@ class Cluster:
                 if check_workers:
                     workers = checked[1:]
             return UpResult(nodes=[head] + workers, reused=True)
-        self._forget_seen()     # from here on the cluster changes
+        self.seen.forget()     # from here on the cluster changes
         try:
-            from swiftrun.doctor import prelaunch, raise_on_failure  # fail before paying
+            from swiftrun.checks.base import raise_on_failure
+            from swiftrun.checks.cloud import prelaunch     # fail before paying
 
             raise_on_failure(prelaunch(p, self.provider), self.ui)
             self.provider.prepare(self.name)
@@ -342,10 +251,10 @@ class Cluster:
             all_nodes = [head] + workers + new_workers
             if wait:
                 all_nodes = self.wait_ready(all_nodes, fresh=True, created=created)
-                self._remember(all_nodes)   # as DescribeInstances just said, and all ready
+                self.seen.remember(all_nodes)   # as DescribeInstances just said, and all ready
             return UpResult(nodes=all_nodes, created=created)
         except BaseException as exc:
-            self._forget_seen()
+            self.seen.forget()
             created += self._launched_unrecorded(nodes, created)
             if created and not keep_on_failure:
                 why = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -373,7 +282,7 @@ class Cluster:
         return [n.id for n in now if n.id not in known]
 
     def _launch_workers(self, head: Node, count: int) -> list[Node]:
-        from swiftrun.userdata import render_userdata
+        from swiftrun.node.userdata import render_userdata
 
         p = self.project
         if not head.private_ip:
@@ -460,7 +369,7 @@ class Cluster:
                 return
             if state.startswith("FAILED"):
                 tail = self.remote.run(
-                    target, f"tail -n 5 {NODE_ROOT}/var/log/swiftrun/userdata.log", timeout=30).stdout
+                    target, f"tail -n 5 {BOOT_LOG}", timeout=30).stdout
                 detail = " | ".join(line.strip() for line in tail.strip().splitlines()[-3:])
                 raise CloudError(f"{target.label} failed to boot: {state[7:]} (last log lines: "
                                  f"{detail}; full log: `swiftrun logs --boot {node.id}`)")
@@ -474,42 +383,13 @@ class Cluster:
             time.sleep(delay)
             delay = min(delay * 1.5, 5.0)
 
-    # -- static services ---------------------------------------------------------------------
+    # -- static services (cluster/services.py) ------------------------------------------------
     def _up_static(self) -> UpResult:
         nodes = self.nodes()
-        head = self.headnode_of(nodes)
         self.ui.step(f"Static cluster {self.name}: {len(nodes)} host(s)")
         self.wait_ready(nodes, fresh=False, created=[])
-        home = shlex.quote(self.project.swift.home)
-        run = self.remote.run(self.target(head), _start_service(
-            "coaster", home, "coaster-service",
-            f"-p {COASTER_PORT} -localport {WORKER_PORT} -nosec -passive"), timeout=60)
-        if not run.ok:
-            raise CloudError(f"could not start coaster-service on {head.id}: "
-                             f"{(run.stderr or run.stdout).strip()}")
-        self.ui.node(f"headnode {head.id}", run.stdout.strip())
-        url = f"http://{head.private_ip}:{WORKER_PORT}"
-        for w in self.workers_of(nodes):
-            args = (f"-c {int(self.project.cluster.worker_concurrency)} {shlex.quote(url)} "
-                    f"{shlex.quote(self.name + '-' + w.id)} \"$d/worker-logs\"")
-            run = self.remote.run(self.target(w), _start_service("worker", home, "worker.pl", args),
-                                  timeout=60)
-            if not run.ok:
-                raise CloudError(f"could not start worker.pl on {w.id}: "
-                                 f"{(run.stderr or run.stdout).strip()}")
-            self.ui.node(f"worker {w.id}", run.stdout.strip())
+        start_services(self, nodes)
         return UpResult(nodes=nodes)
-
-    def _down_static(self) -> list[str]:
-        stopped = []
-        for node in self.nodes():
-            name = "coaster" if node.role == HEADNODE else "worker"
-            try:
-                res = self.remote.run(self.target(node), _stop_service(name), timeout=30)
-                stopped.append(f"{node.role} {node.id}: {res.stdout.strip() or 'nothing running'}")
-            except SwiftrunError as exc:
-                self.ui.warn(f"{node.id}: {exc}")
-        return stopped
 
     # -- scaling and teardown ----------------------------------------------------------------
     def add(self, count: int) -> list[Node]:
@@ -520,7 +400,7 @@ class Cluster:
             if not head or not head.live:
                 raise CloudError(f"cluster {self.name!r} has no running headnode; run `swiftrun up`")
             self._check_shape([n for n in nodes if n.role == WORKER])
-            self._forget_seen()
+            self.seen.forget()
             ids: list[str] = []
             try:
                 ids = [n.id for n in self._launch_workers(head, count)]
@@ -542,7 +422,7 @@ class Cluster:
             workers = sorted(self.workers_of(self.nodes()), key=lambda n: (n.launched or 0, n.id))
             victims = [n.id for n in workers[::-1][:count]]
             if victims:
-                self._forget_seen()
+                self.seen.forget()
                 self.provider.terminate(self.name, victims)
                 self.remote.forget(victims)
             return victims
@@ -553,7 +433,7 @@ class Cluster:
             head = self.headnode_of(self.nodes())
             if not head or not head.live:
                 return None
-            self._forget_seen()
+            self.seen.forget()
             self.provider.stop(self.name, [head.id])
             return head.id
 
@@ -561,9 +441,9 @@ class Cluster:
         """Terminate, wait until terminated, then delete the security group. Idempotent."""
         with self.lock():
             if not self.provider.elastic:
-                return {"stopped": self._down_static(), "terminated": [], "deleted": []}
+                return {"stopped": stop_services(self), "terminated": [], "deleted": []}
             nodes = self.nodes()
-            self._forget_seen()
+            self.seen.forget()
             ids = [n.id for n in nodes]
             if ids:
                 self.ui.step(f"Terminating {len(ids)} instance(s) of {self.name}")
@@ -580,27 +460,3 @@ class Cluster:
             raise CloudError(f"`swiftrun {verb}` needs a cloud provider; with provider = "
                              "\"static\" edit [static] workers instead")
 
-
-def _start_service(name: str, swift_home: str, binary: str, args: str) -> str:
-    """Shell that starts ``binary`` detached once (pidfile in ~/.swiftrun-node), finding it under
-    the Swift home or on PATH."""
-    return f"""set -e
-d="$HOME/.swiftrun-node"; mkdir -p "$d" "$d/worker-logs"
-if [ -f "$d/{name}.pid" ] && kill -0 "$(cat "$d/{name}.pid")" 2>/dev/null; then
-  echo "{binary} already running (pid $(cat "$d/{name}.pid"))"; exit 0; fi
-b="${{SWIFTRUN_NODE_ROOT:-}}"{swift_home}/bin/{binary}
-[ -x "$b" ] || b="$(command -v {binary} || true)"
-[ -n "$b" ] || {{ echo "{binary} not found under {swift_home}/bin or on PATH ([swift] home)" >&2; exit 127; }}
-cd "$d"
-setsid nohup "$b" {args} > "$d/{name}.log" 2>&1 < /dev/null &
-echo $! > "$d/{name}.pid"
-echo "started {binary} (pid $!)"
-"""
-
-
-def _stop_service(name: str) -> str:
-    return f"""d="$HOME/.swiftrun-node"
-if [ -f "$d/{name}.pid" ]; then p="$(cat "$d/{name}.pid")"
-  if kill -0 "$p" 2>/dev/null; then kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p"; echo "stopped pid $p"; fi
-  rm -f "$d/{name}.pid"; fi
-"""

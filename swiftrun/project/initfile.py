@@ -2,7 +2,7 @@
 tutorial's ``configs`` for `swiftrun init --from configs`.
 
 Both are rendered from a Project, key by key, from the dataclasses themselves: a key added to
-``project.py`` shows up here (with a generic comment until it gets one below).
+``project/model.py`` shows up here (with a generic comment until it gets one below).
 """
 
 from __future__ import annotations
@@ -13,21 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from swiftrun.errors import ConfigError
-from swiftrun.project import (
-    _NAME_RE,
-    LEGACY_KEYS,
-    SECTIONS,
-    ClusterSettings,
-    Project,
-    StaticSettings,
-    _display,
-    _legacy_entries,
-    _read_text,
-    format_duration,
-    load_project,
-    sanitize_cluster_name,
-    toml_value,
-)
+from swiftrun.project.legacy import LEGACY_KEYS, _legacy_entries
+from swiftrun.project.load import _read_text, load_project
+from swiftrun.project.model import SECTIONS, ClusterSettings, Project, StaticSettings
+from swiftrun.project.values import (
+    _NAME_RE, _display, format_duration, sanitize_cluster_name, toml_value)
 
 SECTION_DOCS: dict[str, str] = {
     "cluster": "The cluster: how many nodes, and when it goes away by itself.",

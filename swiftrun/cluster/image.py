@@ -41,7 +41,7 @@ def image_cluster(project) -> str:
 def build_image(project, ui, *, name: str | None = None, timeout: float = 1800) -> dict:
     """Boot, wait for ready, scrub, CreateImage, wait available, terminate. Returns the image."""
     from swiftrun.cloud.ec2 import EC2Provider
-    from swiftrun.cluster import Cluster
+    from swiftrun.cluster.lifecycle import Cluster
 
     if project.cluster.provider != "ec2":
         raise ConfigError("swiftrun image build needs provider = \"ec2\"")

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-TABLE_FILE = Path(__file__).resolve().parent / "data" / "prices.json"
+TABLE_FILE = Path(__file__).resolve().parent.parent / "data" / "prices.json"   # swiftrun/data/
 API_TIMEOUT = 3.0
 CACHE_TTL = 7 * 86400
 SPOT_CACHE_TTL = 3600

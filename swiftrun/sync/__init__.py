@@ -1,0 +1,19 @@
+"""The script directory up to the headnode and a run's outputs back, over ONE open SSH connection.
+
+Everything travels as tar streams on paramiko channels (``channel``), one channel per round trip:
+
+- ``ignore``: which paths never go up (gitignore rules, .swiftignore, [sync] exclude, swift's runs);
+- ``manifest``: a tree's entries, the local ``scan`` and the manifest of what the headnode holds;
+- ``uploading``: ``upload``, incremental against the manifest, one round trip when nothing moved;
+- ``fetching``: ``fetch``, staged then installed file by file, with the conflict rules.
+
+Callers import from here; the modules of this package import each other.
+"""
+
+from swiftrun.sync.channel import root_expr
+from swiftrun.sync.fetching import FetchReport, fetch, remote_listing, select_fetch
+from swiftrun.sync.manifest import Entry, Manifest, scan
+from swiftrun.sync.uploading import UploadPlan, UploadReport, plan_upload, upload
+
+__all__ = ["Entry", "FetchReport", "Manifest", "UploadPlan", "UploadReport", "fetch",
+           "plan_upload", "remote_listing", "root_expr", "scan", "select_fetch", "upload"]

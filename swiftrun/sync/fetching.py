@@ -1,0 +1,462 @@
+"""Fetch: bring back what a run produced, and never lose a file on either side doing it.
+
+``fetch`` lists the remote tree with one ``find -printf`` (round trip 1), picks what is new or
+changed relative to the manifest (or matches ``outputs``, or lies in ``extra_dirs``; never
+``.swiftrun/``, ``.git/``, ``__pycache__/``) and pulls it in one ``tar -c`` stream (round trip 2).
+Contents land in a staging directory first and are moved into place per file with ``os.replace``
+only after the whole stream arrived and the remote tar exited 0, so a dropped connection never
+leaves a half-written file where a good one was.
+
+The conflict rules (``_install`` and ``_install_one``): a file edited here and changed by the run
+is copied aside to ``<name>.local`` before the run's version goes in place; a local directory with
+files in it, a local file where a directory goes, or a symlink the sync did not put there is never
+deleted to make room (that path fails and the cluster is kept); nothing is written through a local
+symlinked directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import paramiko
+
+from swiftrun.errors import RemoteError
+from swiftrun.sync.channel import _exec, _finish, _remote_reason, root_expr
+from swiftrun.sync.ignore import compile_glob, glob_matches
+from swiftrun.sync.manifest import Entry, Manifest, _ancestors, _local_entry, _safe_rel
+
+NEVER_FETCH = frozenset({".swiftrun", ".git", "__pycache__"})   # path components never brought back
+RETRY_HINT = ("nothing local was replaced; run `swiftrun fetch` to try again while the cluster is up "
+              "(re-run with --keep-cluster if it is torn down after each run)")
+
+
+def _parse_mtime_ns(text: str) -> int:
+    """find's %T@ ('1715000000.1234567890') to integer nanoseconds, exactly."""
+    whole, _, frac = text.partition(".")
+    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+
+
+def _listing_script(root: str) -> str:
+    return "\n".join([
+        f"R={root}",
+        'cd "$R" || exit 66',
+        "exec find . -mindepth 1 -path ./.swiftrun -prune -o -printf '%y\\t%s\\t%T@\\t%m\\t%P\\0%l\\0'",
+    ])
+
+
+def remote_listing(conn, remote_root: str, *, timeout: float | None = 120.0) -> dict[str, Entry]:
+    """Every file, dir and symlink under ``remote_root`` (except ``.swiftrun/``), in one round trip."""
+    try:
+        chan = _exec(conn, _listing_script(root_expr(remote_root)), timeout)
+        chan.shutdown_write()
+        data = chan.makefile("rb").read()
+        rc, err = _finish(chan)
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        raise RemoteError(f"listing {remote_root} on the headnode failed: {exc or type(exc).__name__}",
+                          hint=RETRY_HINT) from exc
+    if rc == 66:
+        raise RemoteError(f"{remote_root} does not exist on the headnode",
+                          hint="nothing was uploaded to this cluster yet, or it was replaced")
+    if rc != 0:
+        raise RemoteError(f"listing {remote_root} on the headnode failed (exit {rc}): {err[-500:]}",
+                          hint=RETRY_HINT)
+    fields = data.split(b"\0")
+    out: dict[str, Entry] = {}
+    for head, target in zip(fields[0::2], fields[1::2]):
+        kind, size, mtime, mode, rel = head.split(b"\t", 4)
+        kind = kind.decode()
+        if kind not in ("f", "d", "l"):
+            continue
+        name = os.fsdecode(rel)
+        out[name] = Entry(kind, int(size) if kind == "f" else 0, _parse_mtime_ns(mtime.decode()),
+                          int(mode, 8) if kind != "l" else 0o777, os.fsdecode(target) if kind == "l" else None)
+    return out
+
+
+@dataclass
+class FetchReport:
+    files: list[str] = field(default_factory=list)      # files and symlinks installed locally
+    dirs: list[str] = field(default_factory=list)       # directories created or updated
+    bytes: int = 0
+    refused: list[str] = field(default_factory=list)    # unsafe entries skipped (with the reason)
+    conflicts: list[str] = field(default_factory=list)  # local edits since upload, overwritten
+    failed: list[str] = field(default_factory=list)     # could not be written locally (with why)
+    seconds: float = 0.0
+    skipped: set[str] = field(default_factory=set, repr=False)   # arrived but not staged
+
+    @property
+    def files_fetched(self) -> int:
+        return len(self.files)
+
+
+def select_fetch(listing: dict[str, Entry], manifest: Manifest, local_root: Path, *,
+                 outputs: Iterable[str] = (), extra_dirs: Iterable[str] = ()) -> list[str]:
+    """Which remote paths to bring back.
+
+    A path is skipped when it matches what was uploaded/fetched (manifest) or what is on disk
+    locally already; so inputs are never re-downloaded and a lost manifest costs nothing extra.
+    With ``outputs`` only matching paths (or paths under matching dirs) qualify. Everything under
+    ``extra_dirs`` qualifies unless identical locally.
+    """
+    outs = [compile_glob(p) for p in outputs if p.strip("/ ")]
+    extras = [d.strip("/") for d in extra_dirs if d.strip("/")]
+    chosen = []
+    for rel, r in listing.items():
+        if not _safe_rel(rel) or NEVER_FETCH.intersection(rel.split("/")):
+            continue
+        in_extra = any(rel == d or rel.startswith(d + "/") for d in extras)
+        local = _local_entry(local_root, rel)
+        if in_extra:
+            if not r.same_remote(local):
+                chosen.append(rel)
+            continue
+        if outs and not glob_matches(outs, rel):
+            continue
+        if r.same_remote(manifest.entries.get(rel)) or r.same_remote(local):
+            continue
+        chosen.append(rel)
+    return sorted(chosen)
+
+
+def _fetch_script(root: str) -> str:
+    return "\n".join([
+        f"R={root}",
+        'cd "$R" || exit 66',
+        "exec tar -c -f - --format=posix --no-recursion --hard-dereference --numeric-owner "
+        "--ignore-failed-read --null -T -",
+    ])
+
+
+def _feed_names(chan: paramiko.Channel, names: list[str], errors: list[BaseException]) -> None:
+    """Send the NUL-separated name list in a thread: tar may start answering before it is all read."""
+    try:
+        chan.sendall(b"".join(os.fsencode(n) + b"\0" for n in names))
+        chan.shutdown_write()
+    except BaseException as exc:  # reported by the reader side
+        errors.append(exc)
+
+
+@dataclass
+class _Staged:
+    type: str
+    mtime_ns: int
+    mode: int
+    temp: str | None = None
+    target: str | None = None
+
+
+def _receive(chan: paramiko.Channel, names: list[str], local_root: Path, staging: str,
+             report: FetchReport) -> dict[str, _Staged]:
+    """Read the tar stream into ``staging`` (regular files, flat names); validate every member."""
+    wanted = set(names)
+    staged: dict[str, _Staged] = {}
+    stream = chan.makefile("rb")
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for n, member in enumerate(tar):
+            name = member.name.rstrip("/")
+            if name.startswith("./"):
+                name = name[2:]
+            try:
+                safe = tarfile.data_filter(member, str(local_root))
+            except tarfile.FilterError as exc:
+                report.skipped.add(name)
+                if member.isreg() and _safe_rel(name) and name in wanted:
+                    # a real output that cannot be written here safely (e.g. a local symlinked
+                    # directory leads out of the project): only the headnode has it, a failure
+                    report.failed.append(f"{name}: {exc}")
+                else:
+                    report.refused.append(f"{member.name}: {exc}")
+                continue
+            if safe is None or name not in wanted or not _safe_rel(name):
+                report.skipped.add(name)
+                report.refused.append(f"{member.name}: not a requested path")
+                continue
+            mtime_ns = int(round(float(member.mtime) * 1e9))
+            if safe.isreg():
+                temp = os.path.join(staging, f"{n:08d}")
+                src = tar.extractfile(member)
+                with open(temp, "wb") as fh:
+                    shutil.copyfileobj(src, fh, 1 << 20)
+                    if fh.tell() != member.size:
+                        raise EOFError("unexpected end of data")
+                staged[name] = _Staged("f", mtime_ns, safe.mode & 0o7777, temp)
+                report.bytes += member.size
+            elif safe.isdir():
+                staged[name] = _Staged("d", mtime_ns, (member.mode & 0o755) | 0o700)  # filter leaves None
+            elif safe.issym():
+                staged[name] = _Staged("l", mtime_ns, 0o777, target=safe.linkname)
+            else:
+                report.skipped.add(name)
+                report.refused.append(f"{member.name}: unsupported type (hard link or device)")
+    while stream.read(1 << 16):     # the record padding after the end marker
+        pass
+    return staged
+
+
+def _inside(local_root: str, rel: str, cache: dict[str, bool]) -> bool:
+    """True if no existing ancestor of ``rel`` under the root is a symlink (nothing written through
+    a link can land outside the root)."""
+    for anc in _ancestors(rel):
+        ok = cache.get(anc)
+        if ok is None:
+            ok = cache[anc] = not os.path.islink(os.path.join(local_root, anc))
+        if not ok:
+            return False
+    return True
+
+
+def _clear(path: str, keep_dir: bool) -> None:
+    """Remove what stands where a new entry goes; an existing real directory stays if ``keep_dir``."""
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        os.unlink(path)
+    elif os.path.isdir(path) and not keep_dir:
+        shutil.rmtree(path)
+
+
+def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None) -> None:
+    """Put one staged entry in place: files and symlinks by rename (atomic), dirs by mkdir.
+
+    ``ours``: the manifest's entry for ``rel`` (what the sync itself put there)."""
+    dest = os.path.join(root, rel)
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    if s.type == "d":
+        # A remote directory where a local file or symlink stands: the file is the user's, and so
+        # is a symlink unless it is exactly the one the sync put there. Refuse rather than delete.
+        if os.path.islink(dest):
+            mine = ours is not None and ours.type == "l" and ours.same_local(_local_entry(Path(root), rel))
+            if not mine:
+                raise FileExistsError(f"a symlink stands where the directory goes (move {dest} away)")
+            os.unlink(dest)
+        elif os.path.lexists(dest) and not os.path.isdir(dest):
+            raise FileExistsError(f"a file stands where the directory goes (move {dest} away)")
+        os.makedirs(dest, exist_ok=True)
+        return
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        # A remote file where a local directory stands. An empty one goes; one with files in
+        # it is the user's (nothing we synced put it there with that name), so it stays and the
+        # run says so instead of deleting a tree to make room.
+        with os.scandir(dest) as it:
+            if next(it, None) is not None:
+                raise IsADirectoryError(f"a directory with files in it stands where the file goes "
+                                        f"(move {dest} away)")
+        os.rmdir(dest)
+    if s.type == "f":
+        os.chmod(s.temp, s.mode)
+        os.utime(s.temp, ns=(s.mtime_ns, s.mtime_ns))
+        new = s.temp
+    else:
+        new = os.path.join(parent, f".swiftrun-link-{secrets.token_hex(4)}")
+        os.symlink(s.target, new)
+    if os.path.isdir(dest):
+        _clear(dest, keep_dir=False)
+    os.replace(new, dest)
+
+
+def _keep_local_copy(root: str, rel: str) -> str:
+    """Copy a locally edited file aside before the run's version replaces it; its new name."""
+    src = os.path.join(root, rel)
+    for n in range(1000):
+        candidate = f"{rel}.local" + (f".{n}" if n else "")
+        dest = os.path.join(root, candidate)
+        if not os.path.lexists(dest):
+            shutil.copy2(src, dest)
+            return candidate
+    raise FileExistsError(f"too many {rel}.local.* copies; clear them and fetch again")
+
+
+def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, Entry], manifest: Manifest,
+             report: FetchReport) -> None:
+    """Move staged entries into place (parents first), then give the directories touched their
+    remote mtime/mode deepest-first, and record everything installed in the manifest."""
+    root = str(local_root)
+    link_cache: dict[str, bool] = {}
+    touched_dirs: set[str] = set()
+    blocked: set[str] = set()       # directories that could not be installed
+    for rel in sorted(staged):
+        s = staged[rel]
+        stuck = next((a for a in _ancestors(rel) if a in blocked), None)
+        if stuck is not None:
+            blocked.add(rel)
+            report.failed.append(f"{rel}: not written, its directory {stuck} could not be created")
+            continue
+        if not _inside(root, rel, link_cache):
+            why = f"{rel}: a parent directory is a symlink locally"
+            # a file only the headnode has is a failure (the cluster is kept); a link or a
+            # directory entry is only refused
+            (report.failed if s.type == "f" else report.refused).append(why)
+            continue
+        prev = manifest.entries.get(rel)
+        local = _local_entry(local_root, rel)
+        conflict = (s.type != "d" and prev is not None and local is not None
+                    and not local.same_local(prev))
+        try:
+            if conflict and local.type == "f":
+                saved = _keep_local_copy(root, rel)     # edited here and there: keep both
+                report.conflicts.append(f"{rel} (your version is in {saved})")
+            elif conflict:
+                report.conflicts.append(rel)
+            _install_one(root, rel, s, prev)
+        except OSError as exc:
+            blocked.add(rel)
+            report.failed.append(f"{rel}: {exc}")
+            continue
+        link_cache.pop(rel, None)
+        touched_dirs.update(_ancestors(rel))
+        if s.type == "d":
+            touched_dirs.add(rel)
+            report.dirs.append(rel)
+        else:
+            manifest.entries[rel] = _local_entry(local_root, rel)
+            report.files.append(rel)
+    for d in sorted(touched_dirs, key=lambda p: p.count("/"), reverse=True):
+        remote = listing.get(d)
+        path = os.path.join(root, d)
+        if os.path.islink(path) or not os.path.isdir(path):
+            continue
+        if remote is not None and remote.type == "d":
+            with contextlib.suppress(OSError):
+                os.chmod(path, (remote.mode & 0o7777) | 0o700)
+                os.utime(path, ns=(remote.mtime_ns, remote.mtime_ns))
+        entry = _local_entry(local_root, d)
+        if entry is not None:
+            manifest.entries[d] = entry
+
+
+def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | str,
+          outputs: Iterable[str] = (), extra_dirs: Iterable[str] = (),
+          timeout: float | None = 300.0) -> FetchReport:
+    """Bring back what the run produced (see ``select_fetch``) in one tar stream.
+
+    Nothing in ``local_root`` is touched until the whole stream arrived and the remote tar exited
+    0; then each file replaces its old version atomically. Unsafe entries (absolute names, '..',
+    symlinks pointing out of the root, anything not asked for) are skipped and listed in
+    ``refused``. Fetched entries are recorded in the manifest so the next upload does not send them
+    back. Failures raise RemoteError saying how to retry.
+    """
+    t0 = time.monotonic()
+    local_root = Path(local_root)
+    state_file = Path(state_file)
+    manifest = Manifest.load(state_file)
+    if manifest.remote_root != remote_root:
+        manifest = Manifest(remote_root=remote_root)
+    listing = remote_listing(conn, remote_root, timeout=timeout)
+    names = select_fetch(listing, manifest, local_root, outputs=outputs, extra_dirs=extra_dirs)
+    report = FetchReport()
+    if not names:
+        if _drop_stale(manifest, listing):
+            manifest.save(state_file)
+        report.seconds = time.monotonic() - t0
+        return report
+    staging_parent = local_root / ".swiftrun"
+    staging_parent.mkdir(parents=True, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix="fetch-", dir=staging_parent)
+    installing = False
+    try:
+        staged = _stream(conn, remote_root, names, local_root, staging, report, timeout)
+        _check_arrived(conn, remote_root, names, listing, staged, report, timeout)
+        installing = True
+        _install(local_root, staged, listing, manifest, report)
+    finally:
+        # what was asked for keeps its entry: installed it matches the listing, and if it failed
+        # `swiftrun fetch` retries it (and still spots a local edit as a conflict)
+        if _drop_stale(manifest, listing, keep=set(names)) or installing:
+            manifest.save(state_file)
+        shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _drop_stale(manifest: Manifest, listing: dict[str, Entry], keep: set[str] = frozenset()) -> bool:
+    """Forget manifest entries the remote no longer holds as recorded (the run changed or deleted an
+    uploaded input that is not fetched back), so the next upload sends them again. Files and links
+    must match; a directory only has to still be a directory (its mtime moves with its children).
+    Paths in ``keep`` (asked for in this fetch) are left to the fetch."""
+    stale = []
+    for rel, known in manifest.entries.items():
+        if rel in keep:
+            continue
+        remote = listing.get(rel)
+        if known is None:
+            stale.append(rel)
+        elif known.type == "d":
+            if remote is None or remote.type != "d":
+                stale.append(rel)
+        elif not known.same_remote(remote):
+            stale.append(rel)
+    for rel in stale:
+        del manifest.entries[rel]
+    return bool(stale)
+
+
+def _vanished_script(root: str) -> str:
+    """Prints (NUL-separated) which of the names on stdin no longer exist under the root."""
+    return "\n".join([
+        f"R={root}",
+        'cd "$R" || exit 66',
+        "exec xargs -0 sh -c 'for f do [ -e \"$f\" ] || [ -L \"$f\" ] || printf \"%s\\0\" \"$f\"; done' sh",
+    ])
+
+
+def _check_arrived(conn, remote_root: str, names: list[str], listing: dict[str, Entry],
+                   staged: dict[str, _Staged], report: FetchReport, timeout: float | None) -> None:
+    """Remote tar skips files it cannot read (--ignore-failed-read, so one bad file does not cost
+    the rest): a requested regular file that did not arrive is a failure, unless it is gone on the
+    headnode now (deleted between the listing and tar). One more channel, only when one is missing."""
+    missing = [n for n in names if listing[n].type == "f" and n not in staged
+               and n not in report.skipped]
+    if not missing:
+        return
+    gone: set[str] = set()
+    try:
+        chan = _exec(conn, _vanished_script(root_expr(remote_root)), timeout)
+        feeder = threading.Thread(target=_feed_names, args=(chan, missing, []), daemon=True)
+        feeder.start()
+        data = chan.makefile("rb").read()
+        feeder.join(timeout or None)
+        rc, _ = _finish(chan)
+        if rc == 0:
+            gone = {os.fsdecode(n) for n in data.split(b"\0") if n}
+    except (OSError, EOFError, paramiko.SSHException):
+        pass            # cannot tell: report them all
+    for n in missing:
+        if n not in gone:
+            report.failed.append(f"{n}: could not be read on the headnode (check its permissions there)")
+
+
+def _stream(conn, remote_root: str, names: list[str], local_root: Path, staging: str,
+            report: FetchReport, timeout: float | None) -> dict[str, _Staged]:
+    """Round trip 2: remote ``tar -c`` of ``names`` into staging; RemoteError on any failure.
+
+    The name list goes in from a thread (tar may answer before reading it all). A failure to send
+    it only matters if tar then fails too, so it is reported only as part of that failure.
+    """
+    errors: list[BaseException] = []
+    chan = None
+    what = f"fetching results from {remote_root} failed"
+    try:
+        chan = _exec(conn, _fetch_script(root_expr(remote_root)), timeout)
+        feeder = threading.Thread(target=_feed_names, args=(chan, names, errors), daemon=True)
+        feeder.start()
+        staged = _receive(chan, names, local_root, staging, report)
+        feeder.join(timeout or None)
+        rc, err = _finish(chan)
+    except (OSError, EOFError, tarfile.TarError, paramiko.SSHException) as exc:
+        why = (str(exc) or type(exc).__name__) + _remote_reason(chan)
+        raise RemoteError(f"{what}: {why}", hint=RETRY_HINT) from exc
+    if rc != 0:
+        why = "the connection dropped" if rc == -1 else f"remote tar exit {rc}: {err[-500:] or 'no message'}"
+        if errors:
+            why += f"; sending the file list failed: {errors[0]}"
+        raise RemoteError(f"{what} ({why})", hint=RETRY_HINT)
+    return staged

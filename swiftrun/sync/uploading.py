@@ -1,0 +1,271 @@
+"""Upload: make the headnode's copy of the script directory match the local one.
+
+``upload`` scans the local tree, diffs it against the manifest (``plan_upload``) and sends only
+new/changed entries plus the list of deleted paths in a single channel. The remote side first
+checks ``<root>/.swiftrun/sync-id`` against the id stored in the manifest; if it differs (new
+headnode, wiped directory, another machine synced) the streamed data is discarded and a full
+upload follows on a second channel. An incremental sync is one round trip. Remote files that never
+came from here (run outputs) are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import paramiko
+
+from swiftrun.errors import ConfigError, RemoteError
+from swiftrun.sync.channel import _exec, _finish, _remote_reason, root_expr
+from swiftrun.sync.ignore import IgnoreRules
+from swiftrun.sync.manifest import Entry, Manifest, _ancestors, scan
+
+MISMATCH_EXIT = 75              # remote: "sync-id differs, data discarded"
+
+
+def _minimal_deletions(paths: Iterable[str]) -> list[str]:
+    """Drop paths whose ancestor is deleted too (``rm -rf dir`` covers them)."""
+    kept: set[str] = set()
+    for p in sorted(set(paths), key=lambda p: (p.count("/"), p)):
+        if not any(a in kept for a in _ancestors(p)):
+            kept.add(p)
+    return sorted(kept)
+
+
+@dataclass
+class UploadPlan:
+    """What an incremental upload would do, computed locally (no network)."""
+
+    local: dict[str, Entry]
+    send: list[str]
+    delete: list[str]           # what the user deleted (a deleted directory counts once)
+    carried: dict[str, Entry]   # manifest entries now ignored locally: left alone on the remote
+    # What the remote side removes: every manifest-known file/link by name, then known directories
+    # deepest first and only if empty by then, so content that never came from here stays.
+    remove_files: list[str] = field(default_factory=list)
+    remove_dirs: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_to_send(self) -> int:
+        return sum(self.local[r].size for r in self.send)
+
+
+def plan_upload(local_root: Path | str, manifest: Manifest, rules: IgnoreRules, *, full: bool) -> UploadPlan:
+    """Diff the local tree against the manifest. ``full``: send everything, delete nothing.
+
+    Paths that changed type (file -> dir, ...) are both deleted and re-sent, deletions first, so
+    tar never has to extract a file over a directory. Manifest entries that are ignored now (say a
+    fetched ``run001/``) are neither deleted remotely nor forgotten. Only what the manifest knows is
+    removed remotely (``remove_files`` / ``remove_dirs``): a deleted directory that holds run
+    outputs stays, with just those outputs in it.
+    """
+    local = scan(Path(local_root), rules)
+    if full:
+        return UploadPlan(local, sorted(local), [], {})
+    old = manifest.entries
+    send, delete, carried = [], [], {}
+    for rel, entry in local.items():
+        prev = old.get(rel)
+        if not entry.same_local(prev):
+            send.append(rel)
+            if prev is not None and prev.type != entry.type:
+                delete.append(rel)
+    for rel, prev in old.items():
+        if rel in local:
+            continue
+        if rules.ignored(rel, prev.type == "d"):
+            carried[rel] = prev
+        else:
+            delete.append(rel)
+    files = sorted(r for r in delete if old[r].type != "d")
+    dirs = sorted((r for r in delete if old[r].type == "d"), key=lambda r: (-r.count("/"), r))
+    return UploadPlan(local, sorted(send), _minimal_deletions(delete), carried, files, dirs)
+
+
+class _ChannelWriter:
+    """Minimal file object for tarfile's stream mode (it buffers in 10 KiB records itself)."""
+
+    def __init__(self, chan: paramiko.Channel):
+        self.chan = chan
+        self.sent = 0
+
+    def write(self, data: bytes) -> int:
+        self.chan.sendall(data)
+        self.sent += len(data)
+        return len(data)
+
+
+class _ExactReader:
+    """Read exactly ``size`` bytes of a file being sent: zero-pad if it shrank or vanished since the
+    scan, cut if it grew. The manifest keeps the scanned mtime, so the next upload resends it."""
+
+    def __init__(self, path: str, size: int):
+        self.left = size
+        try:
+            self.fh = open(path, "rb")
+        except OSError:
+            self.fh = None
+
+    def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self.left:
+            n = self.left
+        data = self.fh.read(n) if self.fh else b""
+        if len(data) < n:
+            data += b"\0" * (n - len(data))
+        self.left -= n
+        return data
+
+    def close(self) -> None:
+        if self.fh:
+            self.fh.close()
+
+
+@dataclass
+class UploadReport:
+    files_sent: int          # regular files and symlinks sent
+    bytes_sent: int          # file content bytes sent
+    deleted: int             # remote paths removed (a removed directory counts once)
+    total_files: int         # regular files in the synced tree
+    total_bytes: int
+    full: bool               # True when everything was sent (first sync, or the remote id differed)
+    large: bool              # bytes_sent > warn_bytes: the caller should say so
+    seconds: float
+    dirs_sent: int = 0
+    channels: int = 0        # SSH channels (round trips) used
+
+
+def _upload_script(root: str, expect: str | None, new_id: str, delete_bytes: int, rmdir_bytes: int = 0) -> str:
+    """Remote half of an upload. stdin = NUL-separated lists of files/links to remove (delete_bytes
+    long) and of directories to remove if empty (rmdir_bytes long, deepest first) + tar.
+
+    With ``expect`` set, a different/missing sync-id makes it swallow stdin and exit 75: the local
+    side then sends everything. ``head -c`` reads exactly its byte count, leaving the tar for tar.
+    The id is removed before anything changes and the new one written last, so after an
+    interrupted upload the remote has no id and the next upload is a full one: the remote may hold
+    a mix of old and new files that the manifest cannot describe.
+    """
+    lines = ["set -e", f"R={root}", 'mkdir -p "$R/.swiftrun"', 'cd "$R"']
+    if expect is not None:
+        lines += ["cur=$(cat .swiftrun/sync-id 2>/dev/null || true)",
+                  f'if [ "$cur" != {shlex.quote(expect)} ]; then cat >/dev/null; '
+                  f"echo sync-id-mismatch; exit {MISMATCH_EXIT}; fi"]
+    lines.append("rm -f .swiftrun/sync-id")
+    if delete_bytes:
+        lines.append(f"head -c {delete_bytes} | xargs -0 rm -f --")
+    if rmdir_bytes:     # a directory still holding what never came from here stays
+        lines.append(f"head -c {rmdir_bytes} | xargs -0 rmdir -- 2>/dev/null || :")
+    lines += ["tar -x -p --no-same-owner -f -",
+              f"printf '%s\\n' {shlex.quote(new_id)} > .swiftrun/sync-id.tmp",
+              "mv -f .swiftrun/sync-id.tmp .swiftrun/sync-id"]
+    return "\n".join(lines)
+
+
+def _tarinfo(rel: str, e: Entry) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(rel)
+    ti.mtime = e.mtime_ns / 1e9     # a float: PAX carries it with sub-second precision
+    ti.mode = e.mode
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = ""
+    if e.type == "d":
+        ti.type = tarfile.DIRTYPE
+    elif e.type == "l":
+        ti.type, ti.linkname = tarfile.SYMTYPE, e.target or ""
+    else:
+        ti.size = e.size
+    return ti
+
+
+def _send(conn, local_root: Path, remote_root: str, plan: UploadPlan, expect: str | None, new_id: str,
+          timeout: float | None) -> bool:
+    """One channel: plan's removal lists + tar of plan.send. False if the remote sync-id did not match."""
+    delete_blob = b"".join(os.fsencode(p) + b"\0" for p in plan.remove_files)
+    rmdir_blob = b"".join(os.fsencode(p) + b"\0" for p in plan.remove_dirs)
+    script = _upload_script(root_expr(remote_root), expect, new_id, len(delete_blob), len(rmdir_blob))
+    chan = None
+    try:
+        chan = _exec(conn, script, timeout)
+        writer = _ChannelWriter(chan)
+        if delete_blob:
+            writer.write(delete_blob)
+        if rmdir_blob:
+            writer.write(rmdir_blob)
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for rel in plan.send:
+                e = plan.local[rel]
+                if e.type == "f":
+                    src = _ExactReader(os.path.join(local_root, rel), e.size)
+                    try:
+                        tar.addfile(_tarinfo(rel, e), src)
+                    finally:
+                        src.close()
+                else:
+                    tar.addfile(_tarinfo(rel, e))
+        chan.shutdown_write()
+        out = chan.makefile("rb").read()
+        rc, err = _finish(chan)
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        why = f"{exc or type(exc).__name__}{_remote_reason(chan)}"
+        raise RemoteError(f"upload to {remote_root} failed: {why}",
+                          hint="run the same command again; the next sync resends what is missing") from exc
+    if rc == MISMATCH_EXIT and b"sync-id-mismatch" in out:
+        return False
+    if rc != 0:
+        raise RemoteError(f"upload to {remote_root} failed (remote exit {rc}): {err[-500:] or 'no message'}",
+                          hint="check free space and permissions on the headnode, then run again")
+    return True
+
+
+def upload(conn, local_root: Path | str, remote_root: str, *, state_file: Path | str,
+           exclude: Iterable[str] = (), warn_bytes: int = 200 * 2**20,
+           timeout: float | None = 300.0,
+           on_large: Callable[[int], None] | None = None) -> UploadReport:
+    """Make ``remote_root`` hold the (non-ignored) contents of ``local_root``.
+
+    ``on_large(bytes)`` is called before anything is sent when the upload will exceed
+    ``warn_bytes``, so the user hears of it while it can still be stopped.
+
+    One channel when the manifest's sync-id still matches the remote; two when it does not (the
+    first one's data is discarded remotely and a full upload follows). Remote files that never came
+    from here (run outputs) are left alone; paths deleted locally are deleted remotely.
+    """
+    t0 = time.monotonic()
+    local_root = Path(local_root)
+    state_file = Path(state_file)
+    if not local_root.is_dir():     # an empty scan would delete everything remotely
+        raise ConfigError(f"script directory {local_root} does not exist or is not a directory",
+                          hint="run swiftrun from the project directory or fix the project's path")
+    rules = IgnoreRules.from_dir(local_root, exclude)
+    manifest = Manifest.load(state_file)
+    known = manifest.remote_root == remote_root and manifest.sync_id is not None
+    if not known:
+        manifest = Manifest(remote_root=remote_root)
+    plan = plan_upload(local_root, manifest, rules, full=not known)
+    if on_large is not None:
+        planned = sum(plan.local[r].size for r in plan.send if plan.local[r].type == "f")
+        if planned > warn_bytes:
+            on_large(planned)
+    new_id = secrets.token_hex(16)
+    full = not known
+    channels = 1
+    ok = _send(conn, local_root, remote_root, plan, manifest.sync_id if known else None, new_id, timeout)
+    if not ok:                      # remote was wiped, replaced or synced from elsewhere
+        full, channels = True, 2
+        plan = UploadPlan(plan.local, sorted(plan.local), [], {})
+        _send(conn, local_root, remote_root, plan, None, new_id, timeout)
+    entries = dict(plan.carried)
+    entries.update(plan.local)
+    Manifest(remote_root, new_id, entries).save(state_file)
+    files = [e for e in plan.local.values() if e.type == "f"]
+    sent = [plan.local[r] for r in plan.send]
+    bytes_sent = sum(e.size for e in sent)
+    return UploadReport(
+        files_sent=sum(1 for e in sent if e.type != "d"), bytes_sent=bytes_sent, deleted=len(plan.delete),
+        total_files=len(files), total_bytes=sum(e.size for e in files), full=full,
+        large=bytes_sent > warn_bytes, seconds=time.monotonic() - t0,
+        dirs_sent=sum(1 for e in sent if e.type == "d"), channels=channels)
