@@ -23,9 +23,14 @@ def copy_example(example: str, dest: Path, cloud, **kw) -> Path:
 
 def test_p4_round_trip_keep_reuse_and_dissolve(cloud, tmp_path):
     proj = copy_example("p4", tmp_path / "p4", cloud, name="p4run", workers=1)
-    res = swiftrun("p4.swift", "--keep-cluster", "--json", cwd=proj)
+    first = tmp_path / "ssh-connections-first.log"
+    res = swiftrun("p4.swift", "--keep-cluster", "--json", cwd=proj,
+                   env={"TESTCLOUD_PROXY_LOG": str(first)})
     doc = json.loads(res.stdout)
     assert doc["exit_code"] == 0
+    head = next(n for n in doc["nodes"] if n["role"] == "headnode")
+    # the cold run connected to the headnode (the proxy log sees new connections)
+    assert (head["public_ip"] or head["private_ip"]) in first.read_text().split()
     # swift's own console came through the stream
     assert "RunID: run001" in res.stderr
     numbers = [int(x) for x in (proj / "unsorted.txt").read_text().split()]
@@ -43,10 +48,10 @@ def test_p4_round_trip_keep_reuse_and_dissolve(cloud, tmp_path):
                                env={"TESTCLOUD_PROXY_LOG": str(conns)}).stdout)
     assert doc2["exit_code"] == 0 and doc2["swift_run"] == "run002"
     # the warm path: the cluster this machine just saw answered with its pinned key, no EC2
-    # call, and one SSH connection (to the headnode) carried the check, sync, run, stream, fetch
+    # call, and no new SSH connection: the headnode's connection the first run left open
+    # (OpenSSH ControlPersist) carried the check, sync, run, stream and fetch
     assert cloud.fault_state()["calls"] == calls_before and doc2["api_calls"] == 0
-    head = next(n for n in doc2["nodes"] if n["role"] == "headnode")
-    assert conns.read_text().split() == [head["public_ip"] or head["private_ip"]]
+    assert not conns.exists() or conns.read_text().split() == []
     assert doc2["sync"]["files_sent"] == 1 and not doc2["sync"]["full"]
     assert {i["InstanceId"] for i in cluster_instances(cloud, "p4run")} == ids
     assert (proj / "sorted.txt").read_text().split() == ["1", "3", "5", "9"]

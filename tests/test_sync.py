@@ -14,12 +14,11 @@ import stat
 import tarfile
 from pathlib import Path
 
-import paramiko
 import pytest
-from fabric import Config, Connection
 
 from swiftrun import sync
 from swiftrun.errors import ConfigError, RemoteError
+from swiftrun.remote import Link, Remote, Target
 from swiftrun.sync import fetching, manifest
 from tests.support.sshd import LoopbackSshd, keygen
 
@@ -62,23 +61,21 @@ def node(tmp_path_factory):
         sshd.stop()
 
 
-def connect(node) -> Connection:
+def connect(node, cluster_dir: Path) -> Link:
+    """swiftrun's own transport (OpenSSH, multiplexed), the key pinned beforehand: never added."""
     sshd, key, known, _, _ = node
-    cfg = Config(overrides={"run": {"in_stream": False}}, ssh_config=paramiko.SSHConfig())
-    conn = Connection("127.0.0.1", user=sshd.user, port=sshd.port, config=cfg,
-                      connect_kwargs={"key_filename": str(key), "look_for_keys": False,
-                                      "allow_agent": False})
-    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())   # pinned, never auto-added
-    conn.client.load_host_keys(str(known))
-    conn.open()
-    return conn
+    cluster_dir.mkdir(parents=True, exist_ok=True)
+    target = Target("127.0.0.1", sshd.port, sshd.user, alias="node", label="node")
+    (cluster_dir / "known_hosts").write_text(f"node ssh-ed25519 {sshd.host_key_pub}\n")
+    remote = Remote(cluster_dir=cluster_dir, key_file=key, user=sshd.user, persist="0")
+    return remote.connect(target, allow_new=False)
 
 
 @pytest.fixture
-def conn(node):
-    c = connect(node)
+def conn(node, tmp_path):
+    c = connect(node, tmp_path / "cluster")
     yield c
-    c.close()
+    c.remote.close()
 
 
 @pytest.fixture
@@ -209,19 +206,18 @@ def test_one_file_incremental_uses_one_channel(conn, dirs):
         write(local, f"f/{i:03d}.txt", f"{i}\n")
     up(conn, dirs)
     write(local, "f/007.txt", "changed\n")
-    transport = conn.client.get_transport()
     opened = []
-    real = transport.open_session
+    real = Remote.popen
 
-    def counting(*a, **kw):
+    def counting(self, *a, **kw):       # every remote command is one ssh on the open master
         opened.append(1)
-        return real(*a, **kw)
+        return real(self, *a, **kw)
 
-    transport.open_session = counting
+    Remote.popen = counting
     try:
         rep = up(conn, dirs)
     finally:
-        del transport.open_session
+        Remote.popen = real
     assert rep.files_sent == 1
     assert len(opened) <= 3
     assert len(opened) == rep.channels == 1
@@ -440,22 +436,22 @@ def test_remote_tar_failure_leaves_local_files_intact(conn, dirs, tar_mode):
 
 
 class DroppingReader:
-    """Reads from the channel and kills the whole SSH connection after ``limit`` bytes."""
+    """Reads a stream and kills the whole SSH connection (the node's master) after ``limit`` bytes."""
 
-    def __init__(self, inner, transport, limit):
-        self.inner, self.transport, self.limit, self.seen = inner, transport, limit, 0
+    def __init__(self, inner, kill, limit):
+        self.inner, self.kill, self.limit, self.seen = inner, kill, limit, 0
 
     def read(self, n=-1):
         if self.seen >= self.limit:
-            self.transport.close()
+            self.kill()
         data = self.inner.read(n)
         self.seen += len(data)
         return data
 
 
-def test_connection_drop_mid_fetch(node, dirs, monkeypatch):
+def test_connection_drop_mid_fetch(node, dirs, monkeypatch, tmp_path):
     local, remote, _ = dirs
-    c = connect(node)
+    c = connect(node, tmp_path / "cluster")
     write(local, "notes.txt", "original")
     sync.upload(c, local, str(remote), state_file=dirs[2])
     write(remote, "a_big.bin", os.urandom(8 << 20))   # more than the SSH window
@@ -466,7 +462,8 @@ def test_connection_drop_mid_fetch(node, dirs, monkeypatch):
         chan = real_exec(conn, script, timeout)
         if "tar -c" in script:
             real_makefile = chan.makefile
-            chan.makefile = lambda *a: DroppingReader(real_makefile(*a), chan.get_transport(), 100_000)
+            chan.makefile = lambda *a: DroppingReader(real_makefile(*a),
+                                                      lambda: c.remote.drop(c.target), 100_000)
         return chan
 
     monkeypatch.setattr(fetching, "_exec", exec_then_drop)
@@ -475,12 +472,12 @@ def test_connection_drop_mid_fetch(node, dirs, monkeypatch):
     assert (local / "notes.txt").read_text() == "original"
     assert not (local / "a_big.bin").exists()
     monkeypatch.undo()
-    c2 = connect(node)
+    c2 = connect(node, tmp_path / "cluster")
     try:
         assert sorted(sync.fetch(c2, local, str(remote), state_file=dirs[2]).files) == ["a_big.bin", "notes.txt"]
     finally:
-        c2.close()
-        c.close()
+        c2.remote.close()
+        c.remote.close()
 
 
 def test_fetch_missing_remote_root(conn, dirs):

@@ -423,6 +423,7 @@ class Cluster:
             victims = [n.id for n in workers[::-1][:count]]
             if victims:
                 self.seen.forget()
+                self.remote.close([self.target(n) for n in workers if n.id in victims and n.ssh_host])
                 self.provider.terminate(self.name, victims)
                 self.remote.forget(victims)
             return victims
@@ -445,6 +446,8 @@ class Cluster:
             nodes = self.nodes()
             self.seen.forget()
             ids = [n.id for n in nodes]
+            # kept SSH connections to nodes that are going away end now, not at ControlPersist's end
+            self.remote.close([self.target(n) for n in nodes if n.ssh_host])
             if ids:
                 self.ui.step(f"Terminating {len(ids)} instance(s) of {self.name}")
                 self.provider.terminate(self.name, ids)

@@ -1,6 +1,6 @@
 """What every command shares: the project/cluster options, loading, JSON output.
 
-Heavy imports (boto3, fabric) happen inside functions, so `swiftrun --help` stays fast.
+Heavy imports (boto3, pyhocon) happen inside functions, so `swiftrun --help` stays fast.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
-"""Reaching the nodes over SSH: one reused connection per node, host keys pinned per cluster.
+"""Reaching the nodes over SSH: OpenSSH, one multiplexed connection per node, host keys pinned
+per cluster.
 
-- ``ssh``: ``Remote`` (connect, run a command, the OpenSSH command line) and ``Target``;
-- ``proxy``: ``[ssh] proxy_command``, OpenSSH style.
+- ``openssh``: ``Remote`` (run a command, stream one, the command line for ``connect`` and rsync),
+  ``Target`` (a node: address, port, user, the alias its key is pinned under, a jump node) and
+  ``Link`` (one node's open connection, for streams).
 
 Callers import from here; the modules of this package import each other.
 """
 
-from swiftrun.remote.ssh import Remote, Result, Target
+from swiftrun.remote.openssh import HostKeyMismatch, Link, Remote, Result, Target
 
-__all__ = ["Remote", "Result", "Target"]
+__all__ = ["HostKeyMismatch", "Link", "Remote", "Result", "Target"]

@@ -300,11 +300,12 @@ class Remote:
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         return subprocess.Popen(self.ssh_argv(target, command), **kwargs)
 
-    def connect(self, target: Target, *, allow_new: bool = False) -> None:
-        """Make sure the node's multiplexed connection is up (one round trip at most)."""
-        if target.key_name in self._ready and self.alive(target):
-            return
-        self.run(target, ":", timeout=max(30.0, self.connect_timeout * 3), allow_new=allow_new)
+    def connect(self, target: Target, *, allow_new: bool = False) -> "Link":
+        """Make sure the node's multiplexed connection is up (one round trip at most); the
+        :class:`Link` names it for code that streams over it (sync, follow)."""
+        if not (target.key_name in self._ready and self.alive(target)):
+            self.run(target, ":", timeout=max(30.0, self.connect_timeout * 3), allow_new=allow_new)
+        return Link(self, target)
 
     def alive(self, target: Target) -> bool:
         """Whether the node's multiplexed connection is open (a local check, no round trip)."""
@@ -315,7 +316,7 @@ class Remote:
                              capture_output=True, timeout=10)
         return res.returncode == 0
 
-    def wait(self, target: Target, timeout: float, *, allow_new: bool = True) -> None:
+    def wait(self, target: Target, timeout: float, *, allow_new: bool = True) -> "Link":
         """Connect, retrying while the node boots (no banner yet, key not installed yet)."""
         deadline = time.monotonic() + timeout
         delay = 0.2
@@ -346,3 +347,19 @@ class Remote:
         for target in [*targets, *mine]:
             self.drop(target)
         self._ready.clear()
+
+
+@dataclass(frozen=True)
+class Link:
+    """One node's open connection, for code that runs its own streams over it: ``popen`` a
+    command with pipes (a new channel on the master, no handshake) or hand ``rsh`` to rsync."""
+
+    remote: Remote
+    target: Target
+
+    def popen(self, command: str, **kwargs) -> subprocess.Popen:
+        return self.remote.popen(self.target, command, **kwargs)
+
+    @property
+    def rsh(self) -> str:
+        return self.remote.rsh(self.target)

@@ -10,9 +10,12 @@ Used by ``run`` (the runner), ``logs --follow`` and ``cancel``; the files are th
 from __future__ import annotations
 
 import os
+import re
+import select
 import shlex
-import socket
+import subprocess
 import sys
+import tempfile
 import time
 
 from swiftrun.errors import RemoteError
@@ -83,53 +86,65 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
     seen = bytearray()
     log = f"{RUNS}/{run_id}.log"
     ex, pid = f"{RUNS}/{run_id}.exit", f"{RUNS}/{run_id}.pid"
-    # Follow until the exit file appears (or the wrapper is dead or a zombie: `tail --pid` would
-    # wait for the zombie to be reaped, which can take seconds). The client then checks the
-    # log's size, so bytes tail had not yet shown are still delivered.
+    # Follow until the wrapper is done. `tail --pid=W` makes one last read of the log after W
+    # ends, so every byte swift wrote is shown; W is a watcher this script starts and reaps
+    # (`wait`) the moment the exit file exists or the wrapper is dead or a zombie (a zombie
+    # wrapper would hold `tail --pid` on the wrapper itself until it is reaped). The checks are
+    # shell builtins on /proc, every 10 ms: the end is seen within ~20 ms. The exit code goes on
+    # stderr, after the stream, so no second round trip is needed to get it.
     tail = (f"cd {rq(root)} || exit 96; i=0; while [ ! -s {pid} ] && [ $i -lt 100 ]; "
             f"do sleep 0.05; i=$((i+1)); done; "
-            f"if [ -f {ex} ]; then tail -c +$((OFFSET+1)) {log}; exit 0; fi; "
-            f"alive() {{ s=$(ps -o stat= -p \"$1\" 2>/dev/null) && [ \"${{s#Z}}\" = \"$s\" ]; }}; "
-            f"tail -s 0.2 -c +$((OFFSET+1)) -f {log} & t=$!; p=$(cat {pid}); "
-            f"while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.05; done; "
-            f"kill $t 2>/dev/null; wait $t 2>/dev/null; "
+            f"if [ -f {ex} ]; then tail -c +$((OFFSET+1)) {log}; "
+            f"echo \"swiftrun-exit $(cat {ex})\" >&2; exit 0; fi; "
+            f"p=$(cat {pid}); "
+            f"alive() {{ [ -r /proc/$1/stat ] && read -r _ _ s _ < /proc/$1/stat && [ \"$s\" != Z ]; }}; "
+            f"( while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.01; done ) & w=$!; "
+            f"tail -s 0.01 --pid=$w -c +$((OFFSET+1)) -f {log} & t=$!; "
+            f"wait $w; wait $t; "
             f"i=0; while [ ! -f {ex} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
-            f"test -f {ex} || exit 98; exit 0")
+            f"test -f {ex} || exit 98; echo \"swiftrun-exit $(cat {ex})\" >&2; exit 0")
     down_since = None
     delay = 0.5
+    code: int | None = None
     while True:
+        proc = None
         try:
-            conn = remote.connect(target)
-            chan = conn.transport.open_session(timeout=30)
-            chan.exec_command(f"OFFSET={offset}; " + tail)
-            chan.shutdown_write()
+            errf = tempfile.TemporaryFile()
+            proc = remote.popen(target, f"OFFSET={offset}; " + tail, stdout=subprocess.PIPE,
+                                stderr=errf)
+            fd = proc.stdout.fileno()
             down_since, delay = None, 0.5
-            chan.settimeout(HEARTBEAT)
             while True:
-                try:
-                    data = chan.recv(65536)
-                except socket.timeout:
+                ready, _, _ = select.select([fd], [], [], HEARTBEAT)
+                if not ready:
                     # Silence is not death: say so, so a CI runner does not kill a quiet job.
                     ui.node("still running", f"no output from swift for {HEARTBEAT:.0f}s")
                     continue
+                data = os.read(fd, 65536)
                 if not data:
                     break
                 out.write(data)
                 out.flush()
                 offset += len(data)
                 seen += data
-            # The exit status may arrive just after the end of the output: wait for it a little.
-            if not chan.exit_status_ready():
-                chan.status_event.wait(10)
-            status = chan.recv_exit_status() if chan.exit_status_ready() else -1
-            chan.close()
+            status = proc.wait()
+            proc.stdout.close()
+            errf.seek(0)
+            err = errf.read().decode(errors="replace")
+            errf.close()
             if status == 0:
+                m = re.search(r"^swiftrun-exit (-?\d+)\s*$", err, re.M)
+                code = int(m.group(1)) if m else None
                 break
             if status in (96, 98):
                 raise _RunGone(f"run {run_id} on {target.label} has no exit code yet "
                                   "(it may have been killed); see `swiftrun logs`")
             raise OSError("stream ended early")   # connection lost: reconnect and resume
+        except KeyboardInterrupt:
+            _stop(proc)
+            raise
         except (OSError, EOFError) as exc:
+            _stop(proc)
             remote.drop(target)
             now = time.monotonic()
             down_since = down_since or now
@@ -142,6 +157,7 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
         except _RunGone:
             raise
         except RemoteError:
+            _stop(proc)
             remote.drop(target)
             now = time.monotonic()
             down_since = down_since or now
@@ -149,6 +165,8 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
+    if code is not None:
+        return code, seen.decode(errors="replace")
     for attempt in range(5):   # the connection may blip right at the end too
         try:
             res = remote.run(target, f"cd {rq(root)} && cat {ex} && stat -c %s {log}",
@@ -173,6 +191,13 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
 
 class _RunGone(RemoteError):
     pass
+
+
+def _stop(proc) -> None:
+    """End a stream's ssh process (the run goes on; only the view of it stops)."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def latest_run(remote, target, root: str) -> str:

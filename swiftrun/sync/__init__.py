@@ -1,6 +1,7 @@
 """The script directory up to the headnode and a run's outputs back, over ONE open SSH connection.
 
-Everything travels as tar streams on paramiko channels (``channel``), one channel per round trip:
+Everything travels as tar streams over the node's open OpenSSH connection (``channel``), one
+remote command per round trip:
 
 - ``ignore``: which paths never go up (gitignore rules, .swiftignore, [sync] exclude, swift's runs);
 - ``manifest``: a tree's entries, the local ``scan`` and the manifest of what the headnode holds;

@@ -1,4 +1,9 @@
-"""The wire: every sync round trip is one channel on the one open SSH connection.
+"""The wire: every sync round trip is one remote command on the node's open OpenSSH connection.
+
+A round trip is ``ssh`` on the node's multiplexed connection (a new channel, no handshake), with
+pipes: the command's stdin and stdout carry the tar stream and the name lists, its stderr goes to
+a temporary file read at the end (a pipe could fill and stall the remote side). OpenSSH moves
+the bytes, so bulk transfers run at its speed.
 
 Remote commands are POSIX sh + GNU coreutils/findutils/tar (Ubuntu nodes). The remote root may
 start with ``~/``; that part is expanded by the remote shell, everything else is quoted.
@@ -8,39 +13,60 @@ from __future__ import annotations
 
 import contextlib
 import shlex
-import socket
+import subprocess
+import tempfile
 
-import paramiko
+SSH_LOST = 255          # ssh's own exit code: the connection failed or dropped
 
 
-def _transport(conn) -> paramiko.Transport:
-    """The open connection's transport, with TCP_NODELAY (channel opens drop from ~43 ms to ~0.3 ms)."""
-    if not conn.is_connected:
-        conn.open()
-    transport = conn.client.get_transport()
-    sock = getattr(transport, "sock", None)
-    if isinstance(sock, socket.socket):
+class Pipe:
+    """One remote ``sh -c SCRIPT`` with pipes: the calls the upload and fetch code make."""
+
+    def __init__(self, link, script: str):
+        self._err = tempfile.TemporaryFile()
+        self.proc = link.popen("sh -c " + shlex.quote(script), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=self._err, bufsize=1 << 16)
+        self.stdout = self.proc.stdout
+
+    def makefile(self, mode: str = "rb"):
+        return self.stdout
+
+    def sendall(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+
+    def shutdown_write(self) -> None:
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return transport
+            self.proc.stdin.close()
+
+    def exit_status_ready(self) -> bool:
+        return self.proc.poll() is not None
+
+    def finish(self) -> tuple[int, str]:
+        """Exit status (-1: the connection dropped) and stderr, once stdout has been read."""
+        self.shutdown_write()
+        with contextlib.suppress(OSError):
+            self.proc.stdout.close()
+        rc = self.proc.wait()
+        self._err.seek(0)
+        err = self._err.read().decode("utf-8", "replace").strip()
+        self._err.close()
+        return (-1 if rc == SSH_LOST else rc), err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
-def _exec(conn, script: str, timeout: float | None) -> paramiko.Channel:
-    """Start ``script`` under POSIX sh (whatever the login shell is) on a fresh channel."""
-    chan = _transport(conn).open_session()
-    chan.settimeout(timeout)
-    chan.exec_command("sh -c " + shlex.quote(script))
-    return chan
+def _exec(link, script: str, timeout: float | None = None) -> Pipe:
+    """Start ``script`` under POSIX sh (whatever the login shell is) on the node of ``link``.
+    ``timeout`` is kept for the callers' sake: a dead connection is noticed by OpenSSH's
+    ServerAlive probes (45 s), a stuck remote command by the caller's own limits."""
+    return Pipe(link, script)
 
 
-def _finish(chan: paramiko.Channel) -> tuple[int, str]:
-    """Exit status and stderr of a channel whose stdout has been consumed."""
-    err = b""
-    with contextlib.suppress(OSError):
-        err = chan.makefile_stderr("rb").read()
-    rc = chan.recv_exit_status()
-    chan.close()
-    return rc, err.decode("utf-8", "replace").strip()
+def _finish(chan: Pipe) -> tuple[int, str]:
+    return chan.finish()
 
 
 def root_expr(remote_root: str) -> str:
@@ -53,11 +79,15 @@ def root_expr(remote_root: str) -> str:
     return shlex.quote(remote_root)
 
 
-def _remote_reason(chan: paramiko.Channel | None) -> str:
+def _remote_reason(chan: Pipe | None) -> str:
     """'; remote exit N: <stderr>' when the remote already finished (it explains a broken pipe)."""
-    if chan is None or not chan.exit_status_ready():
+    if chan is None:
         return ""
+    try:
+        chan.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        chan.kill()
     rc, err = _finish(chan)
     if rc == -1:
-        return "; the connection dropped"
+        return "; the connection dropped" + (f": {err[-300:]}" if err else "")
     return f"; remote exit {rc}" + (f": {err[-300:]}" if err else "")

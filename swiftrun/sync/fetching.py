@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-import paramiko
 
 from swiftrun.errors import RemoteError
-from swiftrun.sync.channel import _exec, _finish, _remote_reason, root_expr
+from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.ignore import compile_glob, glob_matches
 from swiftrun.sync.manifest import Entry, Manifest, _ancestors, _local_entry, _safe_rel
 
@@ -61,7 +60,7 @@ def remote_listing(conn, remote_root: str, *, timeout: float | None = 120.0) -> 
         chan.shutdown_write()
         data = chan.makefile("rb").read()
         rc, err = _finish(chan)
-    except (OSError, EOFError, paramiko.SSHException) as exc:
+    except (OSError, EOFError) as exc:
         raise RemoteError(f"listing {remote_root} on the headnode failed: {exc or type(exc).__name__}",
                           hint=RETRY_HINT) from exc
     if rc == 66:
@@ -137,7 +136,7 @@ def _fetch_script(root: str) -> str:
     ])
 
 
-def _feed_names(chan: paramiko.Channel, names: list[str], errors: list[BaseException]) -> None:
+def _feed_names(chan: Pipe, names: list[str], errors: list[BaseException]) -> None:
     """Send the NUL-separated name list in a thread: tar may start answering before it is all read."""
     try:
         chan.sendall(b"".join(os.fsencode(n) + b"\0" for n in names))
@@ -155,7 +154,7 @@ class _Staged:
     target: str | None = None
 
 
-def _receive(chan: paramiko.Channel, names: list[str], local_root: Path, staging: str,
+def _receive(chan: Pipe, names: list[str], local_root: Path, staging: str,
              report: FetchReport) -> dict[str, _Staged]:
     """Read the tar stream into ``staging`` (regular files, flat names); validate every member."""
     wanted = set(names)
@@ -427,7 +426,7 @@ def _check_arrived(conn, remote_root: str, names: list[str], listing: dict[str, 
         rc, _ = _finish(chan)
         if rc == 0:
             gone = {os.fsdecode(n) for n in data.split(b"\0") if n}
-    except (OSError, EOFError, paramiko.SSHException):
+    except (OSError, EOFError):
         pass            # cannot tell: report them all
     for n in missing:
         if n not in gone:
@@ -451,7 +450,7 @@ def _stream(conn, remote_root: str, names: list[str], local_root: Path, staging:
         staged = _receive(chan, names, local_root, staging, report)
         feeder.join(timeout or None)
         rc, err = _finish(chan)
-    except (OSError, EOFError, tarfile.TarError, paramiko.SSHException) as exc:
+    except (OSError, EOFError, tarfile.TarError) as exc:
         why = (str(exc) or type(exc).__name__) + _remote_reason(chan)
         raise RemoteError(f"{what}: {why}", hint=RETRY_HINT) from exc
     if rc != 0:

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-import paramiko
 
 from swiftrun.errors import ConfigError, RemoteError
-from swiftrun.sync.channel import _exec, _finish, _remote_reason, root_expr
+from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.ignore import IgnoreRules
 from swiftrun.sync.manifest import Entry, Manifest, _ancestors, scan
 
@@ -91,7 +90,7 @@ def plan_upload(local_root: Path | str, manifest: Manifest, rules: IgnoreRules, 
 class _ChannelWriter:
     """Minimal file object for tarfile's stream mode (it buffers in 10 KiB records itself)."""
 
-    def __init__(self, chan: paramiko.Channel):
+    def __init__(self, chan: Pipe):
         self.chan = chan
         self.sent = 0
 
@@ -209,7 +208,7 @@ def _send(conn, local_root: Path, remote_root: str, plan: UploadPlan, expect: st
         chan.shutdown_write()
         out = chan.makefile("rb").read()
         rc, err = _finish(chan)
-    except (OSError, EOFError, paramiko.SSHException) as exc:
+    except (OSError, EOFError) as exc:
         why = f"{exc or type(exc).__name__}{_remote_reason(chan)}"
         raise RemoteError(f"upload to {remote_root} failed: {why}",
                           hint="run the same command again; the next sync resends what is missing") from exc
