@@ -194,3 +194,25 @@ def test_outputs_refused_here_keep_the_cluster(cloud, tmp_path):
     assert sorted(p.name for p in (proj / "output").glob("sim_*.out")) == ["sim_0.out", "sim_1.out"]
     swiftrun("down", cwd=proj)
     assert cluster_instances(cloud, "p6refuse") == []
+
+
+def test_run_with_report_writes_cost_metadata_report_and_plots_after_the_fetch(cloud, tmp_path):
+    """`swiftrun SCRIPT --report` on the real engine: the fetched runNNN/ gets swiftrun-run.json
+    (each node's price, blocks named as worker.pl registered them) and the report made from it."""
+    proj = copy_example("p4", tmp_path / "p4", cloud, name="p4rep", workers=1)
+    res = swiftrun("p4.swift", "--report", "--json", cwd=proj)
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == 0 and doc["dissolved"]
+    run_dir = proj / doc["swift_run"]
+    meta = json.loads((run_dir / "swiftrun-run.json").read_text())
+    roles = sorted(n["role"] for n in meta["nodes"])
+    assert roles == ["headnode", "worker"] and all(n["price_per_hour"] > 0 for n in meta["nodes"])
+    worker = next(n for n in doc["nodes"] if n["role"] == "worker")
+    assert {n["block"] for n in meta["nodes"]} >= {f"p4rep-{worker['id']}"}
+    rep = doc["report"]
+    assert rep["log"] == str(run_dir / "swift.log")
+    # p4 is one sort job, and it ran on the cluster's one worker
+    assert sum(w["tasks"] for w in rep["workers"]) == 1
+    assert rep["cost"] is not None and rep["cost"]["per_hour"] > 0
+    for name in ("activeplot.png", "cumulativeplot.png", "workersplot.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

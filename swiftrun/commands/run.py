@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -91,10 +93,12 @@ def _do_plan(env: Env, script: Path) -> int:
 @click.option("--keep-on-failure", is_flag=True,
               help="If bringing the cluster up fails, keep what was launched for debugging.")
 @click.option("--watch", is_flag=True, help="After the run, re-run on every change in the script directory.")
+@click.option("--report", "want_report", is_flag=True,
+              help="After the fetch, write the run's report and plots into runNNN/ (swiftrun report).")
 @project_options
 @click.pass_context
 def run(ctx, script, keep_cluster, dry_run, cancel_on_interrupt, keep_on_failure, watch,
-        project_file, cluster_name, json_mode, yes, quiet):
+        want_report, project_file, cluster_name, json_mode, yes, quiet):
     """Run SCRIPT on the cluster: up or reuse, sync, swift, stream, fetch, dissolve.
 
     Arguments of the form -name=value are passed to swift. The exit code is swift's.
@@ -105,11 +109,11 @@ def run(ctx, script, keep_cluster, dry_run, cancel_on_interrupt, keep_on_failure
         if dry_run:
             return _do_plan(env, script)
         return _run(env, ctx, script, keep_cluster=keep_cluster, keep_on_failure=keep_on_failure,
-                    cancel_on_interrupt=cancel_on_interrupt, watch=watch)
+                    cancel_on_interrupt=cancel_on_interrupt, watch=watch, want_report=want_report)
 
 
 def _run(env: Env, ctx, script: Path, *, keep_cluster, keep_on_failure, cancel_on_interrupt,
-         watch) -> int:
+         watch, want_report: bool = False) -> int:
     from swiftrun.run.runner import RunOptions, Runner
 
     opts = RunOptions(script=script, args=ctx.meta.get("swift_args", ()),
@@ -126,12 +130,50 @@ def _run(env: Env, ctx, script: Path, *, keep_cluster, keep_on_failure, cancel_o
         cluster.provider.preflight()   # missing credentials: said first, before the cost line
     estimate = announce_cost(env)
     report = Runner(env.project, cluster, env.ui, opts).run()
+    run_doc = after_fetch(env, script.parent, report, want_report=want_report)
     if watch:
         from swiftrun.run.watch import watch_loop
 
         report = watch_loop(env, cluster, opts, report, keep=keep_cluster)
-    _summary(env, report, estimate, api_calls=getattr(cluster.provider, "api_calls", None))
+    _summary(env, report, estimate, api_calls=getattr(cluster.provider, "api_calls", None),
+             run_report=run_doc)
     return report.exit_code if report.exit_code is not None else 1
+
+
+def after_fetch(env: Env, script_dir: Path, report, *, want_report: bool) -> dict | None:
+    """Beside the fetched ``runNNN/``: ``swiftrun-run.json`` (what each node cost per hour, for
+    `swiftrun report`'s cost line), then with --report the report and its plots. A report that
+    cannot be made is a warning: the run and its outputs are fine."""
+    from swiftrun.errors import SwiftrunError
+    from swiftrun.report.summary import META_FILE
+
+    run_dir = script_dir / report.swift_run if report.swift_run else None
+    if run_dir is None or not run_dir.is_dir():
+        if want_report:
+            env.ui.warn("--report: no fetched runNNN/ directory of this run to report on")
+        return None
+    cost = run_cost(env, report.nodes)
+    if cost.get("nodes"):
+        meta = {"currency": cost.get("currency", "USD"), "cluster": report.cluster,
+                "nodes": [{"role": n["role"], "type": n["type"], "spot": n.get("spot", False),
+                           "price_per_hour": n.get("usd_per_hour"),
+                           "block": f"{report.cluster}-{n['id']}"} for n in cost["nodes"]]}
+        tmp = run_dir / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp.replace(run_dir / META_FILE)
+    if not want_report:
+        return None
+    from swiftrun.report import write_report
+    from swiftrun.report.summary import format_text
+
+    try:
+        doc = write_report(run_dir)
+    except SwiftrunError as exc:
+        env.ui.warn(f"--report: {exc.message}")
+        return {"error": exc.message}
+    if not env.json_mode:
+        env.ui.info(format_text(doc))
+    return doc
 
 
 def announce_cost(env: Env) -> dict:
@@ -154,7 +196,8 @@ def run_cost(env: Env, nodes, *, live_only: bool = False) -> dict:
     return running_cost(nodes, p.ec2.region, project=p, live_only=live_only)
 
 
-def _summary(env: Env, report, estimate: dict | None = None, api_calls=None) -> None:
+def _summary(env: Env, report, estimate: dict | None = None, api_calls=None,
+             run_report: dict | None = None) -> None:
     from swiftrun.cloud.pricing import describe_running
 
     cost = run_cost(env, report.nodes)
@@ -170,6 +213,8 @@ def _summary(env: Env, report, estimate: dict | None = None, api_calls=None) -> 
                "cost": cost}
         if api_calls is not None:
             doc["api_calls"] = api_calls
+        if run_report is not None:
+            doc["report"] = run_report
         if hasattr(report, "watch_runs"):
             doc["watch_runs"] = report.watch_runs
         if getattr(report, "error", ""):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swiftrun.errors import ConfigError, Interrupted, RemoteError, SwiftrunError
-from swiftrun.node.layout import remote_root
+from swiftrun.node.layout import WORKER, remote_root
 from swiftrun.run.control import cancel_run, follow, start_run
 
 
@@ -158,9 +158,23 @@ class Runner:
 
     def _follow(self) -> None:
         # With --json, stdout is reserved for the one JSON document: swift's console goes to stderr.
-        out = sys.stderr.buffer if self.ui.json_mode else None
-        code, console = follow(self.cluster.remote, self.target, self.root, self.run_id, self.ui,
-                               out=out)
+        from swiftrun.report.progress import ProgressView
+        from swiftrun.report.swiftlog import expected_tasks
+
+        raw = sys.stderr.buffer if self.ui.json_mode else sys.stdout.buffer
+        # the bar's total: the job count of the newest finished run of the same script and args
+        try:
+            total = expected_tasks(self.script_dir, self.script.name, list(self.swift_args))
+        except OSError:
+            total = None
+        workers = sum(1 for n in self.report.nodes if getattr(n, "role", "") == WORKER) or None
+        view = ProgressView(raw, status=sys.stderr, total=total, workers=workers,
+                            terminal=None if not self.ui.json_mode else False)
+        try:
+            code, console = follow(self.cluster.remote, self.target, self.root, self.run_id,
+                                   self.ui, out=view)
+        finally:
+            view.close()
         self.report.exit_code = code
         m = re.search(r"RunID: (run\d+)", console)
         self.report.swift_run = m.group(1) if m else ""
