@@ -90,3 +90,32 @@ def test_missing_credentials_csv(cloud, tmp_path):
     (tmp_path / "swiftrun.toml").write_text(text)
     one_line_error(swiftrun("up", cwd=tmp_path, check=False), "credentials.csv")
     assert nothing_created(cloud)
+
+
+PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+@pytest.mark.parametrize("case", ["secret by content", "secret through a link", "dangling link",
+                                  "link out to a directory"])
+def test_what_the_upload_would_refuse_is_refused_before_launch(cloud, tmp_path, case):
+    proj = tmp_path / "proj"
+    toml_project(proj, cloud, name="refuse", workers=1)
+    (proj / "p.swift").write_text(P4)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if case == "secret by content":          # the name says nothing; the content does
+        (proj / "notes.txt").write_text("my notes\n" + PEM)
+        needles = ["notes.txt", "private key", ".swiftignore"]
+    elif case == "secret through a link":    # a link leads out to a key: its content would go up
+        (outside / "deploy").write_text(PEM)
+        (proj / "data.txt").symlink_to(outside / "deploy")
+        needles = ["data.txt", "private key"]
+    elif case == "dangling link":
+        (proj / "tool.sh").symlink_to("../app/tool.sh")
+        needles = ["tool.sh", "dangling"]
+    else:
+        (proj / "bin").symlink_to(outside)
+        needles = ["bin", "directory"]
+    for argv in (["p.swift"], ["p.swift", "--dry-run"]):
+        one_line_error(swiftrun(*argv, cwd=proj, check=False), *needles)
+    assert nothing_created(cloud)

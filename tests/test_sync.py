@@ -741,3 +741,45 @@ def test_a_file_edited_here_and_by_the_run_keeps_both(conn, dirs):
     down(conn, dirs)
     assert (local / "params.txt.local").read_text() == "my edit\n"
     assert (local / "params.txt.local.1").read_text() == "my second edit\n"
+
+
+def test_a_link_out_of_the_script_directory_goes_up_as_the_file_it_points_at(conn, dirs, tmp_path):
+    """The cloud tutorial's p5-p7 keep simulate.sh as a link to ../app/simulate.sh: uploaded as a
+    link it would dangle on the headnode. Links inside the directory stay links."""
+    local, remote, _ = dirs
+    app = tmp_path / "app"
+    write(app, "simulate.sh", "#!/bin/sh\necho sim\n", mode=0o755)
+    os.symlink("../app/simulate.sh", local / "simulate.sh")
+    write(local, "data/in.txt", "1\n")
+    os.symlink("data/in.txt", local / "inside-link")
+    rep = up(conn, dirs)
+    assert rep.files_sent == 3
+    sent = remote / "simulate.sh"
+    assert not sent.is_symlink() and sent.read_text() == "#!/bin/sh\necho sim\n"
+    assert stat.S_IMODE(sent.stat().st_mode) == 0o755
+    assert os.readlink(remote / "inside-link") == "data/in.txt"
+    # an edit of the file the link points at is an edit of the project
+    write(app, "simulate.sh", "#!/bin/sh\necho sim v2\n", mode=0o755)
+    rep = up(conn, dirs)
+    assert rep.files_sent == 1 and sent.read_text() == "#!/bin/sh\necho sim v2\n"
+
+
+@pytest.mark.parametrize("body,refused", [
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----\n", True),
+    ("[default]\naws_access_key_id = AKIAABCDEFGHIJKLMNOP\n"
+     "aws_secret_access_key = abcdEFGHijklMNOPqrstUVWXyz0123456789ABCD\n", True),
+    ("User name,Password,Access key ID,Secret access key\n", True),
+    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx8 me@host\n", False),      # a public key
+    ("the access key id is AKIAABCDEFGHIJKLMNOP\n", False),             # an id alone
+])
+def test_secrets_are_judged_by_content_and_refused_before_a_byte_goes(conn, dirs, body, refused):
+    local, remote, state = dirs
+    write(local, "a.swift", "type file;\n")
+    write(local, "innocent.txt", body)
+    if refused:
+        with pytest.raises(ConfigError, match="innocent.txt.*never uploads secrets"):
+            up(conn, dirs)
+        assert not remote.exists() and not state.exists()
+        (local / ".swiftignore").write_text("/innocent.txt\n")    # the way out the error names
+    rep = up(conn, dirs)
+    assert (remote / "innocent.txt").exists() is (not refused) and rep.files_sent >= 1

@@ -128,8 +128,10 @@ def _run(env: Env, ctx, script: Path, *, keep_cluster, keep_on_failure, cancel_o
     cluster = env.cluster()
     if not cluster.may_skip_cloud():
         cluster.provider.preflight()   # missing credentials: said first, before the cost line
+    runner = Runner(env.project, cluster, env.ui, opts)
+    runner.check_tree()
     estimate = announce_cost(env)
-    report = Runner(env.project, cluster, env.ui, opts).run()
+    report = runner.run()
     run_doc = after_fetch(env, script.parent, report, want_report=want_report)
     if watch:
         from swiftrun.run.watch import watch_loop

@@ -43,6 +43,9 @@ def plan(project, script: Path) -> dict:
 
     rules = IgnoreRules.from_dir(script_dir, extra=sync_excludes(project, script_dir))
     entries = scan(script_dir, rules)
+    from swiftrun.sync.sensitive import refuse_secrets
+
+    refuse_secrets(script_dir, [r for r, e in entries.items() if e.type == "f"])
     out["sync"] = {"files": sum(1 for e in entries.values() if e.type == "f"),
                    "bytes": sum(e.size for e in entries.values() if e.type == "f")}
     return out

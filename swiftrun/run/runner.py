@@ -128,6 +128,21 @@ class Runner:
         self.report.durations["total"] = round(time.monotonic() - t0, 3)
         return self.report
 
+    def check_tree(self) -> None:
+        """What the upload would refuse, refused before anything is launched (the caller asks
+        before the cost line): links that would dangle on the headnode, unreadable entries,
+        files that hold secrets."""
+        from swiftrun.sync import Manifest, plan_upload
+        from swiftrun.sync.ignore import IgnoreRules
+        from swiftrun.sync.sensitive import refuse_secrets
+
+        rules = IgnoreRules.from_dir(self.script_dir, sync_excludes(self.project, self.script_dir))
+        # only what the upload would send is read (a warm run reads only the changed files)
+        manifest = Manifest.load(self.cluster.manifest_file(self.root))
+        known = manifest.remote_root == self.root and manifest.sync_id is not None
+        plan = plan_upload(self.script_dir, manifest, rules, full=not known)
+        refuse_secrets(self.script_dir, [r for r in plan.send if plan.local[r].type == "f"])
+
     def _sync_and_start(self, conf_text: str) -> None:
         from swiftrun import sync
 

@@ -135,6 +135,7 @@ def scan(local_root: Path, rules: IgnoreRules) -> dict[str, Entry]:
     A directory that cannot be listed or an entry that cannot be stat'ed (other than one that
     vanished meanwhile) is a ConfigError: skipping it would make the upload delete it remotely."""
     out: dict[str, Entry] = {}
+    real_root = os.path.realpath(local_root)
     stack = [("", str(local_root))]
     while stack:
         rel_dir, abs_dir = stack.pop()
@@ -162,6 +163,10 @@ def scan(local_root: Path, rules: IgnoreRules) -> dict[str, Entry]:
             if rules.ignored(rel, is_dir):
                 continue
             target = os.readlink(de.path) if stat.S_ISLNK(st.st_mode) else None
+            if target is not None:
+                st = _link_stat(local_root, rel, de.path, target, real_root) or st
+                if not stat.S_ISLNK(st.st_mode):
+                    target = None       # sent as the file it points at
             entry = Entry.from_stat(st, target)
             if entry is None:
                 continue
@@ -169,6 +174,31 @@ def scan(local_root: Path, rules: IgnoreRules) -> dict[str, Entry]:
             if is_dir:
                 stack.append((rel, de.path))
     return out
+
+
+def _link_stat(local_root, rel: str, path: str, target: str, real_root: str) -> os.stat_result | None:
+    """How a symlink goes up. One that stays inside the script directory goes as a link (it
+    resolves the same way on the headnode). One that leads out of it (the cloud tutorial's
+    ``simulate.sh -> ../app/simulate.sh``) would dangle there: the file it points at goes in its
+    place (its stat is returned). A dangling link, or one that leads out to a directory, is a
+    ConfigError before anything is sent or launched."""
+    resolved = os.path.realpath(path)
+    where = os.path.join(str(local_root), rel)
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise ConfigError(f"{where} is a dangling symlink (-> {target}): it would dangle on the "
+                          "headnode too",
+                          hint="fix or remove the link, or leave it out with .swiftignore or "
+                               "[sync] exclude") from None
+    if resolved == real_root or resolved.startswith(real_root.rstrip("/") + "/"):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{where} -> {target} leads out of the script directory to a directory: "
+                          "it would dangle on the headnode",
+                          hint="link the files themselves (swiftrun uploads the file a link points "
+                               "at), copy the directory in, or leave it out with .swiftignore")
+    return st
 
 
 def _local_entry(local_root: Path, rel: str) -> Entry | None:

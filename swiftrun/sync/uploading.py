@@ -24,6 +24,7 @@ from swiftrun.errors import ConfigError, RemoteError
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.ignore import IgnoreRules
 from swiftrun.sync.manifest import Entry, Manifest, _ancestors, scan
+from swiftrun.sync.sensitive import refuse_secrets
 
 MISMATCH_EXIT = 75              # remote: "sync-id differs, data discarded"
 
@@ -245,6 +246,8 @@ def upload(conn, local_root: Path | str, remote_root: str, *, state_file: Path |
     if not known:
         manifest = Manifest(remote_root=remote_root)
     plan = plan_upload(local_root, manifest, rules, full=not known)
+    # judged by content, before a byte is sent (a changed file is read again: it may be new)
+    refuse_secrets(local_root, [r for r in plan.send if plan.local[r].type == "f"])
     if on_large is not None:
         planned = sum(plan.local[r].size for r in plan.send if plan.local[r].type == "f")
         if planned > warn_bytes:
