@@ -38,6 +38,7 @@ CASES = {
     "bad provider": ("[cluster]\nprovider = \"gcp\"\n", ["provider"]),
     "bad duration": ("[cluster]\nidle_timeout = \"soon\"\n", ["idle_timeout"]),
     "bad staging": ("[swift]\nstaging = \"nfs\"\n", ["staging"]),
+    "missing tool directory": ("[swift]\npath = [\"../nope\"]\n", ["path", "not a directory"]),
 }
 
 

@@ -216,3 +216,30 @@ def test_run_with_report_writes_cost_metadata_report_and_plots_after_the_fetch(c
     assert rep["cost"] is not None and rep["cost"]["per_hour"] > 0
     for name in ("activeplot.png", "cumulativeplot.png", "workersplot.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_swift_path_puts_the_tools_on_the_workers_path_p3(cloud, tmp_path):
+    """The tutorial's p3 calls `simulate` and `stats` by name; [swift] path = ["../app"] carries
+    app/ to every node's PATH, and the real engine runs the apps on the worker."""
+    shutil.copytree(EXAMPLES / "app", tmp_path / "app", symlinks=True)
+    proj = tmp_path / "p3"
+    shutil.copytree(EXAMPLES / "p3", proj)
+    (proj / "swiftrun.toml").unlink()
+    toml_project(proj, cloud, name="p3path", workers=1,
+                 extra='[swift]\npath = ["../app"]\nargs = { nsim = 3 }\n')
+    doc = json.loads(swiftrun("p3.swift", "--json", "--keep-cluster", cwd=proj).stdout)
+    assert doc["exit_code"] == 0, doc
+    sims = sorted((proj / "output").glob("sim_*.out"))
+    assert len(sims) == 3 and all(s.read_text().split() for s in sims)
+    assert (proj / "output" / "average.out").read_text().strip()
+    # the apps came from the worker's tools directory: nothing else on its PATH has them
+    worker = next(n["id"] for n in doc["nodes"] if n["role"] == "worker")
+    found = cloud.sim.exec(worker, 'ls "$SWIFTRUN_NODE_ROOT/var/lib/swiftrun/tools/bin"; '
+                                   'PATH=/usr/bin:/bin command -v simulate || echo none')
+    assert found.stdout.split() == ["simulate", "simulate.sh", "stats", "stats.sh", "none"], found
+    # a tool removed here is gone there after the next run
+    (tmp_path / "app" / "stats.sh").unlink()
+    swiftrun("p3.swift", "--keep-cluster", cwd=proj, check=False)
+    left = cloud.sim.exec(worker, 'ls "$SWIFTRUN_NODE_ROOT/var/lib/swiftrun/tools/bin"')
+    assert "stats.sh" not in left.stdout.split() and "simulate" in left.stdout.split()
+    swiftrun("down", cwd=proj)

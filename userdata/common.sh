@@ -446,8 +446,14 @@ write_worker_unit() {  # write_worker_unit HOST
     local block=
     [[ -r $R/var/lib/cloud/data/instance-id ]] && block=$(<"$R/var/lib/cloud/data/instance-id")
     block=$CLUSTER-${block:-$(hostname -s)}
-    mkdir -p "$LOG_DIR/worker"
-    chown "$SSH_USER:" "$LOG_DIR/worker"
+    mkdir -p "$LOG_DIR/worker" "$STATE/tools/bin" "$R/usr/local/lib/swiftrun"
+    chown "$SSH_USER:" "$LOG_DIR/worker" "$STATE/tools" "$STATE/tools/bin"
+    # The project's [swift] path tools (swiftrun puts them in $STATE/tools/bin before a run) are
+    # on the apps' PATH: worker.pl's jobs inherit its environment.
+    local run=$R/usr/local/lib/swiftrun/worker-run
+    # shellcheck disable=SC2016  # $PATH and $@ expand when worker-run runs
+    printf '#!/bin/sh\nPATH=%q/tools/bin:$PATH\nexport PATH\nexec "$@"\n' "$STATE" >"$run"
+    chmod 755 "$run"
     write_unit swiftrun-worker.service <<UNIT
 [Unit]
 Description=swiftrun worker (worker.pl -> coaster service on $1)
@@ -459,7 +465,7 @@ Type=simple
 User=$SSH_USER
 WorkingDirectory=$LOG_DIR/worker
 $(unit_env)
-ExecStart=$R$SWIFT_HOME/bin/worker.pl -c $WORKER_CONCURRENCY http://$1:$WORKER_PORT $block $LOG_DIR/worker
+ExecStart=$run $R$SWIFT_HOME/bin/worker.pl -c $WORKER_CONCURRENCY http://$1:$WORKER_PORT $block $LOG_DIR/worker
 Restart=always
 RestartSec=5
 [Install]

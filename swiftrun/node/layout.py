@@ -25,6 +25,7 @@ CLUSTER_PORTS = (WORKER_PORT, COASTER_PORT, AGENT_PORT)
 NODE_ROOT = '"${SWIFTRUN_NODE_ROOT:-}"'
 STATE_DIR = NODE_ROOT + "/var/lib/swiftrun"                 # step, ready, failed, activity
 BOOT_LOG = NODE_ROOT + "/var/log/swiftrun/userdata.log"     # everything userdata printed
+TOOLS_DIR = STATE_DIR + "/tools/bin"                       # [swift] path tools, on the apps' PATH
 
 # A run's files on the headnode, relative to the project's remote root: <id>.log (console),
 # <id>.exit, <id>.pid, <id>.sh (the detached wrapper) and ``latest``.

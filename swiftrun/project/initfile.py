@@ -68,6 +68,7 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     ("swift", "install_sha256"): "SHA-256 of that tarball (required with install_url)",
     ("swift", "conf"): "swift.conf overrides, e.g. { executionRetries = 2 }",
     ("swift", "args"): "script arguments, passed as -name=value",
+    ("swift", "path"): "tool directories (relative to this file) put on every node's PATH",
     ("sync", "exclude"): "patterns not to upload (plus .swiftignore / .gitignore)",
     ("sync", "outputs"): "what to bring back; empty: new or changed files + runNNN/",
     ("sync", "warn_size_mb"): "warn before uploading more than this (0: never)",

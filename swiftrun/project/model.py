@@ -69,6 +69,7 @@ class SwiftSettings:
     install_sha256: str = ""
     conf: dict = field(default_factory=dict)   # HOCON overrides, merged into swift.conf
     args: dict = field(default_factory=dict)   # passed to swift as -name=value
+    path: tuple = ()                       # local tool directories, carried to every node's PATH
 
 
 @dataclass(frozen=True)

@@ -332,6 +332,28 @@ def _v_path(must_exist: bool, fix: str):
     return check
 
 
+def _v_dir_list(value, ctx):
+    """[swift] path: local directories (relative to the project file), each an existing one."""
+    if isinstance(value, str) and ctx.coerce:
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise _Bad(f"must be a list of directories, not {_type_name(value)}", ctx.set(["../app"]))
+    out = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise _Bad(f"must be a list of directory names; {toml_value(item)} is not one",
+                       ctx.set(["../app"]))
+        d = Path(os.path.expanduser(item.strip()))
+        d = (d if d.is_absolute() else ctx.base_dir / d).resolve()
+        if not d.is_dir():
+            raise _Bad(f"{d} is not a directory", "give directories that exist here, relative to "
+                       "the project file (their files go onto every node's PATH)")
+        out.append(str(d))
+    if len(out) > 8:
+        raise _Bad("at most 8 directories", "merge the tools into fewer directories")
+    return tuple(out)
+
+
 def _v_abs_remote(example: str):
     def check(value, ctx):
         s = _as_str(value, ctx, example)
@@ -445,6 +467,7 @@ _SCHEMA: dict[str, dict[str, Callable[[Any, _Ctx], Any]]] = {
         "install_sha256": _v_sha256,
         "conf": _v_table,
         "args": _v_args,
+        "path": _v_dir_list,
     },
     "sync": {
         "exclude": _v_str_list(("*.tmp",)),
@@ -494,6 +517,10 @@ def _cross_checks(p: Project, entries: _Entries) -> list[str]:
     if c.provider == "static" and not p.static.headnode:
         raise fail("cluster", "provider", "needs the headnode's address in [static] headnode",
                    "add [static] headnode = \"10.0.0.5\" (and workers = [...]), or set provider = \"ec2\"")
+    if p.swift.path and c.provider == "static":
+        raise fail("swift", "path", "is not supported with provider = \"static\" yet (the hosts "
+                   "are yours: swiftrun does not change their PATH)",
+                   "put the tools on the static hosts' PATH yourself and remove [swift] path")
     if p.swift.install_url and not p.swift.install_sha256:
         raise fail("swift", "install_url", "needs install_sha256, so a changed tarball is refused",
                    "add install_sha256 = \"<64 hex digits>\" (run sha256sum on the tarball)")

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from swiftrun.errors import RemoteError
-from swiftrun.node.layout import RUNS, STATE_DIR
+from swiftrun.node.layout import RUNS, STATE_DIR, TOOLS_DIR
 from swiftrun.node.swift import COMPAT_LAUNCHER_SH
 
 HEARTBEAT = float(os.environ.get("SWIFTRUN_HEARTBEAT", "30"))
@@ -47,6 +47,7 @@ echo $$ > "$runs/$id.pid"
 touch {STATE_DIR}/activity 2>/dev/null || true
 ( while sleep 60; do touch {STATE_DIR}/activity 2>/dev/null || true; done ) &
 beat=$!
+PATH={TOOLS_DIR}:$PATH; export PATH   # [swift] path tools, for apps on the headnode
 b="${{SWIFTRUN_NODE_ROOT:-}}"{shlex.quote(swift_home)}/bin/swift
 [ -x "$b" ] || b="$(command -v swift || true)"
 if [ -z "$b" ]; then

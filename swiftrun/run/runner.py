@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swiftrun.errors import ConfigError, Interrupted, RemoteError, SwiftrunError
-from swiftrun.node.layout import WORKER, remote_root
+from swiftrun.node.layout import TOOLS_DIR, WORKER, remote_root
 from swiftrun.run.control import cancel_run, follow, start_run
 
 
@@ -162,6 +162,8 @@ class Runner:
         self.report.sync = {"files_sent": rep.files_sent, "bytes_sent": rep.bytes_sent,
                             "deleted": rep.deleted, "full": rep.full}
         self.report.durations["sync"] = round(time.monotonic() - t, 3)
+        if self.project.swift.path:
+            self._push_tools()
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
         self.report.run_id = self.run_id
         args = self.swift_args
@@ -170,6 +172,28 @@ class Runner:
                   swift_home=self.project.swift.home, script=self.script.name, args=args,
                   conf_text=conf_text)
         self.t_run = time.monotonic()
+
+    def _push_tools(self) -> None:
+        """[swift] path: the files of those directories (the first directory wins a name) into
+        every node's tools directory, which is on the apps' PATH (worker.pl's environment, the
+        run wrapper's). Replaced whole on each run: a tool removed here is gone there too."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from swiftrun.sync.tools import tools_tar
+
+        blob, names = tools_tar(self.project.swift.path)
+        cmd = (f"d={TOOLS_DIR}; rm -rf \"$d.new\" && mkdir -p \"$d.new\" && "
+               f"tar -x -C \"$d.new\" && rm -rf \"$d\" && mv \"$d.new\" \"$d\"")
+        nodes = [n for n in self.report.nodes if n.live]
+        remote = self.cluster.remote
+
+        def push(node):
+            remote.run(self.cluster.target(node), cmd, stdin=blob, timeout=120, check=True)
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(push, nodes))
+        self.ui.node("tools", f"{len(names)} file(s) of [swift] path on the PATH of "
+                     f"{len(nodes)} node(s)")
 
     def _follow(self) -> None:
         # With --json, stdout is reserved for the one JSON document: swift's console goes to stderr.
