@@ -144,3 +144,28 @@ def test_a_group_with_swiftrun_s_name_but_not_its_tag_is_left_alone(cloud, tmp_p
     assert cluster_instances(cloud, "handmade") == []
     group = cloud.ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"][0]
     assert group["IpPermissions"] == []
+
+
+def test_the_headnode_is_the_only_door(cloud, tmp_path):
+    """`up` learns the workers' boot from the headnode (no connection to a worker), pins their
+    host keys from their reports, and `connect worker0` goes through the headnode."""
+    proj = tmp_path / "proj"
+    toml_project(proj, cloud, name="door", workers=2)
+    conns = tmp_path / "ssh-connections.log"
+    up = json.loads(swiftrun("up", "--json", cwd=proj, env={"TESTCLOUD_PROXY_LOG": str(conns)}).stdout)
+    head = next(n for n in up["nodes"] if n["role"] == "headnode")
+    workers = sorted((n for n in up["nodes"] if n["role"] == "worker"), key=lambda n: n["id"])
+    assert len(workers) == 2
+    door = head["public_ip"] or head["private_ip"]
+    opened = conns.read_text().split()
+    assert set(opened) == {door} and len(opened) <= 2, opened
+    # each worker's key was pinned from its report (StrictHostKeyChecking=yes below)
+    res = swiftrun("connect", "worker0", "--", "hostname", cwd=proj,
+                   env={"TESTCLOUD_PROXY_LOG": str(conns)})
+    assert res.stdout.strip(), res.stderr
+    assert set(conns.read_text().split()) == {door}          # through the headnode, no door of its own
+    printed = swiftrun("connect", "worker0", "--print", cwd=proj).stdout
+    assert "StrictHostKeyChecking=yes" in printed and any(
+        f"HostKeyAlias={w['id']}" in printed for w in workers)
+    assert any(w["private_ip"] in printed for w in workers)
+    swiftrun("down", cwd=proj)

@@ -65,6 +65,7 @@ class Cluster:
     def nodes(self) -> list[Node]:
         nodes = self.provider.find_nodes(self.name)
         self.seen.remember(nodes)
+        self._door = self.headnode_of(nodes)
         return nodes
 
     def manifest_file(self, remote_root: str):
@@ -124,10 +125,20 @@ class Cluster:
     def workers_of(nodes: list[Node]) -> list[Node]:
         return [n for n in nodes if n.role == WORKER and n.live]
 
-    def target(self, node: Node) -> Target:
+    def target(self, node: Node, nodes: list[Node] | None = None) -> Target:
+        """How to reach ``node``. A worker of an EC2 cluster is reached through its headnode
+        (ProxyJump over the headnode's open connection, to its private address): the headnode is
+        the cluster's one door, and the worker's key is still checked under its own alias."""
         user = self.project.ssh.user
         if not self.provider.elastic:
             user = self.provider.user_of(node)
+            return Target(host=node.ssh_host or node.id, port=node.ssh_port, user=user,
+                          alias=node.host_key_alias, label=f"{node.role} {node.id}")
+        head = self.headnode_of(nodes) if nodes else getattr(self, "_door", None)
+        if node.role == WORKER and head is not None and head.ssh_host and node.private_ip:
+            return Target(host=node.private_ip, port=node.ssh_port, user=user,
+                          alias=node.host_key_alias, label=f"{node.role} {node.id}",
+                          via=self.target(head))
         return Target(host=node.ssh_host or node.id, port=node.ssh_port, user=user,
                       alias=node.host_key_alias, label=f"{node.role} {node.id}")
 
@@ -322,12 +333,15 @@ class Cluster:
         """
         created = set(created or [])
         head = self.headnode_of(nodes)
+        self._door = head
         workers = [n for n in nodes if n.role == WORKER]
         self.ui.step("Waiting for nodes to be ready" if fresh else "Checking nodes")
         with self.ui.waiting("nodes to finish booting"):
             self._ready(head, allow_new=head.id in created or not self.remote.is_pinned(self.target(head)))
             failed: list[tuple[Node, Exception]] = []
-            if workers:
+            if workers and self.provider.elastic:
+                failed = self._workers_ready(head, workers, created)
+            elif workers:
                 with ThreadPoolExecutor(max_workers=min(16, len(workers))) as pool:
                     futs = {pool.submit(self._ready, w, allow_new=w.id in created or
                                         not self.remote.is_pinned(self.target(w))): w for w in workers}
@@ -337,7 +351,8 @@ class Cluster:
                         except SwiftrunError as exc:
                             failed.append((w, exc))
         if failed:
-            ok = len(workers) - len(failed)
+            asked = len(workers)
+            ok = asked - len(failed)
             floor = self.project.cluster.min_workers
             if floor is not None and ok >= floor:
                 for w, exc in failed:
@@ -346,10 +361,77 @@ class Cluster:
                 if bad:
                     self.provider.terminate(self.name, bad)
                 workers = [w for w in workers if w not in [f for f, _ in failed]]
-                self.ui.warn(f"continuing with {ok} of {len(futs)} workers (min_workers = {floor})")
+                self.ui.warn(f"continuing with {ok} of {asked} workers (min_workers = {floor})")
             else:
                 raise failed[0][1]
         return [head] + workers
+
+    def _workers_ready(self, head: Node, workers: list[Node], created: set) -> list:
+        """The workers' boot as the headnode's agent heard it: one command on the headnode's
+        connection per poll, for any number of workers, and no connection to any worker.
+
+        Each worker reports (state, step, message, its SSH host key) to the agent, which keeps
+        one JSON line per worker in $STATE/workers/. A worker that became ready has its host key
+        pinned from that report (it came over the headnode's authenticated connection), so a
+        later `connect worker0` through the headnode checks it. Returns [(worker, error)]."""
+        import json
+
+        target = self.target(head)
+        pending = {w.id: w for w in workers}
+        failed: list[tuple[Node, Exception]] = []
+        last_step: dict[str, str] = {}
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        delay = 0.3
+        probe = (f"cd {STATE_DIR}/workers 2>/dev/null && for f in {' '.join(sorted(pending))}; "
+                 f"do [ -f \"$f\" ] && cat \"$f\"; done; true")
+        while pending:
+            out = self.remote.run(target, probe, timeout=30).stdout
+            for line in out.splitlines():
+                try:
+                    doc = json.loads(line)
+                except ValueError:
+                    continue
+                w = pending.get(str(doc.get("id", "")))
+                if w is None:
+                    continue
+                label = f"worker {w.id}"
+                state, step = doc.get("state", ""), doc.get("step", "")
+                if state == "ready":
+                    self._pin_reported(w, doc.get("hostkey", ""), allow_new=w.id in created)
+                    self.ui.node(label, "ready")
+                    del pending[w.id]
+                elif state == "failed":
+                    msg = doc.get("msg") or step or "no message"
+                    failed.append((w, CloudError(
+                        f"{label} failed to boot: {msg} (its headnode heard it; full log: "
+                        f"`swiftrun logs --boot {w.id}`)")))
+                    del pending[w.id]
+                elif step and step != last_step.get(w.id):
+                    self.ui.node(label, f"booting: {step}")
+                    last_step[w.id] = step
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                for w in pending.values():
+                    step = last_step.get(w.id)
+                    said = f"still booting ({step})" if step else "never reported to the headnode"
+                    failed.append((w, CloudError(
+                        f"worker {w.id} {said} after {int(BOOT_TIMEOUT)}s; see `swiftrun logs "
+                        f"--boot {w.id}`")))
+                break
+            time.sleep(delay)
+            delay = min(delay * 1.5, 3.0)
+        return failed
+
+    def _pin_reported(self, node: Node, hostkey: str, *, allow_new: bool) -> None:
+        """Pin a worker's host key as its boot report gave it (first contact only)."""
+        parts = hostkey.split()
+        if len(parts) < 2 or not node.host_key_alias:
+            return
+        target = self.target(node)
+        if self.remote.is_pinned(target) or not allow_new:
+            return
+        self.remote.pin(node.host_key_alias, parts[0], parts[1])
 
     def _ready(self, node: Node, *, allow_new: bool) -> None:
         target = self.target(node)

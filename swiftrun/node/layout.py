@@ -18,8 +18,9 @@ WORKER = "worker"
 COASTER_PORT = 50010          # swift -> coaster service, on the headnode
 WORKER_PORT = 50005           # worker.pl -> coaster service
 AGENT_PORT = 50011            # workers -> the headnode's agent (boot reports, Swift, tools)
-# What the security group opens inside the cluster's own group, and nowhere else.
-CLUSTER_PORTS = (WORKER_PORT, COASTER_PORT, AGENT_PORT)
+# What the security group opens inside the cluster's own group, and nowhere else (22: the
+# workers are reached through the headnode, never from outside).
+CLUSTER_PORTS = (WORKER_PORT, COASTER_PORT, AGENT_PORT, 22)
 
 # Every node-side path is under this prefix; it is empty on real nodes (see docs/internals.md).
 NODE_ROOT = '"${SWIFTRUN_NODE_ROOT:-}"'

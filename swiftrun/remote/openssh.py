@@ -226,6 +226,21 @@ class Remote:
         return any(line.split(None, 1)[0].split(",").count(name) for line in self._pins()
                    if line.strip() and not line.startswith("#"))
 
+    def pin(self, alias: str, key_type: str, key: str) -> None:
+        """Record ``alias``'s host key, learnt over an authenticated path (a worker's boot report
+        through its headnode): the first contact then checks it instead of trusting it."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", alias) or \
+                not re.fullmatch(r"(ssh|ecdsa-sha2)-[a-z0-9-]+", key_type) or \
+                not re.fullmatch(r"[A-Za-z0-9+/=]+", key):
+            return
+        self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lines = [ln for ln in self._pins() if ln.split(None, 1)[:1] != [alias]]
+        lines.append(f"{alias} {key_type} {key}")
+        tmp = self.known_hosts.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text("".join(f"{ln}\n" for ln in lines))
+        tmp.chmod(0o600)
+        os.replace(tmp, self.known_hosts)
+
     def forget(self, aliases: list[str]) -> None:
         """Drop pins of nodes that are gone (terminated instances never come back)."""
         if not aliases or not self.known_hosts.exists():
