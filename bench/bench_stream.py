@@ -1,62 +1,64 @@
-"""Output streaming latency: how long a line swift prints on the headnode takes to reach the
-terminal through `swiftrun.run.control.follow` (the path `swiftrun p4.swift` streams with).
+"""A run's console through ``swiftrun.run.control.follow`` against what a user would type, on
+the same open connection.
 
-Run: python bench/bench_stream.py [--lines 200] [--interval 0.02] [--runs 3]
-A loopback sshd (stopped by PID) stands in for the headnode; its "swift" (SWIFTRUN_NODE_ROOT/
-opt/swift/bin/swift) prints timestamped lines. `runner.start_run` starts it detached exactly as a
-run does, and `runner.follow` streams it; each line's delay is arrival time - print time (same
-clock). Prints median / p95 / max in ms and how many SSH connections the stream opened; no
-assertions. The last line is `BENCH_SUMMARY {json}` for bench/run_all.py.
+Run: python bench/bench_stream.py [--repeat 7] [--log-mb 200] [--lines 24] [--gap 0.025]
+
+(a) stream end lag: a short run (the stand-in "swift" prints ``--lines`` lines, one every
+    ``--gap`` s) is started with ``start_run``, exactly as a run is, and followed to its end.
+    The lag is the time from the wrapper writing ``.swiftrun/runs/<id>.exit`` (that file's
+    mtime; node and client share a clock here) to the follower returning. swiftrun: ``follow()``.
+    Baseline: ``ssh <same master> 'tail -s 0.01 -c +1 --pid=<wrapper> -f <id>.log; cat <id>.exit'``,
+    which shows the whole console and the exit code as follow() does, and checks the wrapper as
+    often as follow() checks for the exit file (every 10 ms; tail's own default is 1 s).
+(b) replay: follow() from offset 0 of a finished run with a ``--log-mb`` console log, into
+    /dev/null, against ``ssh <same master> cat <id>.log > /dev/null``.
+
+Fair: one loopback sshd, one ControlMaster opened by swiftrun before anything is timed, and the
+baselines use ``Remote.ssh_argv`` of that same master. The sides take turns (A B A B ...), each
+with its own run and its own log of identical content. The sshd runs under bench/reaper.py, a
+prompt reaper of orphans as systemd is on a node (this container's PID 1 reaps every ~2 s,
+which would hold `tail --pid` on a zombie wrapper). Prints median [min-max] in ms and the
+ratio of medians (swiftrun / baseline); no assertions. The last line is `BENCH_SUMMARY {json}`
+for bench/run_all.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
+import os
+import resource
+import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from loopback import interleaved, loopback_node, ratio, spread
 
-from swiftrun.remote import Remote, Target  # noqa: E402
-from swiftrun.run.control import follow, start_run  # noqa: E402
-from tests.support.sshd import LoopbackSshd, keygen  # noqa: E402
+from swiftrun.run.control import follow, start_run
 
-EMITTER = """#!{python}
-import sys, time
-n, gap = int(sys.argv[-2]), float(sys.argv[-1])
-for i in range(n):
-    sys.stdout.write("%.6f line %d\\n" % (time.time(), i))
-    sys.stdout.flush()
-    time.sleep(gap)
+HERE = Path(__file__).resolve().parent
+MB = 1 << 20
+
+STAND_IN = """#!/bin/sh
+# stands in for swift: {lines} console lines, one every {gap} s, then exit 0
+i=0
+while [ $i -lt {lines} ]; do echo "swift: line $i"; sleep {gap}; i=$((i+1)); done
 """
 
 
-class Clock:
-    """The `out` of follow(): records each complete line's delay."""
+class Lines:
+    """follow()'s ``out``: counts lines (the stream must carry the whole console)."""
 
     def __init__(self):
-        self.buf = b""
-        self.delays: list[float] = []
-        self.last_line = 0.0        # when the last complete line arrived (time.time())
+        self.count = 0
 
     def write(self, data: bytes) -> int:
-        now = time.time()
-        self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
-        for line in lines:
-            self.last_line = now
-            try:
-                self.delays.append(now - float(line.split()[0]))
-            except (ValueError, IndexError):
-                pass
+        self.count += data.count(b"\n")
         return len(data)
 
     def flush(self) -> None:
@@ -64,6 +66,8 @@ class Clock:
 
 
 class QuietUI:
+    """follow() reports reconnects and heartbeats here; a clean stream has none."""
+
     def __init__(self):
         self.notes: list[str] = []
 
@@ -73,121 +77,145 @@ class QuietUI:
     step = info = warn = node
 
 
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+def write_log(path: Path, size: int) -> None:
+    """A console log of ``size`` bytes of plain lines."""
+    block = b"".join(b"%08d swift: app task %d completed, status 0\n" % (i, i) for i in range(20000))
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            piece = block[:left]
+            fh.write(piece)
+            left -= len(piece)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lines", type=int, default=200)
-    ap.add_argument("--interval", type=float, default=0.02)
-    ap.add_argument("--runs", type=int, default=3)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--repeat", type=int, default=7, help="A/B pairs per measure (default 7)")
+    ap.add_argument("--log-mb", type=int, default=200, help="size of the replayed console log")
+    ap.add_argument("--lines", type=int, default=24, help="lines the short run prints")
+    ap.add_argument("--gap", type=float, default=0.025, help="seconds between them")
     args = ap.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    sshd = None
     try:
-        key = keygen(base / "id_ed25519")
-        auth = base / "authorized_keys"
-        auth.write_text(Path(str(key) + ".pub").read_text())
-        home, node_root = base / "home", base / "node"
-        home.mkdir()
+        node_root = base / "node-root"      # SWIFTRUN_NODE_ROOT: the node's /
         swift = node_root / "opt" / "swift" / "bin" / "swift"
         swift.parent.mkdir(parents=True)
-        swift.write_text(EMITTER.format(python=sys.executable))
+        swift.write_text(STAND_IN.format(lines=args.lines, gap=args.gap))
         swift.chmod(0o755)
-        sshd = LoopbackSshd(base / "sshd", auth,
-                            env={"HOME": str(home), "SWIFTRUN_NODE_ROOT": str(node_root)}).start()
-        remote = Remote(cluster_dir=base / "cluster", key_file=key, user=getpass.getuser())
-        target = Target(host="127.0.0.1", port=sshd.port, user=getpass.getuser(), label="bench")
-        root = "~/swiftrun/bench"
-        remote.run(target, 'mkdir -p "$HOME"/swiftrun/bench/.swiftrun', check=True)
+        (node_root / "var" / "lib" / "swiftrun").mkdir(parents=True)
+        root = base / "project"             # the project's directory on the node
+        runs = root / ".swiftrun" / "runs"
+        runs.mkdir(parents=True)
+        reaper = [sys.executable, str(HERE / "reaper.py")]
+        with loopback_node(base / "node", env={"SWIFTRUN_NODE_ROOT": str(node_root)},
+                           argv_prefix=reaper) as node:
+            master = node.master_pid()
+            ui = QuietUI()
+            rows = [("measure", "swiftrun ms median [min-max]", "baseline ms median [min-max]",
+                     "ratio", "baseline")]
 
-        def measure(mode: str, r: int) -> tuple[list[float], float, int, float]:
-            """One run: ("sequential") start_run then follow, as Runner does today; or
-            ("concurrent") start_run in a thread while follow streams: follow's own latency."""
-            run_id = f"bench-{mode}-{r}"
-            start = lambda: start_run(remote, target, root, run_id, swift_home="/opt/swift",  # noqa: E731
-                                      script="x.swift", args=[str(args.lines), str(args.interval)],
-                                      conf_text="bench: conf\n")
-            clock = Clock()
-            t0 = time.perf_counter()
-            th = None
-            if mode == "sequential":
-                start()
-            else:
-                th = threading.Thread(target=start, daemon=True)
-                th.start()
-            t_start = time.perf_counter() - t0
-            before = len(ui.notes)
-            code, _ = follow(remote, target, root, run_id, ui, out=clock)
-            lags.append(time.time() - clock.last_line)
-            wall = time.perf_counter() - t0
-            if th is not None:
-                th.join(120)
-            if code != 0 or len(clock.delays) != args.lines:
-                print(f"{mode} run {r}: exit {code}, {len(clock.delays)} of {args.lines} lines")
-            return clock.delays, wall, len(ui.notes) - before, t_start
+            # -- (a) stream end lag -----------------------------------------------------------
+            lags = {"sw": [], "hand": []}
+            lines = {}
 
-        ui = QuietUI()
-        lags: list[float] = []
-        results = {}
-        for mode in ("sequential", "concurrent"):
-            delays, walls, per_run, starts = [], [], [], []
-            for r in range(args.runs):
-                d, w, c, st = measure(mode, r)
-                delays += d
-                walls.append(w)
-                per_run.append(c)
-                starts.append(st)
-            results[mode] = (delays, walls, per_run, starts)
-        conf = remote.run(target, 'cat "$HOME"/swiftrun/bench/.swiftrun/swift.conf').stdout
-        remote.close()
-        expected = args.lines * args.interval
-        print(f"{args.runs} run(s) x {args.lines} lines every {args.interval * 1000:.0f} ms "
-              f"(~{expected:.1f} s of output) over a loopback sshd")
-        summary = {}
-        for mode, (delays, walls, per_run, starts) in results.items():
-            ms = [d * 1000 for d in delays]
-            what = ("runner.start_run, then runner.follow (what a run does today)"
-                    if mode == "sequential" else "runner.follow while the run goes (start_run "
-                    "in a thread): the stream's own latency")
-            print(f"{mode}: {what}")
-            print(f"  line delay: median {statistics.median(ms):.1f} ms, p95 {pct(ms, 0.95):.1f} ms, "
-                  f"max {max(ms):.1f} ms; start_run returned after "
-                  f"{statistics.median(starts):.2f} s (median)")
-            print(f"  reconnects of follow() per run: {per_run}; wall "
-                  f"{', '.join(f'{w:.2f}' for w in walls)} s")
-            summary[mode] = {"median_ms": round(statistics.median(ms), 1),
-                             "p95_ms": round(pct(ms, 0.95), 1), "max_ms": round(max(ms), 1),
-                             "start_run_s": round(statistics.median(starts), 2),
-                             "reconnects": per_run}
-        print(f"end lag (last line -> follow() returns the exit code): median "
-              f"{statistics.median(lags) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms")
-        summary["end_lag_ms"] = round(statistics.median(lags) * 1000)
-        if statistics.median(lags) > 0.5:
-            print("  FINDING: the stream ends well after swift: `tail --pid` keeps going while the "
-                  "wrapper is a zombie, and here PID 1 reaps orphans only every ~2 s (a real node's "
-                  "systemd reaps at once); ending the tail when <id>.exit appears would not depend "
-                  "on it")
-        seq_start = summary["sequential"]["start_run_s"]
-        if seq_start > expected * 0.5:
-            print(f"  FINDING: start_run blocks until swift ends ({seq_start:.2f} s for "
-                  f"~{expected:.1f} s of output): its `... && setsid nohup sh ... &` puts the whole "
-                  "&& list in the background, so the channel stays open; lines arrive only after "
-                  "the run (and a run longer than start_run's 60 s timeout fails)")
-        if not conf.strip():
-            print("  FINDING: the swift.conf start_run wrote is EMPTY: `cat > swift.conf.tmp` runs "
-                  "inside that background list, whose stdin is /dev/null")
-        if any(sum(results[m][2]) for m in results) or ui.notes:
-            print(f"  FINDING: follow() reconnects after a clean end ({ui.notes[:1]}): it reads "
-                  "exit_status_ready() right after EOF, before the exit status arrives, and "
-                  "treats -1 as a lost connection (reconnect + 0.5 s sleep)")
-        print("BENCH_SUMMARY " + json.dumps(summary))
+            def start(run_id: str) -> None:
+                start_run(node.remote, node.target, str(root), run_id, swift_home="/opt/swift",
+                          script="bench.swift", args=[], conf_text="bench: conf\n")
+
+            def lag(run_id: str, returned: float) -> float:
+                return returned - (runs / f"{run_id}.exit").stat().st_mtime_ns / 1e9
+
+            def follow_end(k: int) -> None:
+                run_id = f"end-sw-{k}"
+                start(run_id)
+                out = Lines()
+                code, _ = follow(node.remote, node.target, str(root), run_id, ui, out=out)
+                lags["sw"].append(lag(run_id, time.time()))
+                lines[run_id] = (code, out.count)
+
+            def tail_end(k: int) -> None:
+                run_id = f"end-hand-{k}"
+                start(run_id)
+                r = f".swiftrun/runs/{run_id}"
+                cmd = (f"cd {shlex.quote(str(root))} && while [ ! -s {r}.pid ]; do sleep 0.01; done && "
+                       f"tail -s 0.01 -c +1 --pid=$(cat {r}.pid) -f {r}.log && cat {r}.exit")
+                res = subprocess.run(node.ssh(cmd), stdin=subprocess.DEVNULL, capture_output=True)
+                lags["hand"].append(lag(run_id, time.time()))
+                text = res.stdout.decode(errors="replace").splitlines()
+                code = int(text[-1]) if res.returncode == 0 and text and text[-1].isdigit() else None
+                lines[run_id] = (code, len(text) - 1)
+
+            def check_end(k: int) -> str | None:
+                bad = [f"{rid}: exit {code}, {n} of {args.lines} lines"
+                       for rid in (f"end-sw-{k}", f"end-hand-{k}")
+                       for code, n in [lines[rid]] if code != 0 or n != args.lines]
+                return "; ".join(bad) or None
+
+            _, _, problems = interleaved(args.repeat, lambda k: None, follow_end, tail_end, check_end)
+            rows.append(("stream end lag (exit file -> follower returns)", spread(lags["sw"]),
+                         spread(lags["hand"]), f"{ratio(lags['sw'], lags['hand']):.2f}",
+                         "ssh tail -s 0.01 --pid -f"))
+
+            # -- (b) replay of a finished run's console log -----------------------------------
+            size = args.log_mb * MB
+            write_log(runs / "replay-sw.log", size)
+            shutil.copyfile(runs / "replay-sw.log", runs / "replay-hand.log")
+            for side in ("sw", "hand"):
+                (runs / f"replay-{side}.exit").write_text("0\n")
+                (runs / f"replay-{side}.pid").write_text("1\n")
+            got = {}
+            sink = open(os.devnull, "wb")
+
+            def follow_replay(k: int) -> None:
+                code, text = follow(node.remote, node.target, str(root), "replay-sw", ui, out=sink)
+                got[("sw", k)] = (code, len(text))
+
+            def cat_replay(k: int) -> None:
+                res = subprocess.run(node.ssh(f"cat {shlex.quote(str(runs / 'replay-hand.log'))}"),
+                                     stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE)
+                got[("hand", k)] = (res.returncode, size if res.returncode == 0 else 0)
+
+            def check_replay(k: int) -> str | None:
+                bad = [f"{side}: exit {code}, {n} of {size} bytes"
+                       for side in ("sw", "hand") for code, n in [got[(side, k)]]
+                       if code != 0 or n != size]
+                return "; ".join(bad) or None
+
+            a, b, more = interleaved(args.repeat, lambda k: None, follow_replay, cat_replay,
+                                     check_replay)
+            sink.close()
+            problems += more
+            rows.append((f"replay of a finished {args.log_mb} MB console log", spread(a), spread(b),
+                         f"{ratio(a, b):.2f}", "ssh cat log > /dev/null"))
+            same = node.master_pid() == master
+            conns = node.connections()
+
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for n, r in enumerate(rows):
+            line = (f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  "
+                    f"{r[3]:>{widths[3]}}  {r[4]}")
+            print(line)
+            if n == 0:
+                print("-" * len(line))
+        print(f"{args.repeat} pairs each, A B interleaved; ratio = swiftrun median / baseline "
+              "median (below 1: swiftrun is faster)")
+        print(f"short run: {args.lines} lines every {args.gap * 1000:.0f} ms; follow() notes "
+              f"(reconnects, heartbeats): {len(ui.notes)}{' ' + str(ui.notes[:2]) if ui.notes else ''}")
+        print(f"peak RSS of this process (follow() keeps the whole console it streamed): "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        print(f"shared connection: master pid {'unchanged' if same else 'CHANGED'}, sshd held "
+              f"{conns} connection(s) at the end")
+        for p in problems:
+            print(f"  PROBLEM {p}")
+        print("BENCH_SUMMARY " + json.dumps({
+            "end_lag_ms": {"swiftrun": round(statistics.median(lags["sw"]) * 1000, 1),
+                           "baseline": round(statistics.median(lags["hand"]) * 1000, 1),
+                           "ratio": round(ratio(lags["sw"], lags["hand"]), 2)},
+            "replay_ms": {"swiftrun": round(statistics.median(a) * 1000, 1),
+                          "baseline": round(statistics.median(b) * 1000, 1),
+                          "ratio": round(ratio(a, b), 2)}}))
     finally:
-        if sshd is not None:
-            sshd.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

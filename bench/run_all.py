@@ -1,10 +1,12 @@
 """Run every benchmark as its own process and print one table of their figures.
 
-Run: python bench/run_all.py [--quick] [--only NAME ...] [--timeout 900]
+Run: python bench/run_all.py [--quick] [--only NAME ...] [--timeout 1800]
 Each bench prints figures (no assertions); a bench whose last line is `BENCH_SUMMARY {json}` gets
-its figures flattened into the table, any other (bench_sync.py, bench_api_calls.py) gets its
-printed output quoted under the table. A bench that is missing is listed as such; one that fails
-or times out is reported with its exit code and stderr tail, and the others still run.
+its figures flattened into the table, any other (bench_api_calls.py) gets its printed output
+quoted under the table. Every figure named ``ratio`` (swiftrun / the baseline a user would
+type, timed on the same footing) is listed once more at the end. A bench that is missing is
+listed as such; one that fails or times out is reported with its exit code and stderr tail, and
+the others still run.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ HERE = Path(__file__).resolve().parent
 # name -> (file, normal args, --quick args)
 BENCHES = {
     "startup": ("bench_startup.py", [], ["--repeat", "5"]),
-    "stream": ("bench_stream.py", [], ["--runs", "2", "--lines", "100"]),
-    "sync": ("bench_sync.py", [], ["--files", "500", "--repeat", "3"]),
+    "transfer": ("bench_transfer.py", [], ["--quick"]),
+    "stream": ("bench_stream.py", [], ["--log-mb", "20"]),
     "warm_run": ("bench_warm_run.py", [], ["--repeat", "3"]),
     "api_calls": ("bench_api_calls.py", [], []),
 }
@@ -67,7 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     ap.add_argument("--only", nargs="*", choices=list(BENCHES), help="run only these")
-    ap.add_argument("--timeout", type=float, default=900.0, help="per bench, seconds")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="per bench, seconds")
     args = ap.parse_args()
     names = args.only or list(BENCHES)
     results = []
@@ -87,6 +89,13 @@ def main() -> None:
         if r["output"].strip() and r["status"] != "missing":
             print(f"\n--- {r['name']} ({BENCHES[r['name']][0]}) ---")
             print(r["output"].rstrip())
+    ratios = [(r["name"], f) for r in results for f in r["figures"]
+              if f.split("=", 1)[0].rsplit(".", 1)[-1] == "ratio"]
+    if ratios:
+        print("\nratios (swiftrun / baseline; below 1: swiftrun is faster)")
+        for name, f in ratios:
+            key, value = f.split("=", 1)
+            print(f"  {name}.{key}: {value}")
     failed = [r["name"] for r in results if r["status"] not in ("ok", "missing")]
     if failed:
         print(f"\nfailed: {', '.join(failed)}")
