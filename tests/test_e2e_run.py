@@ -15,7 +15,11 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def copy_example(example: str, dest: Path, cloud, **kw) -> Path:
-    shutil.copytree(EXAMPLES / example, dest)
+    """The example as shipped: its links stay links (p6's scripts link to ../app/, which is
+    copied beside it)."""
+    shutil.copytree(EXAMPLES / example, dest, symlinks=True)
+    if not (dest.parent / "app").exists():
+        shutil.copytree(EXAMPLES / "app", dest.parent / "app", symlinks=True)
     (dest / "swiftrun.toml").unlink()
     toml_project(dest, cloud, **kw)
     return dest
@@ -85,10 +89,26 @@ def test_failing_app_and_compile_error_keep_swift_exit_codes(cloud, tmp_path):
 
 def test_swift_arguments_reach_swift(cloud, tmp_path):
     proj = copy_example("p6", tmp_path / "p6", cloud, name="p6run", workers=1)
+    assert (proj / "simulate.sh").is_symlink()      # as the tutorial keeps it: -> ../app/
     res = swiftrun("p6.swift", "-nsim=3", cwd=proj)
     outs = sorted(p.name for p in (proj / "output").glob("sim_*.out"))
     assert outs == ["sim_0.out", "sim_1.out", "sim_2.out"], res.stderr
     assert (proj / "output" / "average.out").is_file()
+    assert (proj / "simulate.sh").is_symlink()      # the fetch left the link alone
+
+
+def test_sites_local_example_runs_on_the_headnode_alone(cloud, tmp_path):
+    """examples/local: site local, no workers, the apps by name from [swift] path."""
+    proj = tmp_path / "local"
+    shutil.copytree(EXAMPLES / "local", proj, symlinks=True)
+    shutil.copytree(EXAMPLES / "app", tmp_path / "app", symlinks=True)
+    (proj / "swiftrun.toml").unlink()
+    toml_project(proj, cloud, name="localsite", workers=0,
+                 extra='[swift]\nsite = "local"\npath = ["../app"]\n')
+    doc = json.loads(swiftrun("p2.swift", "--json", cwd=proj).stdout)
+    assert doc["exit_code"] == 0 and [n["role"] for n in doc["nodes"]] == ["headnode"]
+    produced = [p for p in proj.rglob("*.out") if "run0" not in str(p)]
+    assert produced and all(p.read_text().strip() for p in produced), sorted(proj.rglob("*"))
 
 
 def test_warm_path_notices_a_headnode_replaced_behind_its_back(cloud, tmp_path):

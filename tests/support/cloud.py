@@ -682,6 +682,13 @@ class InstanceSimulator:
         inst.names = names
         for name in names:
             _atomic_write(self.hosts_dir / name, f"{self.network.gw} {private_ip}\n")
+        if inst.public_ip:
+            # its way out (a public address, no NAT) is open before its userdata runs, not after
+            # the whole poll has booted every other new instance (a loaded machine: 30 s and more)
+            with self._lock:
+                ips = [i.private_ip for i in self._instances.values()
+                       if i.net is not None and i.up and i.public_ip and i.private_ip]
+            self.network.set_public([*ips, private_ip])
         if first and inst.had_userdata:
             path = inst.dir / "userdata"
             path.write_bytes(script)
