@@ -19,7 +19,7 @@ import pytest
 from swiftrun import sync
 from swiftrun.errors import ConfigError, RemoteError
 from swiftrun.remote import Link, Remote, Target
-from swiftrun.sync import fetching, manifest
+from swiftrun.sync import fetching, manifest, uploading
 from tests.support.sshd import LoopbackSshd, keygen
 
 FAKE_TAR = """#!/bin/sh
@@ -30,6 +30,16 @@ case "$mode" in
   fail) /bin/tar "$@" | head -c 3000; echo "tar: simulated failure" >&2; exit 2 ;;
   skip) grep -zv unreadable | /bin/tar "$@" ;;
   *) exec /bin/tar "$@" ;;
+esac
+"""
+
+
+FAKE_RSYNC = """#!/bin/sh
+here=$(dirname "$0")
+mode=$(cat "$here/tar.mode" 2>/dev/null)
+case "$mode" in
+  fail) echo "rsync: simulated failure" >&2; exit 11 ;;
+  *) exec /usr/bin/rsync "$@" ;;
 esac
 """
 
@@ -51,6 +61,8 @@ def node(tmp_path_factory):
     fakebin.mkdir()
     (fakebin / "tar").write_text(FAKE_TAR)
     (fakebin / "tar").chmod(0o755)
+    (fakebin / "rsync").write_text(FAKE_RSYNC)
+    (fakebin / "rsync").chmod(0o755)
     path = f"{fakebin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     sshd = LoopbackSshd(base / "sshd", auth, env={"HOME": str(home), "PATH": path}).start()
     known = base / "known_hosts"
@@ -71,8 +83,15 @@ def connect(node, cluster_dir: Path) -> Link:
     return remote.connect(target, allow_new=False)
 
 
-@pytest.fixture
-def conn(node, tmp_path):
+@pytest.fixture(params=["rsync", "tar"])
+def conn(node, tmp_path, request, monkeypatch):
+    """Each test runs on both upload transports: rsync over the master (the default) and the tar
+    stream it falls back to (no rsync on one side, or thousands of removals)."""
+    if request.param == "tar":
+        monkeypatch.setattr(uploading, "_have_rsync", lambda: False)
+    else:                               # rsync for every upload, however small
+        monkeypatch.setattr(uploading, "RSYNC_MIN_BYTES", 0)
+        monkeypatch.setattr(uploading, "RSYNC_MIN_FILES", 0)
     c = connect(node, tmp_path / "cluster")
     yield c
     c.remote.close()
@@ -207,17 +226,23 @@ def test_one_file_incremental_uses_one_channel(conn, dirs):
     up(conn, dirs)
     write(local, "f/007.txt", "changed\n")
     opened = []
-    real = Remote.popen
+    real_popen, real_run = Remote.popen, uploading.subprocess.run
 
     def counting(self, *a, **kw):       # every remote command is one ssh on the open master
         opened.append(1)
-        return real(self, *a, **kw)
+        return real_popen(self, *a, **kw)
+
+    def counting_run(argv, *a, **kw):   # or one rsync on it
+        if argv and argv[0] == "rsync":
+            opened.append(1)
+        return real_run(argv, *a, **kw)
 
     Remote.popen = counting
+    uploading.subprocess.run = counting_run
     try:
         rep = up(conn, dirs)
     finally:
-        Remote.popen = real
+        Remote.popen, uploading.subprocess.run = real_popen, real_run
     assert rep.files_sent == 1
     assert len(opened) <= 3
     assert len(opened) == rep.channels == 1
@@ -515,8 +540,8 @@ def test_interrupted_upload_makes_the_next_one_full(conn, dirs, tar_mode):
     make_project(local)
     up(conn, dirs)
     write(local, "data/in.txt", "new")
-    tar_mode("fail")                      # remote tar exits 2
-    with pytest.raises(RemoteError, match="remote exit 2"):
+    tar_mode("fail")                      # remote tar exits 2, remote rsync 11
+    with pytest.raises(RemoteError, match=r"remote exit 2|rsync: simulated failure"):
         up(conn, dirs)
     assert not (remote / ".swiftrun/sync-id").exists()
     tar_mode("")
