@@ -14,6 +14,7 @@ import socket
 import stat
 import time
 from pathlib import Path
+import pytest
 
 from swiftrun.checks.base import FAIL, OK, WARN, Check, run_checks
 from swiftrun.cloud.keys import fingerprint_verdict
@@ -511,3 +512,27 @@ def test_stock_image_without_swift_install_refuses_up_and_env_can_fix_it(cloud, 
                                         "SWIFTRUN_SWIFT_SHA256": "ab" * 32})
     sw = one(checks, "swift on the nodes")
     assert sw["status"] == OK and "SHA-256 pinned" in sw["detail"]
+
+
+def test_swifts_own_bin_swiftrun_shadowing_this_tool_is_named(tmp_path):
+    """The distribution's bin/swiftrun (a Perl helper), taken from the real tarball, first on
+    PATH as the tutorial's setup.sh puts it: doctor says so and how to fix it."""
+    import shutil as _shutil
+    import tarfile
+
+    from swiftrun.checks.local import check_swiftrun_on_path
+    from tests.support.nodeimage import SWIFT_TARBALL
+
+    if not SWIFT_TARBALL.is_file():
+        pytest.skip(f"needs the Swift/K distribution at {SWIFT_TARBALL}")
+    with tarfile.open(SWIFT_TARBALL) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("/bin/swiftrun"))
+        (tmp_path / "swiftbin").mkdir()
+        (tmp_path / "swiftbin" / "swiftrun").write_bytes(tar.extractfile(member).read())
+    (tmp_path / "swiftbin" / "swiftrun").chmod(0o755)
+    ours = Path(_shutil.which("swiftrun")).parent
+    bad = check_swiftrun_on_path(f"{tmp_path / 'swiftbin'}:{ours}")
+    assert bad.status == WARN and "Perl" in bad.detail and "swiftbin" in bad.detail, bad
+    assert "after" in bad.fix
+    good = check_swiftrun_on_path(f"{ours}:{tmp_path / 'swiftbin'}")
+    assert good.status == OK, good

@@ -90,6 +90,8 @@ def test_failing_app_and_compile_error_keep_swift_exit_codes(cloud, tmp_path):
 def test_swift_arguments_reach_swift(cloud, tmp_path):
     proj = copy_example("p6", tmp_path / "p6", cloud, name="p6run", workers=1)
     assert (proj / "simulate.sh").is_symlink()      # as the tutorial keeps it: -> ../app/
+    plan = json.loads(swiftrun("p6.swift", "--dry-run", "--json", cwd=proj).stdout)
+    assert plan["sync_links_as_files"] == ["simulate.sh", "stats.sh"]   # the plan says so
     res = swiftrun("p6.swift", "-nsim=3", cwd=proj)
     outs = sorted(p.name for p in (proj / "output").glob("sim_*.out"))
     assert outs == ["sim_0.out", "sim_1.out", "sim_2.out"], res.stderr

@@ -130,3 +130,33 @@ def check_staging(project, script_dir: Path, scripts: list[Path]) -> Check:
                      "use staging = \"local\"")
     names = ", ".join(s.name for s in scripts)
     return Check("staging", OK, f"staging: direct; the apps of {names} take their files as arguments")
+
+
+def check_swiftrun_on_path(path_env: str | None = None) -> Check:
+    """The Swift distribution ships a Perl helper named ``bin/swiftrun``. The cloud tutorial's
+    setup.sh puts Swift's bin/ first on PATH, and then typing ``swiftrun`` runs that helper, not
+    this tool. Judged by content: the first ``swiftrun`` on PATH must be a Python entry point."""
+    import os
+
+    entries = (path_env if path_env is not None else os.environ.get("PATH", "")).split(os.pathsep)
+    first = None
+    for d in entries:
+        cand = Path(d or ".") / "swiftrun"
+        if cand.is_file() and os.access(cand, os.X_OK):
+            first = cand
+            break
+    if first is None:
+        return Check("swiftrun on PATH", WARN, "no swiftrun on PATH (this one runs as python3 -m "
+                     "swiftrun)", "put the directory pip installed swiftrun into on PATH")
+    try:
+        head = first.read_bytes()[:4096]
+    except OSError:
+        head = b""
+    line = head.split(b"\n", 1)[0]
+    if b"perl" in line or b"python" not in line:
+        return Check("swiftrun on PATH", WARN,
+                     f"{first} comes first on PATH and is not this tool (Swift's own bin/swiftrun "
+                     "helper is a Perl script: Swift's bin/ is on PATH before this one)",
+                     "put Swift's bin/ after the directory of this swiftrun on PATH, or run "
+                     "python3 -m swiftrun")
+    return Check("swiftrun on PATH", OK, f"{first}")

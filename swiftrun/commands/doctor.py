@@ -80,7 +80,7 @@ def diagnose(env, *, script: Path | None = None, fix: bool = False,
     from swiftrun.checks.base import FAIL, OK, Check, run_check, run_checks
     from swiftrun.checks.cloud import is_ec2, prelaunch
     from swiftrun.checks.local import (
-        check_credentials, check_key_file, check_staging, check_swift_conf)
+        check_credentials, check_key_file, check_staging, check_swift_conf, check_swiftrun_on_path)
     from swiftrun.errors import SwiftrunError
 
     checks: list[Check] = []
@@ -113,7 +113,8 @@ def diagnose(env, *, script: Path | None = None, fix: bool = False,
         local.append(("credentials", lambda: check_credentials(project, provider)))
     local += [("key file", lambda: check_key_file(project, provider, fix=fix)),
               ("swift.conf", lambda: check_swift_conf(project, script_dir)),
-              ("staging", lambda: check_staging(project, script_dir, _scripts(project, script)))]
+              ("staging", lambda: check_staging(project, script_dir, _scripts(project, script))),
+              ("swiftrun on PATH", check_swiftrun_on_path)]
     got = run_checks(local, timeout=timeout, section="local")
     checks += got
     if ec2:

@@ -61,6 +61,9 @@ def _plan_text(doc: dict) -> str:
 
         lines.append(f"cost:     {describe_estimate(doc['cost'])}")
     lines.append(f"sync:     {doc['sync']['files']} file(s), {doc['sync']['bytes']} bytes")
+    if doc.get("sync_links_as_files"):
+        lines.append("          sent as the files they point at (links out of the directory): "
+                     + ", ".join(doc["sync_links_as_files"]))
     lines.append("swift.conf:")
     lines += ["  " + line for line in doc["swift_conf"].splitlines()]
     return "\n".join(lines)

@@ -46,6 +46,11 @@ def plan(project, script: Path) -> dict:
     from swiftrun.sync.sensitive import refuse_secrets
 
     refuse_secrets(script_dir, [r for r, e in entries.items() if e.type == "f"])
+    import os
+
+    # links out of the script directory go up as the files they point at: say which
+    out["sync_links_as_files"] = sorted(
+        r for r, e in entries.items() if e.type == "f" and os.path.islink(script_dir / r))
     out["sync"] = {"files": sum(1 for e in entries.values() if e.type == "f"),
                    "bytes": sum(e.size for e in entries.values() if e.type == "f")}
     return out
