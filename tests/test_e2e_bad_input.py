@@ -71,6 +71,9 @@ def test_bad_swift_argument_and_bad_swift_conf_fail_before_launch(cloud, tmp_pat
     one_line_error(swiftrun("p.swift", "nsim=3", cwd=tmp_path, check=False), "nsim=3", "-name=value")
     (tmp_path / "swift.conf").write_text("bogusTopKey: 1\n")
     one_line_error(swiftrun("p.swift", cwd=tmp_path, check=False), "bogusTopKey", "swift.conf")
+    # values too, as Swift's own swift.conf.schema says (StrictlyPositiveInt)
+    (tmp_path / "swift.conf").write_text("site.cloud-static { maxParallelTasks: 0 }\n")
+    one_line_error(swiftrun("p.swift", cwd=tmp_path, check=False), "maxParallelTasks", "positive")
     assert nothing_created(cloud)
 
 

@@ -2,7 +2,8 @@
 
 A bad key or value fails here, before anything is launched, with one line naming the layer (and,
 when it can be found, the line) it came from. A spec is one of:
-``"int" | "bool" | "num" | "str" | "throttle" | "strlist" | "sites" | "any"``,
+``"int" | "posint" (1 or more) | "natint" (0 or more) | "bool" | "num" | "str" | "throttle" |
+"strlist" | "sites" | "any"``,
 ``("enum", (values...))``, ``("obj", {key: spec})`` or ``("map", spec)`` (any key name -> spec).
 """
 
@@ -18,6 +19,8 @@ from swiftrun.errors import ConfigError
 from swiftrun.swiftconf.hocon import Raw, _get, _items, _sites_list
 
 STAGING_VALUES = ("direct", "local", "service-local", "shared-fs", "swift", "wrapper")
+STATUS_MODE = ("enum", ("files", "provider"))
+PARAMETER_MODE = ("enum", ("args", "files"))
 EXECUTION_TYPES = ("local", "coaster", "coaster-persistent", "ssh", "ssh-cl", "pbs", "condor", "sge",
                    "slurm", "lsf", "ec2-cloud")
 
@@ -29,23 +32,23 @@ _APP = ("obj", {
 })
 
 _EXECUTION_OPTIONS = ("obj", {
-    "maxJobs": "int",
-    "nodeGranularity": "int",
-    "tasksPerNode": "int",
+    "maxJobs": "posint",
+    "nodeGranularity": "posint",
+    "tasksPerNode": "posint",
     "allocationStepSize": "num",
-    "lowOverallocation": "num",
-    "highOverallocation": "num",
+    "lowOverallocation": "posint",
+    "highOverallocation": "posint",
     "overallocationDecayFactor": "num",
     "spread": "num",
     "exponentialSpread": "num",
     "reserve": "str",
-    "maxNodesPerJob": "int",
+    "maxNodesPerJob": "posint",
     "maxJobTime": "str",
     "userHomeOverride": "str",
     "internalHostName": "str",
     "jobQueue": "str",
     "jobProject": "str",
-    "workerLoggingLevel": "str",
+    "workerLoggingLevel": ("enum", ("ERROR", "WARN", "INFO", "DEBUG", "TRACE")),
     "workerLoggingDirectory": "str",
     "softImage": "str",
     "jobOptions": "any",
@@ -61,8 +64,8 @@ _SITE = ("obj", {
     "filesystem": ("obj", {"type": "str", "URL": "str", "options": "any"}),
     "workDirectory": "str",
     "staging": ("enum", STAGING_VALUES),
-    "maxParallelTasks": "int",
-    "initialParallelTasks": "int",
+    "maxParallelTasks": "posint",
+    "initialParallelTasks": "posint",
     "delayBase": "num",
     "maxSubmitRate": "num",
     "scratch": "str",
@@ -73,16 +76,16 @@ _SITE = ("obj", {
     "wrapperScript": "str",
     "cleanupCommand": "str",
     "cleanupCommandOptions": "strlist",
-    "wrapperParameterMode": "str",
+    "wrapperParameterMode": PARAMETER_MODE,
     "keepSiteDir": "bool",
-    "statusMode": "str",
+    "statusMode": STATUS_MODE,
 })
 
 SCHEMA = ("obj", {
     "sites": "sites",
     "staging": ("enum", STAGING_VALUES),
     "lazyErrors": "bool",
-    "executionRetries": "int",
+    "executionRetries": "natint",
     "keepSiteDir": "bool",
     "providerStagingPinSwiftFiles": "bool",
     "alwaysTransferWrapperLog": "bool",
@@ -91,14 +94,14 @@ SCHEMA = ("obj", {
     "fileTransfersThrottle": "throttle",
     "fileOperationsThrottle": "throttle",
     "siteScoreThrottlingFactor": "num",
-    "cachingAlgorithm": "str",
+    "cachingAlgorithm": ("enum", ("LRU",)),
     "logProvenance": "bool",
     "replicationEnabled": "bool",
-    "replicationMinQueueTime": "int",
-    "replicationLimit": "int",
-    "statusMode": "str",
-    "wrapperParameterMode": "str",
-    "wrapperInvocationMode": "str",
+    "replicationMinQueueTime": "posint",
+    "replicationLimit": "posint",
+    "statusMode": STATUS_MODE,
+    "wrapperParameterMode": PARAMETER_MODE,
+    "wrapperInvocationMode": ("enum", ("absolute", "relative")),
     "CDMBroadcastMode": "str",
     "CDMFile": "str",
     "tickerDateFormat": "str",
@@ -110,8 +113,8 @@ SCHEMA = ("obj", {
     "TCPPortRange": "str",
     "tracingEnabled": "bool",
     "wrapperStagingLocalServer": "str",
-    "maxForeachThreads": "int",
-    "maxThreads": "int",
+    "maxForeachThreads": "posint",
+    "maxThreads": "posint",
     "app": ("map", _APP),
     "site": ("map", _SITE),
 })
@@ -187,9 +190,14 @@ def _walk(value: Any, spec: Any, path: list[str], fail) -> None:
             valid = ", ".join(f"'{v}'" for v in spec[1])
             fail(path, f"Invalid value '{_show(value)}' for property '{dotted}'. Valid values are: {valid}")
         return
-    if spec == "int":
+    if spec in ("int", "posint", "natint"):
         if not _is_int(value):
             fail(path, f"Cannot convert value '{_show(value)}' for property '{dotted}' to integer")
+        elif spec == "posint" and int(value) < 1:
+            fail(path, f"Invalid value '{_show(value)}' for property '{dotted}': must be a "
+                       "strictly positive integer (1 or more)")
+        elif spec == "natint" and int(value) < 0:
+            fail(path, f"Invalid value '{_show(value)}' for property '{dotted}': must be 0 or more")
     elif spec == "num":
         if not _is_num(value):
             fail(path, f"Cannot convert value '{_show(value)}' for property '{dotted}' to number")
