@@ -274,6 +274,7 @@ BAD_VALUES = [
     ("swift", 'staging = "shared"', "staging", "set staging ="),
     ("swift", 'install_sha256 = "abc"', "install_sha256", "sha256sum"),
     ("swift", 'install_url = "swift.tar.gz"', "install_url", "set install_url ="),
+    ("swift", 'install_url = "s3://b/swift.tar.gz"', "install_url", "https://BUCKET.s3.REGION"),
     ("swift", 'conf = "retries=2"', "conf", "[swift.conf]"),
     ("swift", "args = { a = [1, 2] }", "args", "write a ="),
     ("swift", 'work_directory = "work"', "work_directory", 'set work_directory = "/tmp/swiftwork"'),

@@ -365,9 +365,14 @@ def _v_abs_remote(example: str):
 
 def _v_install_url(value, ctx):
     s = _as_str(value, ctx, "")
-    if s == "" or re.match(r"^(https?|s3|file)://\S+$", s):
+    if s.startswith("s3://"):
+        # curl on the nodes cannot fetch it: every node would fail its install after being paid for
+        raise _Bad("is an s3:// URL, which the nodes' curl cannot fetch",
+                   "use the object's https:// URL (https://BUCKET.s3.REGION.amazonaws.com/KEY, public "
+                   "or presigned), or [ec2] image = an AMI with Swift in /opt/swift")
+    if s == "" or re.match(r"^(https?|file)://\S+$", s):
         return s
-    raise _Bad("must be an http(s)://, s3:// or file:// URL of a Swift tarball",
+    raise _Bad("must be an http(s):// or file:// URL of a Swift tarball",
                ctx.set("https://example.org/swift-0.96.2.tar.gz") + ", or \"\" to use the image's Swift")
 
 

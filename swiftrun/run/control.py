@@ -76,9 +76,13 @@ echo "$code" > "$runs/$id.exit.tmp" && mv "$runs/$id.exit.tmp" "$runs/$id.exit"
     remote.run(target, cmd, stdin=conf_text.encode(), timeout=60, check=True)
 
 
+KEEP_BYTES = 1 << 20     # of the console, what follow() returns: the head (swift's RunID line)
+
+
 def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int = 0,
            reconnect_for: float = 600.0) -> tuple[int, str]:
-    """Stream the run's console from byte ``offset`` until swift exits; return (exit code, text).
+    """Stream the run's console from byte ``offset`` until swift exits; return (exit code, the
+    first MiB of what was streamed).
 
     A dropped connection is retried with backoff and the stream resumes at the byte reached, so
     no line is lost or printed twice.
@@ -127,7 +131,8 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
                 out.write(data)
                 out.flush()
                 offset += len(data)
-                seen += data
+                if len(seen) < KEEP_BYTES:      # the head is enough (RunID); a replay of a
+                    seen += data[:KEEP_BYTES - len(seen)]   # 200 MB console stays small
             status = proc.wait()
             proc.stdout.close()
             errf.seek(0)
@@ -179,7 +184,8 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
                                   timeout=60, check=True, binary=True)
                 out.write(rest.raw[: size - offset])
                 out.flush()
-                seen += rest.raw[: size - offset]
+                if len(seen) < KEEP_BYTES:
+                    seen += rest.raw[: size - offset][:KEEP_BYTES - len(seen)]
                 offset = size
             break
         except (RemoteError, OSError, EOFError):
