@@ -536,3 +536,27 @@ def test_swifts_own_bin_swiftrun_shadowing_this_tool_is_named(tmp_path):
     assert "after" in bad.fix
     good = check_swiftrun_on_path(f"{ours}:{tmp_path / 'swiftbin'}")
     assert good.status == OK, good
+
+
+def test_an_ipv6_ssh_cidr_becomes_an_ipv6_rule(cloud, tmp_path):
+    """EC2 refuses an IPv6 range in CidrIp (the strict test cloud too): the SSH rule for an IPv6
+    ssh_cidr goes in Ipv6Ranges."""
+    from swiftrun.cloud import make_provider
+    from swiftrun.project import load_project
+
+    proj = tmp_path / "v6"
+    toml_project(proj, cloud, name="v6", workers=1)
+    text = (proj / "swiftrun.toml").read_text()
+    (proj / "swiftrun.toml").write_text(text.replace(f'ssh_cidr = "{cloud.caller_cidr}"',
+                                                     'ssh_cidr = "2001:db8::7/128"'))
+    provider = make_provider(load_project(proj / "swiftrun.toml"))
+    provider.security_group("v6")
+    group = next(g for g in cloud.ec2.describe_security_groups()["SecurityGroups"]
+                 if g["GroupName"] == provider.project.security_group_name)
+    ssh = [p for p in group["IpPermissions"] if p.get("FromPort") == 22]
+    assert [r["CidrIpv6"] for p in ssh for r in p.get("Ipv6Ranges", [])] == ["2001:db8::7/128"]
+    assert not [r for p in ssh for r in p.get("IpRanges", [])]
+    provider.security_group("v6")          # again: the rule is found, not added twice
+    group = next(g for g in cloud.ec2.describe_security_groups()["SecurityGroups"]
+                 if g["GroupId"] == group["GroupId"])
+    assert sum(len(p.get("Ipv6Ranges", [])) for p in group["IpPermissions"]) == 1

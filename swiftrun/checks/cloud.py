@@ -343,9 +343,10 @@ def check_security_group(project, provider, *, fix: bool = False) -> Check:
                     "UserIdGroupPairs": [{"GroupId": gid, "Description": "swiftrun, cluster only"}]}])
                 did.append(f"allowed tcp {port} inside the group")
         if cidr and not _ssh_ok(perms, cidr):
+            ranges, key = ("Ipv6Ranges", "CidrIpv6") if ":" in cidr else ("IpRanges", "CidrIp")
             provider._call("authorize_security_group_ingress", GroupId=gid, IpPermissions=[{
                 "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                "IpRanges": [{"CidrIp": cidr, "Description": "swiftrun ssh"}]}])
+                ranges: [{key: cidr, "Description": "swiftrun ssh"}]}])
             did.append(f"allowed tcp 22 from {cidr}")
         if did:
             reply = provider._call("describe_security_groups", GroupIds=[gid])

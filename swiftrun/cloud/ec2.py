@@ -297,16 +297,17 @@ class EC2Provider(Provider):
         between creating the group and authorizing its rules left a group without them."""
         sg, cidr = group["GroupId"], self.ssh_cidr()
         have_ssh, have_ports = False, set()
+        v6 = ":" in cidr        # EC2 takes an IPv6 range only as Ipv6Ranges/CidrIpv6
+        ranges, key = ("Ipv6Ranges", "CidrIpv6") if v6 else ("IpRanges", "CidrIp")
         for perm in group.get("IpPermissions", []):
-            if perm.get("FromPort") == 22 and any(r.get("CidrIp") == cidr
-                                                 for r in perm.get("IpRanges", [])):
+            if perm.get("FromPort") == 22 and any(r.get(key) == cidr for r in perm.get(ranges, [])):
                 have_ssh = True
             if any(pair.get("GroupId") == sg for pair in perm.get("UserIdGroupPairs", [])):
                 have_ports.add(perm.get("FromPort"))
         perms = []
         if not have_ssh:
             perms.append({"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                          "IpRanges": [{"CidrIp": cidr, "Description": "swiftrun ssh"}]})
+                          ranges: [{key: cidr, "Description": "swiftrun ssh"}]})
         perms += [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
                    "UserIdGroupPairs": [{"GroupId": sg, "Description": "swiftrun, cluster only"}]}
                   for p in COASTER_PORTS if p not in have_ports]
