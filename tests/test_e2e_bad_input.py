@@ -123,3 +123,17 @@ def test_what_the_upload_would_refuse_is_refused_before_launch(cloud, tmp_path, 
     for argv in (["p.swift"], ["p.swift", "--dry-run"]):
         one_line_error(swiftrun(*argv, cwd=proj, check=False), *needles)
     assert nothing_created(cloud)
+
+
+def test_an_ecdsa_key_file_is_refused_before_anything_is_made(cloud, tmp_path):
+    """EC2's ImportKeyPair takes RSA and ED25519 only (the strict test cloud refuses ECDSA too)."""
+    import subprocess
+
+    toml_project(tmp_path, cloud, name="ecdsa", workers=1)
+    key = tmp_path / "mine.pem"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", str(key)], check=True)
+    text = (tmp_path / "swiftrun.toml").read_text().replace("[ssh]\n", f'[ssh]\nkey_file = "{key}"\n')
+    (tmp_path / "swiftrun.toml").write_text(text)
+    (tmp_path / "p.swift").write_text(P4)
+    one_line_error(swiftrun("up", cwd=tmp_path, check=False), "ECDSA", "ed25519")
+    assert nothing_created(cloud)

@@ -501,6 +501,27 @@ def _error(origin: _Origin, section: str, key: str, value: Any, problem: str, fi
     return ConfigError(f"{origin.where()}: {what}: {problem}", hint=fix)
 
 
+def _is_ecdsa_key(path: Path) -> bool:
+    """Whether a private key file holds an ECDSA key (PEM "EC PRIVATE KEY", or an OpenSSH key
+    whose key type is ecdsa-sha2-*); a file that cannot be read is left to the key checks."""
+    import base64
+
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return False
+    if "-----BEGIN EC PRIVATE KEY-----" in text:
+        return True
+    m = re.search(r"-----BEGIN OPENSSH PRIVATE KEY-----(.*?)-----END", text, re.S)
+    if not m:
+        return False
+    try:
+        blob = base64.b64decode("".join(m.group(1).split()))
+    except ValueError:
+        return False
+    return b"ecdsa-sha2-" in blob[:200]
+
+
 def _cross_checks(p: Project, entries: _Entries) -> list[str]:
     """Checks between settings; returns warnings, raises ConfigError for conflicts."""
     def fail(section: str, key: str, problem: str, fix: str) -> ConfigError:
@@ -522,6 +543,11 @@ def _cross_checks(p: Project, entries: _Entries) -> list[str]:
     if c.provider == "static" and not p.static.headnode:
         raise fail("cluster", "provider", "needs the headnode's address in [static] headnode",
                    "add [static] headnode = \"10.0.0.5\" (and workers = [...]), or set provider = \"ec2\"")
+    if c.provider == "ec2" and p.ssh.key_file and _is_ecdsa_key(Path(p.ssh.key_file)):
+        raise fail("ssh", "key_file", "is an ECDSA key, which EC2 cannot import (it takes RSA and "
+                   "ED25519 keys)",
+                   "make an ed25519 key (ssh-keygen -t ed25519 -f FILE) and point key_file at it, or "
+                   "leave key_file out to let swiftrun make one")
     if p.swift.path and c.provider == "static":
         raise fail("swift", "path", "is not supported with provider = \"static\" yet (the hosts "
                    "are yours: swiftrun does not change their PATH)",
