@@ -237,13 +237,9 @@ class EC2Provider(Provider):
             return path
         if path.exists():
             public = public_key_of(path)
-            if public.startswith("ecdsa-"):
-                # ImportKeyPair takes RSA and ED25519 only: say so before anything is made
-                raise ConfigError(
-                    f"[ssh] key_file {path} is an ECDSA key, which EC2 cannot import (it takes RSA "
-                    "and ED25519 keys)",
-                    hint=f"make an ed25519 key (ssh-keygen -t ed25519 -f {path.with_suffix('')}-ed25519) "
-                         "and point [ssh] key_file at it, or leave key_file out to let swiftrun make one")
+            if public.startswith("ecdsa-"):     # the loader refuses it first; ImportKeyPair would
+                raise ConfigError(f"[ssh] key_file {path} is an ECDSA key, which EC2 cannot import",
+                                  hint="make an ed25519 key (ssh-keygen -t ed25519) and use that")
         else:
             public = write_new_key(path)
         try:
