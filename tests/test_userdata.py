@@ -923,3 +923,22 @@ def test_deadman_before_boot_marker(node):
     write_env(node)
     proc = run_deadman(node)
     assert not shutdowns(node) and "no boot time" in proc.stdout
+
+
+def test_deadman_a_headnode_started_again_does_not_count_its_stopped_hours(node):
+    """stop-headnode, then up ten hours later: the first tick must not see a lifetime or an
+    idle time that includes the hours it was stopped (issue 12, the worst of its list)."""
+    now = int(time.time())
+    write_env(node, IDLE_TIMEOUT=600, MAX_LIFETIME=7200)
+    set_boot(node, now - 3000)
+    touch(node.state("activity"), now - 10)
+    run_deadman(node, NOW=now)                               # a tick while it runs
+    later = now + 36000                                      # stopped for ten hours
+    proc = run_deadman(node, NOW=later)
+    assert not shutdowns(node), proc.stdout
+    assert "started again after 35940s stopped" in proc.stdout
+    assert "keep: age 3060s" in proc.stdout                  # 3000 s before, one tick's minute after
+    run_deadman(node, NOW=later + 300)
+    assert not shutdowns(node)
+    run_deadman(node, NOW=later + 600)                       # idle counts from the start
+    assert len(shutdowns(node)) == 1 and "idle 600s" in shutdowns(node)[0]

@@ -2,7 +2,7 @@
 # swiftrun deadman: run every minute by swiftrun-deadman.timer (installed by the userdata as
 # /usr/local/lib/swiftrun/deadman.sh). Shuts the node down (instances launch with shutdown
 # behaviour "terminate") when:
-#   - now - boot >= MAX_LIFETIME                                   (both roles)
+#   - running time (now - boot, less the time it was stopped) >= MAX_LIFETIME     (both roles)
 #   - headnode: now - last activity >= IDLE_TIMEOUT; activity = mtime of var/lib/swiftrun/activity
 #     (the tool touches it), else boot; a swift run still alive on the node counts as activity
 #   - worker: TCP connect to HEADNODE_IP:WORKER_PORT failed continuously for >= HEADNODE_GRACE s
@@ -48,7 +48,27 @@ if [[ ! $boot =~ ^[0-9]+$ ]]; then
     say "no boot time in $STATE/boot yet; nothing decided"
     exit 0
 fi
-age=$((NOW - boot))
+# Stopped time does not count. The timer ticks every minute while the node runs; a gap of more
+# than GAP_MAX between two ticks is time the node was stopped (stop-headnode, then up): it goes
+# into $STATE/stopped, and the start counts as activity, so a headnode started again after ten
+# hours is not "43860 s old" or "idle for hours" at its first tick (with shutdown behaviour
+# terminate, that would take its root volume and any unfetched outputs with it).
+GAP_MAX=${GAP_MAX:-600}
+stopped=0
+[[ -s $STATE/stopped ]] && stopped=$(<"$STATE/stopped")
+[[ $stopped =~ ^[0-9]+$ ]] || stopped=0
+if [[ -s $STATE/tick ]]; then
+    last_tick=$(<"$STATE/tick")
+    if [[ $last_tick =~ ^[0-9]+$ ]] && ((NOW - last_tick > GAP_MAX)); then
+        gap=$((NOW - last_tick - 60))
+        stopped=$((stopped + gap))
+        printf '%s\n' "$stopped" >"$STATE/stopped"
+        touch -d "@$NOW" "$STATE/activity" 2>/dev/null || touch "$STATE/activity"
+        say "started again after ${gap}s stopped: not counted in the lifetime, idle counts from now"
+    fi
+fi
+printf '%s\n' "$NOW" >"$STATE/tick"
+age=$((NOW - boot - stopped))
 if ((MAX_LIFETIME > 0 && age >= MAX_LIFETIME)); then
     halt "lifetime ${age}s >= max_lifetime ${MAX_LIFETIME}s"
 fi
