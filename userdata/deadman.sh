@@ -48,11 +48,7 @@ if [[ ! $boot =~ ^[0-9]+$ ]]; then
     say "no boot time in $STATE/boot yet; nothing decided"
     exit 0
 fi
-# Stopped time does not count. The timer ticks every minute while the node runs; a gap of more
-# than GAP_MAX between two ticks is time the node was stopped (stop-headnode, then up): it goes
-# into $STATE/stopped, and the start counts as activity, so a headnode started again after ten
-# hours is not "43860 s old" or "idle for hours" at its first tick (with shutdown behaviour
-# terminate, that would take its root volume and any unfetched outputs with it).
+# A gap over GAP_MAX between minute ticks is time stopped: left out of the age, start = activity.
 GAP_MAX=${GAP_MAX:-600}
 stopped=0
 [[ -s $STATE/stopped ]] && stopped=$(<"$STATE/stopped")

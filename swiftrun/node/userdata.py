@@ -156,8 +156,13 @@ def render_userdata(project: Project, role: str, *, cluster: str, headnode_ip: s
 
 
 def _agent() -> str:
-    """The headnode's agent (userdata/agent.py) as a shell function that prints it."""
+    """The headnode's agent (userdata/agent.py) as a shell function that prints it, without its
+    module docstring and comment lines (userdata is counted against EC2's limit; the file in the
+    package keeps them)."""
     text = _read("agent.py")
+    text = re.sub(r'\A(#![^\n]*\n)"""(?:.|\n)*?"""\n', r"\1", text)
+    text = "".join(line for line in text.splitlines(keepends=True)
+                   if not line.lstrip().startswith("#") or line.startswith("#!"))
     if _AGENT_EOF in text:
         raise AssertionError("agent.py contains the heredoc delimiter")
     return f"swiftrun_agent_script() {{\ncat <<'{_AGENT_EOF}'\n{text}{_AGENT_EOF}\n}}\n"
