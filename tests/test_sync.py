@@ -789,13 +789,18 @@ def test_a_link_out_of_the_script_directory_goes_up_as_the_file_it_points_at(con
     assert rep.files_sent == 1 and sent.read_text() == "#!/bin/sh\necho sim v2\n"
 
 
+# AWS's documented example key id, put together here so that no key-shaped literal is committed
+EXAMPLE_KEY_ID = "AKIA" + "IOSFODNN7EXAMPLE"
+EXAMPLE_SECRET = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"      # AWS's documented example
+
+
 @pytest.mark.parametrize("body,refused", [
     ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----\n", True),
-    ("[default]\naws_access_key_id = AKIAABCDEFGHIJKLMNOP\n"
-     "aws_secret_access_key = abcdEFGHijklMNOPqrstUVWXyz0123456789ABCD\n", True),
+    (f"[default]\naws_access_key_id = {EXAMPLE_KEY_ID}\n"
+     f"aws_secret_access_key = {EXAMPLE_SECRET}\n", True),
     ("User name,Password,Access key ID,Secret access key\n", True),
     ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx8 me@host\n", False),      # a public key
-    ("the access key id is AKIAABCDEFGHIJKLMNOP\n", False),             # an id alone
+    (f"the access key id is {EXAMPLE_KEY_ID}\n", False),                # an id alone
 ])
 def test_secrets_are_judged_by_content_and_refused_before_a_byte_goes(conn, dirs, body, refused):
     local, remote, state = dirs

@@ -347,7 +347,7 @@ def _v_dir_list(value, ctx):
         d = (d if d.is_absolute() else ctx.base_dir / d).resolve()
         if not d.is_dir():
             raise _Bad(f"{d} is not a directory", "give directories that exist here, relative to "
-                       "the project file (their files go onto every node's PATH)")
+                       "the project file; their files go onto every node's PATH")
         out.append(str(d))
     if len(out) > 8:
         raise _Bad("at most 8 directories", "merge the tools into fewer directories")

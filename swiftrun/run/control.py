@@ -114,30 +114,29 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
     while True:
         proc = None
         try:
-            errf = tempfile.TemporaryFile()
-            proc = remote.popen(target, f"OFFSET={offset}; " + tail, stdout=subprocess.PIPE,
-                                stderr=errf)
-            fd = proc.stdout.fileno()
-            down_since, delay = None, 0.5
-            while True:
-                ready, _, _ = select.select([fd], [], [], HEARTBEAT)
-                if not ready:
-                    # Silence is not death: say so, so a CI runner does not kill a quiet job.
-                    ui.node("still running", f"no output from swift for {HEARTBEAT:.0f}s")
-                    continue
-                data = os.read(fd, 65536)
-                if not data:
-                    break
-                out.write(data)
-                out.flush()
-                offset += len(data)
-                if len(seen) < KEEP_BYTES:      # the head is enough (RunID); a replay of a
-                    seen += data[:KEEP_BYTES - len(seen)]   # 200 MB console stays small
-            status = proc.wait()
-            proc.stdout.close()
-            errf.seek(0)
-            err = errf.read().decode(errors="replace")
-            errf.close()
+            with tempfile.TemporaryFile() as errf:   # closed however the stream ends
+                proc = remote.popen(target, f"OFFSET={offset}; " + tail, stdout=subprocess.PIPE,
+                                    stderr=errf)
+                fd = proc.stdout.fileno()
+                down_since, delay = None, 0.5
+                while True:
+                    ready, _, _ = select.select([fd], [], [], HEARTBEAT)
+                    if not ready:
+                        # Silence is not death: say so, so a CI runner does not kill a quiet job.
+                        ui.node("still running", f"no output from swift for {HEARTBEAT:.0f}s")
+                        continue
+                    data = os.read(fd, 65536)
+                    if not data:
+                        break
+                    out.write(data)
+                    out.flush()
+                    offset += len(data)
+                    if len(seen) < KEEP_BYTES:      # the head is enough (RunID); a replay of a
+                        seen += data[:KEEP_BYTES - len(seen)]   # 200 MB console stays small
+                status = proc.wait()
+                proc.stdout.close()
+                errf.seek(0)
+                err = errf.read().decode(errors="replace")
             if status == 0:
                 m = re.search(r"^swiftrun-exit (-?\d+)\s*$", err, re.M)
                 code = int(m.group(1)) if m else None
