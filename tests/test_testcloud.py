@@ -205,7 +205,13 @@ def test_only_nodes_with_a_public_address_reach_the_internet(cloud):
     assert (cloud.sim.root(private) / "net").read_text() == "offline\n"
 
 
+def no_apt_daily(cloud) -> None:
+    """Boots from here on find apt's locks free (the scripts below test other things)."""
+    cloud.sim.apt_lock_seconds = 0
+
+
 def test_apt_stand_in_behaves_like_a_fresh_ubuntu_image(cloud):
+    no_apt_daily(cloud)
     script = """#!/bin/bash
 R=$SWIFTRUN_NODE_ROOT
 apt-get install -y default-jre-headless >"$R/before-update" 2>&1; echo $? >>"$R/before-update"
@@ -228,7 +234,34 @@ command -v s3fs || apt-get install -y s3fs >/dev/null && command -v s3fs >"$R/s3
     assert (root / "s3fs").read_text().strip() == f"{root}/usr/bin/s3fs"
 
 
+def test_apt_daily_holds_the_locks_at_first_boot(cloud):
+    """As on a real first boot: `apt-get update` fails at once on the lists lock (no timeout
+    option covers it), `install` waits for the dpkg lock only as long as DPkg::Lock::Timeout
+    says, and once apt-daily is done both work."""
+    cloud.sim.apt_lock_seconds = 6
+    script = """#!/bin/bash
+R=$SWIFTRUN_NODE_ROOT
+apt-get update -q >"$R/update" 2>&1; echo $? >>"$R/update"
+apt-get install -y s3fs >"$R/install" 2>&1; echo $? >>"$R/install"
+apt-get -o DPkg::Lock::Timeout=20 install -y s3fs >"$R/waited" 2>&1; echo $? >>"$R/waited"
+apt-get update -q >"$R/after" 2>&1; echo $? >>"$R/after"
+"""
+    iid = cloud.ec2.run_instances(ImageId=cloud.stock_ami, MinCount=1, MaxCount=1,
+                                  UserData=script)["Instances"][0]["InstanceId"]
+    cloud.sim.wait_userdata(iid)
+    root = cloud.sim.root(iid)
+    update = (root / "update").read_text()
+    assert "E: Could not get lock /var/lib/apt/lists/lock" in update and update.endswith("100\n")
+    install = (root / "install").read_text()
+    assert "Could not get lock /var/lib/dpkg/lock-frontend" in install and install.endswith("100\n")
+    waited = (root / "waited").read_text()
+    # it waited for the lock, then found empty lists (no update has worked yet)
+    assert "Waiting for cache lock" in waited and "Unable to locate package s3fs" in waited
+    assert (root / "after").read_text().endswith("0\n")
+
+
 def test_a_node_without_internet_cannot_install(cloud):
+    no_apt_daily(cloud)
     iid = cloud.ec2.run_instances(
         ImageId=cloud.stock_ami, MinCount=1, MaxCount=1,
         NetworkInterfaces=[{"DeviceIndex": 0, "AssociatePublicIpAddress": False}],

@@ -604,6 +604,21 @@ def test_packages_installed_when_missing(tmp_path, node, node_images):
     assert node.calls("apt-get") == apt
 
 
+def test_first_boot_waits_out_apt_daily(tmp_path, node, node_images):
+    """apt-daily holds the lists lock at first boot (the stand-in refuses `update` until the
+    time in lock.held-until): the boot waits for it instead of failing after three tries."""
+    import time
+    lists = node.root / "var/lib/apt/lists"
+    lists.mkdir(parents=True, exist_ok=True)
+    (lists / "lock.held-until").write_text(f"{int(time.time()) + 25}\n")
+    script = render_userdata(stock_project(tmp_path, node_images), "headnode", cluster="tut",
+                             headnode_ip=None)
+    assert_ready(node, node.boot(script))
+    assert "apt is busy" in node.log()
+    updates = [c for c in node.calls("apt-get") if "update" in c]
+    assert len(updates) > 3            # more tries than the 3 a failed download gets
+
+
 def test_worker_installs_nothing_on_stock_ubuntu(tmp_path, node, node_images):
     """Ubuntu has Perl with its modules: a worker needs neither apt nor Java."""
     proc = node.boot(render_userdata(stock_project(tmp_path, node_images), "worker", cluster="tut",

@@ -118,19 +118,33 @@ fstab_add() {  # fstab_add MOUNTPOINT LINE: once per mount point
 }
 
 APT_UPDATED=
+# apt-daily runs at first boot: it holds the lists lock during its own update, and
+# DPkg::Lock::Timeout does not cover that lock. A busy apt is waited out (up to 15 minutes);
+# a failed download is tried 3 times, 10 s apart.
+apt_get() {  # apt_get ARGS...
+    local out rc waited=0
+    while :; do
+        rc=0
+        out=$(apt-get -o DPkg::Lock::Timeout=600 "$@" 2>&1) || rc=$?
+        printf '%s\n' "$out"
+        [[ $rc != 0 && $out == *"Could not get lock"* ]] && ((waited < 900)) || return "$rc"
+        ((waited)) || log "apt is busy (apt-daily at first boot?): waiting for its lock"
+        sleep 3
+        waited=$((waited + 3))
+    done
+}
 apt_install() {
     local i
     if [[ -z $APT_UPDATED ]]; then
         for i in 1 2 3; do
-            if apt-get -o DPkg::Lock::Timeout=600 update -q; then break; fi
+            if apt_get update -q; then break; fi
             [[ $i == 3 ]] && die "apt-get update failed 3 times"
             sleep 10
         done
         APT_UPDATED=1
     fi
     log "installing: $*"
-    apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$@" \
-        || die "apt-get install $* failed"
+    apt_get install -y --no-install-recommends "$@" || die "apt-get install $* failed"
 }
 
 begin() {

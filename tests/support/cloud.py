@@ -13,8 +13,9 @@
   the instance is. Stopped / terminated instances lose their sshd, their SSH connections and
   every process of theirs (found by PID: userdata's process group, the stand-in systemd
   pidfiles, and any process whose environment carries ``SWIFTRUN_NODE_ROOT=<root>``); a
-  terminated one also loses its namespace. A start after a stop runs the enabled services again
-  but not the userdata, as on EC2. A ``shutdown`` by the node stand-in
+  terminated one also loses its namespace. At first boot apt-daily holds apt's locks for
+  ``apt_lock_seconds`` (see the apt-get stand-in). A start after a stop runs the enabled
+  services again but not the userdata, as on EC2. A ``shutdown`` by the node stand-in
   (``<root>/run/standin-shutdown``) stops or terminates the instance in moto, per its
   InstanceInitiatedShutdownBehavior.
 - :class:`TestCloud` bundles both for one test (what the ``cloud`` fixture returns), with the
@@ -343,6 +344,9 @@ class InstanceSimulator:
         self._clients: dict[str, Any] = {}
         self.polls = 0
         self.firewall_updates = 0
+        # apt-daily starts with a first boot and holds apt's locks for a while (a real Ubuntu
+        # image: often a minute); the apt-get stand-in refuses an update meanwhile
+        self.apt_lock_seconds = 3.0
 
     # -- public API ----------------------------------------------------------------------
     def start(self) -> "InstanceSimulator":
@@ -637,6 +641,10 @@ class InstanceSimulator:
             inst.root.mkdir(parents=True, exist_ok=True)
             inst.home.mkdir(parents=True, exist_ok=True)
             self.images.install(inst.image, inst.root)
+            if self.apt_lock_seconds > 0:
+                lists = inst.root / "var/lib/apt/lists"
+                lists.mkdir(parents=True, exist_ok=True)
+                (lists / "lock.held-until").write_text(f"{int(time.time() + self.apt_lock_seconds + 1)}\n")
             keys = inst.dir / "authorized_keys"
             keys.write_text(self._public_key(client, desc.get("KeyName")))
             keys.chmod(0o600)
