@@ -28,6 +28,15 @@ def _setup(script, project_file, cluster_name, json_mode, yes, quiet):
     return env, cluster, cluster.target(head), remote_root(env.project, sdir), sdir
 
 
+def _check_run_id(run_id: str | None) -> None:
+    from swiftrun.errors import UsageError
+    from swiftrun.node.layout import RUN_ID
+
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
+        raise UsageError(f"--run {run_id!r}: not a run id (letters, digits, '.', '_', '-', "
+                         "like 20261203-053000-ab12); leave --run out for the latest run")
+
+
 @click.command()
 @click.argument("script", required=False, type=click.Path(path_type=Path))
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until swift exits.")
@@ -35,30 +44,51 @@ def _setup(script, project_file, cluster_name, json_mode, yes, quiet):
 @click.option("--run", "run_id", metavar="ID", help="A run id other than the latest.")
 @project_options
 def logs(script, follow, boot_node, run_id, project_file, cluster_name, json_mode, yes, quiet):
-    """Show the console of the latest run of SCRIPT's directory (default: the current one)."""
-    from swiftrun.node.layout import BOOT_LOG, RUNS
-    from swiftrun.run.control import follow as follow_run, latest_run, rq
+    """Show the console of the latest run of SCRIPT's directory (default: the current one).
 
+    Exit status: 0 when the console was shown (the run's own exit code is on stderr, and in
+    --json), 2 for a run id that does not exist; with --follow, swift's exit code."""
+    import io
+
+    from swiftrun.errors import UsageError
+    from swiftrun.node.layout import BOOT_LOG
+    from swiftrun.run.control import follow as follow_run, latest_run, run_ids, run_logs
+
+    _check_run_id(run_id)
     if boot_node:
         env = Env(project_file, cluster_name, json_mode, yes, quiet, start=_script_dir(script))
         cluster = env.cluster()
-        target = cluster.target(pick(cluster, boot_node))
-        res = cluster.remote.run(target, f"cat {BOOT_LOG}", timeout=60)
-        sys.stdout.write(res.stdout)
+        node = pick(cluster, boot_node)
+        res = cluster.remote.run(cluster.target(node), f"cat {BOOT_LOG}", timeout=60)
+        if json_mode:
+            env.emit({"node": node.name, "boot_log": res.stdout, "ok": res.ok})
+        else:
+            sys.stdout.write(res.stdout)
         return 0 if res.ok else 1
     env, cluster, target, root, _ = _setup(script, project_file, cluster_name, json_mode, yes, quiet)
     run_id = run_id or latest_run(cluster.remote, target, root)
     if follow:
-        code, _ = follow_run(cluster.remote, target, root, run_id, env.ui)
+        sink = io.BytesIO() if json_mode else None
+        code, _ = follow_run(cluster.remote, target, root, run_id, env.ui, out=sink)
+        if json_mode:
+            env.emit({"run_id": run_id, "state": "finished", "exit_code": code,
+                      "console": sink.getvalue().decode(errors="replace")})
         env.ui.info(f"run {run_id}: swift exited {code}")
         return code
-    res = cluster.remote.run(target, f"cd {rq(root)} && cat {RUNS}/{run_id}.log; "
-                             f"cat {RUNS}/{run_id}.exit 2>/dev/null || echo running >&2", timeout=60)
-    text = res.stdout
-    sys.stdout.write(text)
-    state = res.stderr.strip()
+    state, code, text = run_logs(cluster.remote, target, root, run_id)
+    if state == "missing":
+        known = run_ids(cluster.remote, target, root)
+        listed = ", ".join(known[-5:]) if known else "none yet"
+        raise UsageError(f"--run {run_id}: no such run of this project on {target.label} "
+                         f"(runs here, latest last: {listed})")
+    if json_mode:
+        env.emit({"run_id": run_id, "state": state, "exit_code": code, "console": text})
+    else:
+        sys.stdout.write(text)
+        if text and not text.endswith("\n"):
+            sys.stdout.write("\n")
     env.ui.info(f"run {run_id}: " + ("still running (--follow to stream it)" if state == "running"
-                                     else "finished"))
+                                     else f"finished, swift exited {code}"))
     return 0
 
 

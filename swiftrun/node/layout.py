@@ -31,6 +31,10 @@ TOOLS_DIR = STATE_DIR + "/tools/bin"                       # [swift] path tools,
 # A run's files on the headnode, relative to the project's remote root: <id>.log (console),
 # <id>.exit, <id>.pid, <id>.sh (the detached wrapper) and ``latest``.
 RUNS = ".swiftrun/runs"
+# A run id names those files and is pasted into remote commands: only these characters, ever
+# (the runner makes ``20261203-053000-ab12``; ``logs --run`` and the headnode's ``latest`` file
+# are checked against it before any use).
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def remote_root(project, script_dir: Path) -> str:

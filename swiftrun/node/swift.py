@@ -63,3 +63,23 @@ COMPAT_LAUNCHER_SH = r"""if grep -q -- '-Djava\.endorsed\.dirs' "$b" 2>/dev/null
   sed '/-Djava\.endorsed\.dirs/d' "$b" > "$c/$n.$$" && chmod 755 "$c/$n.$$" && mv -f "$c/$n.$$" "$c/$n"
   export SWIFT_HOME="$h" COG_INSTALL_PATH="$h"; b="$c/$n"
 fi"""
+
+
+# Swift 0.96's bin/swift joins its arguments into one string, word-splits it (globbing too),
+# hands it through bin/swiftrun, and runs ``eval java ... ${CMDLINE}``: an argument is parsed by
+# the shell a second time on the headnode. `a;touch x` would run `touch x`, `$(...)` would run,
+# and runs of spaces collapse. Each argument is therefore passed as a word that has no
+# whitespace, no glob character and no shell syntax, and that the eval turns back into exactly
+# the argument: plain when it is made only of safe characters, else bash's $'...' with every
+# other byte as \xNN. The run wrapper uses these words only when the launcher evaluates its
+# command line (``EVAL_LAUNCHER_TEST``); any other swift gets the arguments as they are.
+_SAFE_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./=:,+-")
+EVAL_LAUNCHER_TEST = "grep -q 'eval java' \"$b\" 2>/dev/null"
+
+
+def launcher_word(arg: str) -> str:
+    """``arg`` as one word that a bash ``eval`` turns back into ``arg``, byte for byte."""
+    if arg and all(c in _SAFE_WORD for c in arg):
+        return arg
+    return "$'" + "".join(chr(b) if chr(b) in _SAFE_WORD else f"\\x{b:02x}"
+                          for b in arg.encode("utf-8", "surrogateescape")) + "'"

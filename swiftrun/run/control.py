@@ -19,8 +19,8 @@ import tempfile
 import time
 
 from swiftrun.errors import RemoteError
-from swiftrun.node.layout import RUNS, STATE_DIR, TOOLS_DIR
-from swiftrun.node.swift import COMPAT_LAUNCHER_SH
+from swiftrun.node.layout import RUN_ID, RUNS, STATE_DIR, TOOLS_DIR
+from swiftrun.node.swift import COMPAT_LAUNCHER_SH, EVAL_LAUNCHER_TEST, launcher_word
 
 HEARTBEAT = float(os.environ.get("SWIFTRUN_HEARTBEAT", "30"))
 
@@ -32,10 +32,21 @@ def rq(path: str) -> str:
     return shlex.quote(path)
 
 
+def _id(run_id: str) -> str:
+    """``run_id``, known to be safe to paste into a remote command (see layout.RUN_ID)."""
+    if not RUN_ID.fullmatch(run_id or ""):
+        raise ValueError(f"not a run id: {run_id!r}")
+    return run_id
+
+
 def start_run(remote, target, root: str, run_id: str, *, swift_home: str, script: str,
               args: list[str], conf_text: str) -> None:
     """Write swift.conf and a wrapper, then start it detached from this SSH session."""
-    swift_cmd = " ".join(shlex.quote(a) for a in ["-config", ".swiftrun/swift.conf", script, *args])
+    run_id = _id(run_id)
+    argv = ["-config", ".swiftrun/swift.conf", script, *args]
+    swift_cmd = " ".join(shlex.quote(a) for a in argv)
+    # Swift 0.96's launcher evals its command line: words that survive that (node/swift.py)
+    eval_cmd = " ".join(shlex.quote(launcher_word(a)) for a in argv)
     # `swiftrun cancel` sends TERM to the wrapper's process group: swift gets it, the wrapper
     # traps it, waits for swift to end and still writes the exit code (143).
     wrapper = f"""#!/bin/sh
@@ -45,7 +56,9 @@ cancelled=; child=
 trap 'cancelled=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
 echo $$ > "$runs/$id.pid"
 touch {STATE_DIR}/activity 2>/dev/null || true
-( while sleep 60; do touch {STATE_DIR}/activity 2>/dev/null || true; done ) &
+# the heartbeat's sleep dies with it (a bare `while sleep 60` would leave one behind per run)
+( s=; trap 'kill $s 2>/dev/null; exit 0' TERM
+  while :; do sleep 60 & s=$!; wait $s; touch {STATE_DIR}/activity 2>/dev/null || true; done ) &
 beat=$!
 PATH={TOOLS_DIR}:$PATH; export PATH   # [swift] path tools, for apps on the headnode
 b="${{SWIFTRUN_NODE_ROOT:-}}"{shlex.quote(swift_home)}/bin/swift
@@ -55,7 +68,8 @@ if [ -z "$b" ]; then
   code=127
 else
 {COMPAT_LAUNCHER_SH}
-  "$b" {swift_cmd} > "$runs/$id.log" 2>&1 < /dev/null &
+  if {EVAL_LAUNCHER_TEST}; then set -- {eval_cmd}; else set -- {swift_cmd}; fi
+  "$b" "$@" > "$runs/$id.log" 2>&1 < /dev/null &
   child=$!
   [ -z "$cancelled" ] || kill -TERM "$child" 2>/dev/null
   while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done
@@ -88,6 +102,7 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
     no line is lost or printed twice.
     """
     out = out or sys.stdout.buffer
+    run_id = _id(run_id)
     seen = bytearray()
     log = f"{RUNS}/{run_id}.log"
     ex, pid = f"{RUNS}/{run_id}.exit", f"{RUNS}/{run_id}.pid"
@@ -211,11 +226,45 @@ def latest_run(remote, target, root: str) -> str:
     run_id = res.stdout.strip()
     if not run_id:
         raise RemoteError(f"no run of this project on {target.label} ({root})")
+    if not RUN_ID.fullmatch(run_id):
+        raise RemoteError(f"{root}/{RUNS}/latest on {target.label} holds no run id "
+                          f"({run_id[:40]!r}): name a run with --run, or start a new one")
     return run_id
+
+
+def run_ids(remote, target, root: str) -> list[str]:
+    """The runs of this project on the headnode, oldest first."""
+    res = remote.run(target, f"cd {rq(root)}/{RUNS} 2>/dev/null && ls -1tr -- *.log 2>/dev/null",
+                     timeout=30)
+    names = [line[:-4] for line in res.stdout.splitlines() if line.endswith(".log")]
+    return [n for n in names if RUN_ID.fullmatch(n)]
+
+
+def run_logs(remote, target, root: str, run_id: str) -> tuple[str, int | None, str]:
+    """(state, exit code, console) of one run: state is ``missing``, ``running`` or
+    ``finished``. The exit code comes back on stderr, never mixed into the console."""
+    run_id = _id(run_id)
+    log, ex = f"{RUNS}/{run_id}.log", f"{RUNS}/{run_id}.exit"
+    res = remote.run(target, f"cd {rq(root)} 2>/dev/null && [ -f {log} ] || "
+                             f"{{ echo swiftrun-missing >&2; exit 0; }}; cat {log}; "
+                             f"if [ -f {ex} ]; then echo \"swiftrun-exit $(cat {ex})\" >&2; "
+                             f"else echo swiftrun-running >&2; fi", timeout=60)
+    marks = res.stderr.split()
+    if "swiftrun-missing" in marks:
+        return "missing", None, ""
+    if "swiftrun-exit" in marks:
+        i = marks.index("swiftrun-exit")
+        code = marks[i + 1] if i + 1 < len(marks) else ""
+        return "finished", int(code) if code.lstrip("-").isdigit() else None, res.stdout
+    if "swiftrun-running" in marks:
+        return "running", None, res.stdout
+    raise RemoteError(f"could not read run {run_id} on {target.label}: "
+                      f"{res.stderr.strip()[-200:] or 'no answer'}")
 
 
 def cancel_run(remote, target, root: str, run_id: str) -> bool:
     """Stop swift (the wrapper's whole process group); the wrapper still writes an exit code."""
+    run_id = _id(run_id)
     cmd = (f"cd {rq(root)} && p=$(cat {RUNS}/{run_id}.pid 2>/dev/null) && [ -n \"$p\" ] && "
            f"[ ! -f {RUNS}/{run_id}.exit ] && kill -TERM -- -$p 2>/dev/null && echo cancelled")
     res = remote.run(target, cmd, timeout=30)
