@@ -824,7 +824,18 @@ def shutdowns(node: Node) -> list[str]:
     return [c[-1] for c in node.calls("shutdown")]
 
 
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_deadman(node: Node, **env) -> subprocess.CompletedProcess:
+    # the deadman runs on this machine's own network: by default it watches a port nobody uses
+    # for SSH connections (this machine's port 22 may well have some)
+    env.setdefault("SSH_PORT", unused_port())
     proc = node.deadman(SWIFTRUN_USER_HOME=str(node.base / "home"), **{k: str(v) for k, v in env.items()})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -875,6 +886,32 @@ def test_deadman_running_swift_counts_as_activity(node):
     (runs / "r1.exit").write_text("0\n")
     touch(node.state("activity"), now - 5000)
     run_deadman(node, NOW=now)
+    assert len(shutdowns(node)) == 1
+
+
+def test_deadman_open_ssh_connection_counts_as_activity(node):
+    """An upload, a fetch, `logs` or an interactive `connect` near the idle limit: the headnode
+    is not shut down under it; once the connection is closed, idle counts again."""
+    import socket
+
+    now = int(time.time())
+    write_env(node, IDLE_TIMEOUT=600)
+    set_boot(node, now - 5000)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        try:
+            touch(node.state("activity"), now - 5000)
+            proc = run_deadman(node, NOW=now, SSH_PORT=port)
+            assert not shutdowns(node) and "SSH connection is open" in proc.stdout
+        finally:
+            conn.close()
+            client.close()
+    touch(node.state("activity"), now - 5000)
+    run_deadman(node, NOW=now, SSH_PORT=port)
     assert len(shutdowns(node)) == 1
 
 

@@ -4,7 +4,8 @@
 # behaviour "terminate") when:
 #   - running time (now - boot, less the time it was stopped) >= MAX_LIFETIME     (both roles)
 #   - headnode: now - last activity >= IDLE_TIMEOUT; activity = mtime of var/lib/swiftrun/activity
-#     (the tool touches it), else boot; a swift run still alive on the node counts as activity
+#     (the tool touches it), else boot; a swift run still alive on the node counts as activity,
+#     and so does an open SSH connection (an upload, a fetch, `logs`, an interactive `connect`)
 #   - worker: TCP connect to HEADNODE_IP:WORKER_PORT failed continuously for >= HEADNODE_GRACE s
 # Settings come from etc/swiftrun/node.env; the environment wins (tests: NOW, IDLE_TIMEOUT, ...).
 # 0 disables a limit.
@@ -18,7 +19,7 @@ LOG=$R/var/log/swiftrun/deadman.log
 if [[ -r $ENV_FILE ]]; then
     while IFS='=' read -r key val; do
         case $key in
-        ROLE | CLUSTER | SSH_USER | HEADNODE_IP | WORKER_PORT | AGENT_PORT | IDLE_TIMEOUT | MAX_LIFETIME | HEADNODE_GRACE)
+        ROLE | CLUSTER | SSH_USER | SSH_PORT | HEADNODE_IP | WORKER_PORT | AGENT_PORT | IDLE_TIMEOUT | MAX_LIFETIME | HEADNODE_GRACE)
             [[ -n ${!key:-} ]] || printf -v "$key" '%s' "$val"
             ;;
         esac
@@ -84,10 +85,19 @@ swift_running() {  # a detached swift run of the tool (runs/<id>.pid without <id
     return 1
 }
 
+ssh_open() {  # an established connection to this node's sshd
+    ss -Htn state established "( sport = :${SSH_PORT:-22} )" 2>/dev/null | grep -q .
+}
+
 if [[ $ROLE == headnode ]]; then
     if swift_running; then
         touch "$STATE/activity"
         say "a swift run is alive: counted as activity"
+        exit 0
+    fi
+    if ssh_open; then
+        touch "$STATE/activity"
+        say "an SSH connection is open: counted as activity"
         exit 0
     fi
     last=$boot
