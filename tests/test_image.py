@@ -8,7 +8,12 @@ from tests.support.cli import cluster_groups, cluster_instances, swiftrun, toml_
 
 
 def test_image_build_makes_a_tagged_ami_from_a_scrubbed_node_and_cleans_up(cloud, tmp_path):
-    toml_project(tmp_path, cloud, name="bakery", workers=2)
+    import boto3
+
+    boto3.Session(region_name=cloud.region).client("s3").create_bucket(
+        Bucket="swiftrun-bake-bucket", CreateBucketConfiguration={"LocationConstraint": cloud.region})
+    toml_project(tmp_path, cloud, name="bakery", workers=2,
+                 extra='[s3fs]\nbucket = "swiftrun-bake-bucket"\n')
     res = swiftrun("image", "build", "--name", "swiftrun-test-image", "--json", cwd=tmp_path)
     doc = json.loads(res.stdout)
     image = cloud.ec2.describe_images(ImageIds=[doc["image_id"]])["Images"][0]
@@ -25,6 +30,11 @@ def test_image_build_makes_a_tagged_ami_from_a_scrubbed_node_and_cleans_up(cloud
     assert not (root / "var/lib/swiftrun").exists()
     assert not list((root / "etc/systemd/system").glob("swiftrun-*"))
     assert not (cloud.sim.home(baked[0]["InstanceId"]) / ".ssh" / "authorized_keys").exists()
+    # The bake mounted the project's bucket (fstab said so), and the image keeps none of it:
+    # only the image's own root line is left (a later project's bucket is not "already mounted")
+    assert "s3fs" in (root / "var/log/standins.log").read_text()
+    assert [line.split()[:2] for line in (root / "etc/fstab").read_text().splitlines()] == [
+        ["LABEL=cloudimg-rootfs", "/"]]
     # The node really booted the project's userdata before the scrub (the boot log says so).
     assert "node ready" in cloud.sim.console(baked[0]["InstanceId"])
     assert cluster_instances(cloud, "bakery") == []

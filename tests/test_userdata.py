@@ -479,8 +479,12 @@ def test_headnode_idempotent_rerun(tmp_path, node):
         assert len(node.calls(name)) == 1, name
     assert len(node.calls()) > len(calls)                                      # it did run again
     assert [d for d in disks if any(node.r(f"/dev/{d}") in c for c in node.calls("mdadm")[0])]
-    fstab = (node.root / "etc/fstab").read_text().splitlines()
-    assert len(fstab) == 2 and len(set(fstab)) == 2, fstab
+    lines = (node.root / "etc/fstab").read_text().splitlines()
+    assert lines[0].startswith("LABEL=cloudimg-rootfs")               # the image's own line
+    fstab = [line for line in lines[1:] if not line.startswith("#")]
+    assert len(fstab) == 2 and len(set(fstab)) == 2, lines
+    # each added line follows swiftrun's marker (what image build takes out of an image)
+    assert [lines[i + 1] for i, line in enumerate(lines) if line.startswith("# swiftrun:")] == fstab
     assert "already mounted" in node.log()
 
 

@@ -108,13 +108,16 @@ dev_in_use() {  # dev_in_use NAME: /dev/NAME is mounted or used as swap
     return 1
 }
 
+# Each line swiftrun adds follows a marker line, so `image build` can take exactly those out of
+# a baked image (a later project's bucket would be "already mounted"): see cluster/image.py.
+FSTAB_MARK="# swiftrun: the next line is this node's own (image build removes it)"
 fstab_add() {  # fstab_add MOUNTPOINT LINE: once per mount point
     local fstab=$R/etc/fstab
     touch "$fstab"
     if awk -v m="$1" '$2 == m { found = 1 } END { exit !found }' "$fstab"; then
         return 0
     fi
-    printf '%s\n' "$2" >>"$fstab"
+    printf '%s\n%s\n' "$FSTAB_MARK" "$2" >>"$fstab"
 }
 
 APT_UPDATED=

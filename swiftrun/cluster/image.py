@@ -3,8 +3,8 @@
 The bake is an ordinary headnode boot of the project's userdata under its own cluster name
 (``<cluster>-image``), so it is tagged like everything else and `swiftrun down --cluster
 <cluster>-image` finds whatever a crash leaves. Before the image is taken, the node's identity is
-scrubbed: swiftrun's markers, units and logs, cloud-init's per-instance state, and the baker's
-authorized key, so an instance of the image boots as a fresh node and trusts no old key.
+scrubbed: swiftrun's markers, units and logs, the fstab lines its boot added (the bake's scratch
+disks and bucket), cloud-init's per-instance state, and the baker's authorized key, so an instance of the image boots as a fresh node and trusts no old key.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ for u in swiftrun-coaster.service swiftrun-worker.service swiftrun-deadman.timer
 done
 $S rm -rf "$R/var/lib/swiftrun" "$R/etc/swiftrun" "$R/var/log/swiftrun"
 $S rm -f "$R"/etc/systemd/system/swiftrun-*
+# the node's own mounts (its scratch disks, the project's bucket): each after swiftrun's marker
+f="$R/etc/fstab"; t="$HOME/.swiftrun-fstab.$$"
+if [ -f "$f" ]; then
+  awk '/^# swiftrun: the next line/ { skip = 1; next } skip { skip = 0; next } { print }' "$f" > "$t"
+  $S cp "$t" "$f"; rm -f "$t"
+fi
 $S systemctl daemon-reload >/dev/null 2>&1 || true
 if command -v cloud-init >/dev/null 2>&1; then $S cloud-init clean --logs --seed >/dev/null 2>&1 || $S cloud-init clean --logs; fi
 rm -f "$HOME/.ssh/authorized_keys"

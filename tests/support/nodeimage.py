@@ -152,6 +152,9 @@ class Images:
         if image not in IMAGES:
             raise ValueError(f"unknown test image {image!r}")
         (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+        # Ubuntu's cloud images mount their root by label; what swiftrun adds must come after
+        (root / "etc").mkdir(parents=True, exist_ok=True)
+        (root / "etc/fstab").write_text("LABEL=cloudimg-rootfs\t/\text4\tdiscard,commit=30,errors=remount-ro\t0 1\n")
         if image == "baked":
             why = engine_unavailable()
             if why:
