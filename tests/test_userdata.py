@@ -326,7 +326,7 @@ def test_render_header(tmp_path):
         assert f"\n{line}\n" in script, line
     # the pieces: deadman heredoc, common functions, the role's steps
     assert "swiftrun_deadman_script()" in script and "setup_scratch()" in script
-    assert "run_worker_init" in script and "swiftrun-coaster.service" not in script
+    assert "run_worker_init" in script and "bin/coaster-service" not in script
     head = render_userdata(project, "headnode", cluster="tut", headnode_ip=None)
     assert "swiftrun-coaster.service" in head and "WORKER_INIT_B64" not in head
     assert "\nHEADNODE_IP=''\n" in head
@@ -746,7 +746,10 @@ def test_worker_boot_with_init_script(tmp_path, node):
     assert f"hello from the init script of tut as {UID}" in node.log()
     assert (node.root / "scratch/init-was-here").exists()
     names = [c[0] for c in node.calls()]
-    assert names.index("mount") < names.index("s3fs") < names.index("worker-init") < names.index("systemctl")
+    services = next(i for i, c in enumerate(node.calls()) if c[:3] == ["systemctl", "enable", "--now"])
+    assert names.index("mount") < names.index("s3fs") < names.index("worker-init") < services
+    # instance store: a oneshot unit sets /scratch up again at every later boot (enabled, not run)
+    assert ["systemctl", "enable", "swiftrun-scratch.service"] in node.calls()
 
     unit = (node.root / "etc/systemd/system/swiftrun-worker.service").read_text()
     assert "Restart=always" in unit and "RestartSec=5" in unit and f"User={USER}" in unit

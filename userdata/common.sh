@@ -1,6 +1,7 @@
 #!/bin/bash
 # swiftrun node boot: the parts shared by headnode.sh and worker.sh.
 # swiftrun/userdata.py renders: header (settings) + deadman function + this file + the role file.
+# What only one role uses lives in that role's file (userdata counts against EC2's 16 KB).
 # Contract: docs/internals.md ("The node"). Every absolute path is "$R/..." (R=${SWIFTRUN_NODE_ROOT:-}).
 # No secrets here, ever: s3fs uses the instance profile (iam_role=auto).
 set -Eeuo pipefail
@@ -18,46 +19,6 @@ mkdir -p "$STATE" "$LOG_DIR" "$R/etc/swiftrun"
 exec > >(tee -a "$LOG_DIR/userdata.log") 2>&1
 
 log() { printf '%s swiftrun-%s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ROLE" "$*"; }
-
-# A worker tells the headnode how its boot goes (the headnode's agent keeps it for `swiftrun up`,
-# which never connects to a worker): state, step, message and this node's SSH host key (so the
-# key swiftrun pins for `connect workerN` comes over the headnode's authenticated connection, not
-# from a first contact). Best effort: never fails the boot. The fields stay in $STATE/report/,
-# which the deadman sends again every minute (a heartbeat).
-report() {  # report STATE [MESSAGE]
-    [[ $ROLE == worker && -n ${HEADNODE_IP:-} ]] || return 0
-    local d=$STATE/report id=
-    mkdir -p "$d"
-    [[ -r $R/var/lib/cloud/data/instance-id ]] && id=$(<"$R/var/lib/cloud/data/instance-id")
-    printf '%s' "${id:-$(hostname -s)}" >"$d/id"
-    printf '%s' "$1" >"$d/state"
-    printf '%s' "$CURRENT_STEP" >"$d/step"
-    printf '%s' "${2:-}" >"$d/msg"
-    if [[ -r $R/etc/ssh/ssh_host_ed25519_key.pub ]]; then
-        cp "$R/etc/ssh/ssh_host_ed25519_key.pub" "$d/hostkey"
-    else
-        : >"$d/hostkey"
-    fi
-    send_report || true
-}
-
-send_report() {
-    local d=$STATE/report
-    curl -fsS --connect-timeout 2 -m 3 -o /dev/null --data-urlencode "id@$d/id" --data-urlencode "state@$d/state" \
-        --data-urlencode "step@$d/step" --data-urlencode "msg@$d/msg" \
-        --data-urlencode "hostkey@$d/hostkey" "http://$HEADNODE_IP:$AGENT_PORT/report" 2>/dev/null
-}
-
-# The last word (ready or failed) must reach the headnode even if its agent is not up yet.
-report_until_heard() {
-    [[ $ROLE == worker && -n ${HEADNODE_IP:-} ]] || return 0
-    # shellcheck disable=SC2016  # $@ expands in the inner bash
-    setsid bash -c 'for _ in $(seq 1 400); do "$@" && exit 0; sleep 3; done' _ \
-        curl -fsS --connect-timeout 2 -m 3 -o /dev/null --data-urlencode "id@$STATE/report/id" \
-        --data-urlencode "state@$STATE/report/state" --data-urlencode "step@$STATE/report/step" \
-        --data-urlencode "msg@$STATE/report/msg" --data-urlencode "hostkey@$STATE/report/hostkey" \
-        "http://$HEADNODE_IP:$AGENT_PORT/report" </dev/null >/dev/null 2>&1 &
-}
 
 # failed = one line "<step>: <message>"; the first (innermost) failure of this run wins.
 mark_failed() {
@@ -272,15 +233,6 @@ write_profile() {  # write_profile SWIFT_HOME
     } >"$R/etc/profile.d/swiftrun.sh"
 }
 
-# The headnode's proof that Swift really runs on this node's Java (not only that files exist).
-check_swift_runs() {  # check_swift_runs SWIFT_HOME
-    local out rc=0
-    out=$(SWIFT_USAGE_STATS=0 "$1/bin/swift" -version 2>&1) || rc=$?
-    [[ $rc == 0 && $out == Swift\ * ]] \
-        || die "swift -version failed (exit $rc) on this node's Java: $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
-    log "${out%%$'\n'*}"
-}
-
 # worker.pl needs more of Perl than perl-base has (Getopt::Std, File::Copy, ...): compile it.
 check_worker_perl() {  # check_worker_perl SWIFT_HOME
     local out
@@ -297,23 +249,6 @@ check_worker_perl() {  # check_worker_perl SWIFT_HOME
     die "worker.pl does not compile: ${out%%$'\n'*}"
 }
 
-wait_listening() {  # wait_listening UNIT PORT...: every PORT accepts TCP on this node, or die
-    local unit=$1 port i
-    shift
-    for port in "$@"; do
-        for ((i = 0; i < ${SWIFTRUN_LISTEN_TIMEOUT:-120} * 4; i++)); do
-            # shellcheck disable=SC2016  # $1 expands in the inner bash
-            if timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$port" 2>/dev/null; then
-                continue 2
-            fi
-            systemctl is-active --quiet "$unit" || [[ $(systemctl is-active "$unit" 2>/dev/null) == activating ]] \
-                || die "$unit stopped before listening on port $port (journalctl -u $unit)"
-            sleep 0.25
-        done
-        die "$unit is not listening on port $port after ${SWIFTRUN_LISTEN_TIMEOUT:-120}s (journalctl -u $unit)"
-    done
-    log "$unit is listening on port(s) $*"
-}
 
 instance_disks() {  # names of the instance-store disks (found at boot, never hard-coded)
     local dir name model
@@ -340,7 +275,7 @@ instance_disks() {  # names of the instance-store disks (found at boot, never ha
 }
 
 setup_scratch() {
-    step disks
+    [[ -n ${PER_BOOT:-} ]] || step disks
     if is_mounted "$SCRATCH"; then
         log "$SCRATCH already mounted"
     else
@@ -364,9 +299,34 @@ setup_scratch() {
         mkdir -p "$SCRATCH"
         mount -o defaults,noatime "$dev" "$SCRATCH"
         fstab_add "$SCRATCH" "LABEL=swiftrun-scratch $SCRATCH ext4 defaults,noatime,nofail 0 2"
+        [[ -n ${PER_BOOT:-} ]] || scratch_unit
     fi
+    [[ -z $S3FS_BUCKET ]] || mkdir -p "$SCRATCH/s3fs-cache"
     chown "$SSH_USER:" "$SCRATCH"
     chmod 0755 "$SCRATCH"
+}
+
+# Instance store comes back blank after a stop and start, and userdata does not run again: a
+# oneshot unit runs this script's setup_scratch (PER_BOOT, the end of this file) at every boot,
+# before the services that use /scratch.
+scratch_unit() {
+    local lib=$R/usr/local/lib/swiftrun
+    mkdir -p "$lib"
+    cp "$0" "$lib/boot.sh"
+    write_unit swiftrun-scratch.service <<UNIT
+[Unit]
+Description=swiftrun scratch on instance store, blank after a stop and start
+Before=swiftrun-coaster.service swiftrun-worker.service
+[Service]
+Type=oneshot
+Environment=PER_BOOT=1
+$(unit_env)
+ExecStart=/bin/bash $lib/boot.sh
+[Install]
+WantedBy=multi-user.target
+UNIT
+    systemctl daemon-reload
+    systemctl enable swiftrun-scratch.service
 }
 
 setup_s3fs() {
@@ -402,31 +362,6 @@ write_unit() {  # write_unit NAME < content
 
 unit_env() {  # an Environment= line for the sandbox root (nothing on a real node)
     [[ -z $R ]] || printf 'Environment=SWIFTRUN_NODE_ROOT=%s\n' "$R"
-}
-
-# The headnode's agent (agent.py): the workers report their boot to it and fetch Swift (and the
-# project's tools) from it; the security group opens its port to the cluster's group only.
-start_agent() {
-    local lib=$R/usr/local/lib/swiftrun
-    mkdir -p "$lib" "$STATE/workers" "$STATE/serve"
-    chown "$SSH_USER:" "$STATE/workers" "$STATE/serve"
-    swiftrun_agent_script >"$lib/agent.py.tmp"
-    mv -f "$lib/agent.py.tmp" "$lib/agent.py"
-    write_unit swiftrun-agent.service <<UNIT
-[Unit]
-Description=swiftrun agent: the workers report to the headnode and fetch from it
-After=network-online.target
-[Service]
-Type=simple
-User=$SSH_USER
-$(unit_env)
-ExecStart=/usr/bin/python3 $lib/agent.py $STATE $AGENT_PORT
-Restart=always
-RestartSec=2
-[Install]
-WantedBy=multi-user.target
-UNIT
-    start_units swiftrun-agent.service
 }
 
 install_deadman() {
@@ -505,3 +440,10 @@ finish() {
     chown "$SSH_USER:" "$STATE/ready"
     log "node ready"
 }
+
+if [[ -n ${PER_BOOT:-} ]]; then
+    report() { :; }
+    report_until_heard() { :; }
+    setup_scratch
+    exit 0
+fi

@@ -3,6 +3,46 @@
 # project's worker init script (root, cwd $STATE, env CLUSTER HEADNODE_IP SCRATCH), worker.pl (swiftrun-worker.service) and the deadman timer.
 set -Eeuo pipefail
 
+# A worker tells the headnode how its boot goes (the headnode's agent keeps it for `swiftrun up`,
+# which never connects to a worker): state, step, message and this node's SSH host key (so the
+# key swiftrun pins for `connect workerN` comes over the headnode's authenticated connection, not
+# from a first contact). Best effort: never fails the boot. The fields stay in $STATE/report/,
+# which the deadman sends again every minute (a heartbeat).
+report() {  # report STATE [MESSAGE]
+    [[ $ROLE == worker && -n ${HEADNODE_IP:-} ]] || return 0
+    local d=$STATE/report id=
+    mkdir -p "$d"
+    [[ -r $R/var/lib/cloud/data/instance-id ]] && id=$(<"$R/var/lib/cloud/data/instance-id")
+    printf '%s' "${id:-$(hostname -s)}" >"$d/id"
+    printf '%s' "$1" >"$d/state"
+    printf '%s' "$CURRENT_STEP" >"$d/step"
+    printf '%s' "${2:-}" >"$d/msg"
+    if [[ -r $R/etc/ssh/ssh_host_ed25519_key.pub ]]; then
+        cp "$R/etc/ssh/ssh_host_ed25519_key.pub" "$d/hostkey"
+    else
+        : >"$d/hostkey"
+    fi
+    send_report || true
+}
+
+send_report() {
+    local d=$STATE/report
+    curl -fsS --connect-timeout 2 -m 3 -o /dev/null --data-urlencode "id@$d/id" --data-urlencode "state@$d/state" \
+        --data-urlencode "step@$d/step" --data-urlencode "msg@$d/msg" \
+        --data-urlencode "hostkey@$d/hostkey" "http://$HEADNODE_IP:$AGENT_PORT/report" 2>/dev/null
+}
+
+# The last word (ready or failed) must reach the headnode even if its agent is not up yet.
+report_until_heard() {
+    [[ $ROLE == worker && -n ${HEADNODE_IP:-} ]] || return 0
+    # shellcheck disable=SC2016  # $@ expands in the inner bash
+    setsid bash -c 'for _ in $(seq 1 400); do "$@" && exit 0; sleep 3; done' _ \
+        curl -fsS --connect-timeout 2 -m 3 -o /dev/null --data-urlencode "id@$STATE/report/id" \
+        --data-urlencode "state@$STATE/report/state" --data-urlencode "step@$STATE/report/step" \
+        --data-urlencode "msg@$STATE/report/msg" --data-urlencode "hostkey@$STATE/report/hostkey" \
+        "http://$HEADNODE_IP:$AGENT_PORT/report" </dev/null >/dev/null 2>&1 &
+}
+
 run_worker_init() {
     [[ -n $WORKER_INIT_B64 ]] || return 0
     step worker_init

@@ -14,8 +14,9 @@
   every process of theirs (found by PID: userdata's process group, the stand-in systemd
   pidfiles, and any process whose environment carries ``SWIFTRUN_NODE_ROOT=<root>``); a
   terminated one also loses its namespace. At first boot apt-daily holds apt's locks for
-  ``apt_lock_seconds`` (see the apt-get stand-in). A start after a stop runs the enabled
-  services again but not the userdata, as on EC2. A ``shutdown`` by the node stand-in
+  ``apt_lock_seconds`` (see the apt-get stand-in). Types with instance store (c5d, m6id...)
+  get an NVMe instance-store disk in sysfs; a stop leaves it blank (unmounted, emptied). A start
+  after a stop runs the enabled services again but not the userdata, as on EC2. A ``shutdown`` by the node stand-in
   (``<root>/run/standin-shutdown``) stops or terminates the instance in moto, per its
   InstanceInitiatedShutdownBehavior.
 - :class:`TestCloud` bundles both for one test (what the ``cloud`` fixture returns), with the
@@ -32,6 +33,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -641,6 +643,7 @@ class InstanceSimulator:
             inst.root.mkdir(parents=True, exist_ok=True)
             inst.home.mkdir(parents=True, exist_ok=True)
             self.images.install(inst.image, inst.root)
+            _instance_store(inst.root, desc.get("InstanceType", ""))
             if self.apt_lock_seconds > 0:
                 lists = inst.root / "var/lib/apt/lists"
                 lists.mkdir(parents=True, exist_ok=True)
@@ -775,12 +778,54 @@ class InstanceSimulator:
                     pass
             # a powered-off machine runs no services: pidfiles of a stopped instance are stale
             shutil.rmtree(inst.root / "run" / "standin-systemd", ignore_errors=True)
+            if not terminated:
+                _instance_store_lost(inst.root)
             if terminated and inst.net is not None:
                 self.network.remove_node(inst.id)
                 inst.net = None
                 for big in ("opt/swift", "usr/lib/jvm", "var/tmp"):
                     shutil.rmtree(inst.root / big, ignore_errors=True)
             log.info("instance %s powered off%s", inst.id, " and terminated" if terminated else "")
+
+
+# --- disks -----------------------------------------------------------------------------------
+_INSTANCE_STORE_TYPE = re.compile(r"[a-z]+\d+[a-z]*d[a-z]*\.\w+")    # c5d.large, m6id.xlarge, ...
+
+
+def _instance_store(root: Path, instance_type: str) -> None:
+    """The disks an instance boots with, as Nitro shows them in sysfs: the EBS root nvme0n1 and,
+    for the types that have instance store (a ``d`` in the family: c5d, m6id...), one NVMe
+    instance-store disk nvme1n1."""
+    disks = [("nvme0n1", "Amazon Elastic Block Store", ["nvme0n1p1"])]
+    if _INSTANCE_STORE_TYPE.fullmatch(instance_type):
+        disks.append(("nvme1n1", "Amazon EC2 NVMe Instance Storage", []))
+    for name, model, parts in disks:
+        block = root / "sys/block" / name
+        (block / "device").mkdir(parents=True, exist_ok=True)
+        (block / "device/model").write_text(model + "\n")
+        (block / "holders").mkdir(exist_ok=True)
+        for part in parts:
+            (block / part).mkdir(exist_ok=True)
+            (block / part / "partition").write_text("1\n")
+        (root / "dev").mkdir(exist_ok=True)
+        (root / "dev" / name).touch()
+
+
+def _instance_store_lost(root: Path) -> None:
+    """A stop: instance store comes back blank at the next start, not mounted and empty (the
+    mount point itself is on the root volume and stays)."""
+    mounts = root / "proc/mounts"
+    scratch = root / "scratch"
+    if mounts.is_file():
+        keep = [line for line in mounts.read_text().splitlines(keepends=True)
+                if line.split()[1:2] != [str(scratch)]]
+        mounts.write_text("".join(keep))
+    if scratch.is_dir():
+        for entry in scratch.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 # --- process helpers (everything by PID) --------------------------------------------------------
