@@ -108,7 +108,7 @@ def _jsonable(obj):
 
 
 def node_doc(node) -> dict:
-    up = ""
+    up = None   # not launched (yet): no uptime
     if node.launched:
         secs = (datetime.now(node.launched.tzinfo) - node.launched).total_seconds()
         up = int(max(0, secs))
