@@ -120,11 +120,29 @@ def _sigterm(signum, frame):  # CI runners send SIGTERM: unwind like Ctrl-C so c
     raise KeyboardInterrupt
 
 
+def _wants_json(args) -> bool:
+    """`--json` among the options (not in `connect ... -- COMMAND`)."""
+    args = list(args)
+    return "--json" in (args[:args.index("--")] if "--" in args else args)
+
+
+def _json_error(args, message: str, code: int) -> None:
+    """Under --json, a failure is one JSON document on stdout too (docs/schemas/), unless the
+    command printed its own document already; the one line on stderr stays."""
+    if not _wants_json(args):
+        return
+    from swiftrun.commands._common import emit, emitted, error_doc
+
+    if not emitted():
+        emit(error_doc(message, code))
+
+
 def main(argv=None) -> None:
     from swiftrun.errors import SwiftrunError
 
     signal.signal(signal.SIGTERM, _sigterm)
-    debug = bool(os.environ.get("SWIFTRUN_DEBUG")) or "--debug" in (argv or sys.argv[1:])
+    args = sys.argv[1:] if argv is None else argv
+    debug = bool(os.environ.get("SWIFTRUN_DEBUG")) or "--debug" in args
     try:
         rv = main_group.main(args=argv, prog_name="swiftrun", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -136,12 +154,15 @@ def main(argv=None) -> None:
     except click.UsageError as exc:
         # One line, like every other error: what was wrong and where to look.
         where = exc.ctx.command_path if exc.ctx else "swiftrun"
+        _json_error(args, f"{exc.format_message()} (see `{where} --help`)", 2)
         print(f"swiftrun: error: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
         sys.exit(2)
     except click.ClickException as exc:
+        _json_error(args, exc.format_message(), exc.exit_code)
         print(f"swiftrun: error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except click.Abort:
+        _json_error(args, "aborted", 130)
         print("swiftrun: aborted", file=sys.stderr)
         sys.exit(130)
     except SwiftrunError as exc:
@@ -149,12 +170,15 @@ def main(argv=None) -> None:
             import traceback
 
             traceback.print_exc()
+        _json_error(args, str(exc), exc.exit_code)
         print(f"swiftrun: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
+        _json_error(args, "interrupted", 130)
         print("swiftrun: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        _json_error(args, f"internal error: {type(exc).__name__}: {exc}", 1)
         if debug:
             raise
         print(f"swiftrun: internal error: {type(exc).__name__}: {exc} "

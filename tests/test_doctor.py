@@ -20,6 +20,7 @@ from swiftrun.checks.base import FAIL, OK, WARN, Check, run_checks
 from swiftrun.cloud.keys import fingerprint_verdict
 from tests.support.cli import cluster_groups, cluster_instances, swiftrun, toml_project
 from tests.support.cloud import BAKED_AMI_ID, UBUNTU_AMI_ID
+from tests.support.schemas import validate
 from tests.test_e2e_static import hosts  # noqa: F401  (fixture: two loopback sshd "hosts")
 from tests.test_e2e_static import static_project
 
@@ -37,7 +38,7 @@ def doctor(proj: Path, *args, env: dict | None = None, addr: str | None = None):
         doc = json.loads(res.stdout)
     except json.JSONDecodeError:
         raise AssertionError(f"not JSON (exit {res.returncode}):\n{res.stdout}\n{res.stderr}")
-    assert set(doc) >= {"checks", "ok"}
+    validate("doctor", doc)   # docs/schemas/doctor.schema.json
     for c in doc["checks"]:
         assert set(c) >= {"name", "status", "detail", "fix"} and c["status"] in (OK, WARN, FAIL)
     assert doc["ok"] == (res.returncode == 0)

@@ -23,6 +23,7 @@ from tests.support import netns
 from tests.support.cli import swiftrun
 from tests.support.cloud import PROXY, NodeSshd, _kill_pids, _pids_with_env
 from tests.support.nodeimage import engine_unavailable
+from tests.support.schemas import validate
 from tests.support.sshd import keygen
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -101,6 +102,7 @@ def test_static_up_run_down(hosts, tmp_path):
     shutil.copytree(EXAMPLES / "p4", proj)
     static_project(proj, hosts)
     up = json.loads(swiftrun("up", "--json", cwd=proj).stdout)
+    validate("up", up)   # static hosts: no prices, no API calls, the same schema
     assert up["created"] == [] and len(up["nodes"]) == 2
     coaster_pid = head_home / ".swiftrun-node" / "coaster.pid"
     worker_pid = w1_home / ".swiftrun-node" / "worker.pid"
@@ -127,6 +129,7 @@ def test_static_up_run_down(hosts, tmp_path):
     known = (tmp_path / "swiftrun-home" / "clusters" / "lab" / "known_hosts").read_text()
     assert ADDRESSES["head"] in known
 
-    swiftrun("down", cwd=proj)
+    validate("list", json.loads(swiftrun("list", "--json", cwd=proj).stdout))
+    validate("down", json.loads(swiftrun("down", "--json", cwd=proj).stdout))
     assert not _alive(coaster_pid) and not _alive(worker_pid)
     assert head.running and w1.running   # the hosts themselves are left alone

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.support.cli import cluster_groups, cluster_instances, swiftrun, toml_project
+from tests.support.schemas import validate
 
 
 def test_image_build_makes_a_tagged_ami_from_a_scrubbed_node_and_cleans_up(cloud, tmp_path):
@@ -16,6 +17,7 @@ def test_image_build_makes_a_tagged_ami_from_a_scrubbed_node_and_cleans_up(cloud
                  extra='[s3fs]\nbucket = "swiftrun-bake-bucket"\n')
     res = swiftrun("image", "build", "--name", "swiftrun-test-image", "--json", cwd=tmp_path)
     doc = json.loads(res.stdout)
+    validate("image build", doc)   # docs/schemas/image-build.schema.json
     image = cloud.ec2.describe_images(ImageIds=[doc["image_id"]])["Images"][0]
     tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
     assert image["Name"] == "swiftrun-test-image"

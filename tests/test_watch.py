@@ -15,6 +15,7 @@ from swiftrun.run.watch import ChangeDetector, Watcher, noise
 from swiftrun.sync import Manifest, scan
 from swiftrun.sync.ignore import IgnoreRules
 from tests.support.cli import SWIFTRUN, cluster_instances, swiftrun
+from tests.support.schemas import validate
 from tests.test_e2e_run import copy_example
 
 OFFLINE = {"SWIFTRUN_OFFLINE_PRICES": "1"}
@@ -140,6 +141,7 @@ def test_watch_reruns_after_a_change_then_dissolves(cloud, tmp_path):
         _stop(proc)
     assert code == 0, err.read_text()
     doc = json.loads(out.read_text())
+    validate("run", doc)
     assert doc["swift_run"] == "run002" and doc["exit_code"] == 0 and doc["watch_runs"] == 2
     assert doc["sync"]["files_sent"] == 1                 # only the edited file went over
     assert {n["id"] for n in doc["nodes"]} == ids         # the same cluster

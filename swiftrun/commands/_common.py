@@ -74,7 +74,27 @@ class Env:
         return Cluster(self.project, make_provider(self.project), self.ui)
 
     def emit(self, doc: dict) -> None:
-        print(json.dumps(doc, indent=2, default=_jsonable, sort_keys=False), flush=True)
+        emit(doc)
+
+
+_emitted = False   # one JSON document per command: an error after it prints no second one
+
+
+def emit(doc: dict) -> None:
+    global _emitted
+    print(json.dumps(doc, indent=2, default=_jsonable, sort_keys=False), flush=True)
+    _emitted = True
+
+
+def emitted() -> bool:
+    return _emitted
+
+
+def error_doc(message: str, exit_code: int, **fields) -> dict:
+    """The document every --json command prints on stdout when it fails (docs/schemas/):
+    ``{"error": <the one-line message>, "exit_code": <the exit code>}`` plus what the command
+    knew (e.g. ``cluster``)."""
+    return {"error": message, "exit_code": exit_code, **fields}
 
 
 def _jsonable(obj):
@@ -88,7 +108,7 @@ def _jsonable(obj):
 
 
 def node_doc(node) -> dict:
-    up = ""
+    up = None   # not launched (yet): no uptime
     if node.launched:
         secs = (datetime.now(node.launched.tzinfo) - node.launched).total_seconds()
         up = int(max(0, secs))

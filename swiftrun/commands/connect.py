@@ -39,7 +39,8 @@ def pick(cluster, which: str | None):
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("node", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@click.option("--print", "print_only", is_flag=True, help="Print the ssh command instead of running it.")
+@click.option("--print", "print_only", is_flag=True,
+              help="Print the ssh command instead of running it (with --json, as a document).")
 @project_options
 @click.pass_context
 def connect(ctx, node, command, print_only, project_file, cluster_name, json_mode, yes, quiet):
@@ -55,6 +56,11 @@ def connect(ctx, node, command, print_only, project_file, cluster_name, json_mod
         cluster.remote.close()
     argv = cluster.remote.ssh_argv(target, list(command) or None,
                                    tty=not command and sys.stdin.isatty())
+    if json_mode:   # a document on stdout, not a session: --json implies --print
+        env.emit({"cluster": cluster.name, "node": {"id": target_node.id, "name": target_node.name,
+                                                    "role": target_node.role},
+                  "argv": argv, "command": " ".join(shlex.quote(a) for a in argv)})
+        return 0
     if print_only:
         print(" ".join(shlex.quote(a) for a in argv))
         return 0

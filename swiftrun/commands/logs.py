@@ -102,6 +102,8 @@ def cancel(script, project_file, cluster_name, json_mode, yes, quiet):
     env, cluster, target, root, _ = _setup(script, project_file, cluster_name, json_mode, yes, quiet)
     run_id = latest_run(cluster.remote, target, root)
     done = cancel_run(cluster.remote, target, root, run_id)
+    if json_mode:
+        env.emit({"cluster": cluster.name, "run_id": run_id, "cancelled": bool(done)})
     env.ui.info(f"run {run_id}: " + ("cancelled" if done else "was not running"))
     return 0
 
@@ -116,13 +118,20 @@ def fetch(script, project_file, cluster_name, json_mode, yes, quiet):
     from swiftrun.run.runner import fetch_outputs, say_fetched
 
     env, cluster, target, root, sdir = _setup(script, project_file, cluster_name, json_mode, yes, quiet)
+    from swiftrun.commands._common import error_doc
+    from swiftrun.errors import SwiftrunError
+
     rep = fetch_outputs(cluster, target, env.project, sdir, root)
+    doc = {"cluster": cluster.name, "fetched": rep.files, "bytes": rep.bytes,
+           "failed": rep.failed, "refused": rep.refused, "conflicts": rep.conflicts}
     try:
         say_fetched(env.ui, rep, shlex.quote(str(script or sdir)))
-    finally:
+    except SwiftrunError as exc:   # what came back, and why the rest did not
         if json_mode:
-            env.emit({"fetched": rep.files, "bytes": rep.bytes, "failed": rep.failed,
-                      "refused": rep.refused, "conflicts": rep.conflicts})
+            env.emit({**doc, **error_doc(str(exc), exc.exit_code)})
+        raise
+    if json_mode:
+        env.emit(doc)
     if not json_mode:
         env.ui.info(f"fetched {rep.files_fetched} file(s), {rep.bytes} bytes")
     return 0

@@ -9,7 +9,6 @@ Only the standard library is needed for the summary; the plots need matplotlib
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -50,7 +49,9 @@ def report(rundir, script, project_file, json_mode, no_plots):
     run_dir = find_run(where, script=name)
     doc = write_report(run_dir, plots=not no_plots)
     if json_mode:
-        print(json.dumps(doc, indent=2), flush=True)
+        from swiftrun.commands._common import emit
+
+        emit(doc)
     else:
         print(format_text(doc), flush=True)
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from swiftrun.commands._common import Env, node_doc, project_options
+from swiftrun.commands._common import Env, error_doc, node_doc, project_options
 from swiftrun.errors import SwiftrunError, UsageError
 
 
@@ -21,7 +21,7 @@ def json_errors(env: Env, **fields):
         yield
     except SwiftrunError as exc:
         if env.json_mode:
-            doc = {"error": str(exc), "exit_code": exc.exit_code}
+            doc = error_doc(str(exc), exc.exit_code)
             for key, value in fields.items():
                 try:
                     doc[key] = value() if callable(value) else value
