@@ -17,8 +17,7 @@ from tests.support.schemas import DRAFT, SCHEMA_DIR, load_schema, schema_path, v
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 # --json options that have no schema yet, each with the reason.
-NO_SCHEMA = {"logs": "logs is being rewritten (issue 14 #6); today `logs --json` prints the "
-                     "console as plain text, not a document"}
+NO_SCHEMA: dict[str, str] = {}
 
 
 def json_commands() -> list[str]:
@@ -181,6 +180,13 @@ def test_a_cluster_through_every_verb(cloud, tmp_path):
     fetched = jrun("fetch", "fetch", "p4.swift", "--json", cwd=proj)
     assert fetched["failed"] == [] and fetched["fetched"] == []   # the run brought all back
     assert jrun("cancel", "cancel", "p4.swift", "--json", cwd=proj)["cancelled"] is False
+    logs = jrun("logs", "logs", "p4.swift", "--json", cwd=proj)
+    assert logs["state"] == "finished" and logs["exit_code"] == 3
+    followed = jrun("logs", "logs", "p4.swift", "--follow", "--json", cwd=proj, rc=3)
+    assert followed["exit_code"] == 3 and followed["console"]
+    boot = jrun("logs", "logs", "--boot", "headnode", "--json", cwd=proj)
+    assert boot["ok"] and "node ready" in boot["boot_log"]
+    jrun("logs", "logs", "--run", "19990101-000000-dead", "--json", cwd=proj, rc=2)
     rep = jrun("report", "report", "run001", "--json", "--no-plots", cwd=proj)
     assert rep["tasks"]["ok"] >= 1
     doc = jrun("doctor", "doctor", "p4.swift", "--json", "--timeout", "30", cwd=proj, rc=(0, 1))

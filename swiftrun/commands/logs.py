@@ -61,7 +61,8 @@ def logs(script, follow, boot_node, run_id, project_file, cluster_name, json_mod
         node = pick(cluster, boot_node)
         res = cluster.remote.run(cluster.target(node), f"cat {BOOT_LOG}", timeout=60)
         if json_mode:
-            env.emit({"node": node.name, "boot_log": res.stdout, "ok": res.ok})
+            env.emit({"cluster": cluster.name, "node": node.name, "boot_log": res.stdout,
+                      "ok": bool(res.ok)})
         else:
             sys.stdout.write(res.stdout)
         return 0 if res.ok else 1
@@ -71,7 +72,7 @@ def logs(script, follow, boot_node, run_id, project_file, cluster_name, json_mod
         sink = io.BytesIO() if json_mode else None
         code, _ = follow_run(cluster.remote, target, root, run_id, env.ui, out=sink)
         if json_mode:
-            env.emit({"run_id": run_id, "state": "finished", "exit_code": code,
+            env.emit({"cluster": cluster.name, "run_id": run_id, "state": "finished", "exit_code": code,
                       "console": sink.getvalue().decode(errors="replace")})
         env.ui.info(f"run {run_id}: swift exited {code}")
         return code
@@ -82,7 +83,8 @@ def logs(script, follow, boot_node, run_id, project_file, cluster_name, json_mod
         raise UsageError(f"--run {run_id}: no such run of this project on {target.label} "
                          f"(runs here, latest last: {listed})")
     if json_mode:
-        env.emit({"run_id": run_id, "state": state, "exit_code": code, "console": text})
+        env.emit({"cluster": cluster.name, "run_id": run_id, "state": state, "exit_code": code,
+                  "console": text})
     else:
         sys.stdout.write(text)
         if text and not text.endswith("\n"):
