@@ -13,6 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
+from swiftrun import environ
 from swiftrun.cloud.awserr import NO_CREDENTIALS, reaching
 from swiftrun.cloud.base import (
     GONE_STATES, HEADNODE, TAG_CLUSTER, TAG_ROLE, TAG_SHAPE, LaunchSpec, Node, Provider)
@@ -30,7 +31,7 @@ CAPACITY_CODES = ("InsufficientInstanceCapacity", "Unsupported", "SpotMaxPriceTo
                   "MaxSpotInstanceCountExceeded", "InsufficientCapacity")
 # EC2 is eventually consistent: what was made a moment ago may be unknown to the next call for a
 # while. Such answers are retried (with backoff) for this long, then reported in plain words.
-CONSISTENCY_TIMEOUT = float(os.environ.get("SWIFTRUN_EC2_CONSISTENCY_TIMEOUT", "120"))
+CONSISTENCY_TIMEOUT = environ.seconds("SWIFTRUN_EC2_CONSISTENCY_TIMEOUT")
 INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
 
 # Plain words for the errors people meet when launching.

@@ -10,11 +10,11 @@ for, in which order, and what to do when something fails halfway. Before anythin
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from swiftrun import environ
 from swiftrun.cloud.base import HEADNODE, WORKER, LaunchSpec, Node, Provider
 from swiftrun.cluster.locks import ClusterLocks
 from swiftrun.cluster.services import start_services, stop_services
@@ -24,8 +24,8 @@ from swiftrun.node.layout import BOOT_LOG, STATE_DIR
 from swiftrun.paths import cluster_dir
 from swiftrun.remote import Remote, Target
 
-BOOT_TIMEOUT = float(os.environ.get("SWIFTRUN_BOOT_TIMEOUT", "900"))
-SSH_TIMEOUT = float(os.environ.get("SWIFTRUN_SSH_TIMEOUT", "300"))
+BOOT_TIMEOUT = environ.seconds("SWIFTRUN_BOOT_TIMEOUT")
+SSH_TIMEOUT = environ.seconds("SWIFTRUN_SSH_TIMEOUT")
 # Spot launch errors after which on-demand workers are launched instead (every zone said no).
 SPOT_FALLBACK_CODES = ("InsufficientInstanceCapacity", "SpotMaxPriceTooLow",
                        "MaxSpotInstanceCountExceeded")
