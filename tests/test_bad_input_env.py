@@ -75,3 +75,32 @@ def test_an_unusable_home_names_its_variable(cloud, tmp_path):
     # --help needs no home
     res = swiftrun("--help", cwd=tmp_path, check=False, env={"SWIFTRUN_HOME": str(a_file)})
     assert res.returncode == 0, res.stderr
+
+
+def test_aws_variables_naming_what_is_not_there(cloud, tmp_path):
+    toml_project(tmp_path, cloud, name="awsbad", workers=1)
+    broken = tmp_path / "broken-config"
+    broken.write_text("[default\nregion = us-west-2\n")
+    line = one_line_error(swiftrun("up", cwd=tmp_path, check=False, env={"AWS_PROFILE": "nope"}),
+                          "AWS_PROFILE='nope'", "no such AWS profile", "unset it")
+    assert "[ec2] profile" not in line
+    one_line_error(swiftrun("up", cwd=tmp_path, check=False, env={"AWS_CONFIG_FILE": str(broken)}),
+                   "AWS_CONFIG_FILE=", "not a valid AWS config file")
+    one_line_error(swiftrun("list", cwd=tmp_path, check=False,
+                            env={"AWS_SHARED_CREDENTIALS_FILE": str(broken)}),
+                   "AWS_SHARED_CREDENTIALS_FILE=", "not a valid AWS config file")
+    assert nothing_created(cloud)
+
+
+def test_credentials_file_and_profile_both_set_are_refused_at_load(cloud, tmp_path):
+    toml_project(tmp_path, cloud, name="both", workers=1)
+    (tmp_path / "credentials.csv").write_text("Access key ID,Secret access key\n"
+                                              "AKIAEXAMPLEEXAMPLE00,abcdefghijklmnopqrstuvwxyz0123456789ABCD\n")
+    text = (tmp_path / "swiftrun.toml").read_text().replace(
+        "[ec2]\n", '[ec2]\nprofile = "lab"\ncredentials_file = "credentials.csv"\n')
+    (tmp_path / "swiftrun.toml").write_text(text)
+    (tmp_path / "p.swift").write_text(P4)
+    for argv in (["up"], ["p.swift", "--dry-run"]):
+        one_line_error(swiftrun(*argv, cwd=tmp_path, check=False),
+                       "[ec2] profile", "[ec2] credentials_file", "keep one")
+    assert nothing_created(cloud)

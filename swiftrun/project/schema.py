@@ -548,6 +548,12 @@ def _cross_checks(p: Project, entries: _Entries) -> list[str]:
                    "ED25519 keys)",
                    "make an ed25519 key (ssh-keygen -t ed25519 -f FILE) and point key_file at it, or "
                    "leave key_file out to let swiftrun make one")
+    if p.ec2.credentials_file and p.ec2.profile:
+        at = where("ec2", "credentials_file").rstrip(": ")
+        raise fail("ec2", "profile", "is set and so is [ec2] credentials_file"
+                   f"{f' ({at})' if at else ''}: only one may say whose AWS account to use",
+                   "keep one: remove [ec2] profile to use the CSV's access key, or remove "
+                   "[ec2] credentials_file to use the profile")
     if p.swift.path and c.provider == "static":
         raise fail("swift", "path", "is not supported with provider = \"static\" yet (the hosts "
                    "are yours: swiftrun does not change their PATH)",
