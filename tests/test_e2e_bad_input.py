@@ -137,3 +137,21 @@ def test_an_ecdsa_key_file_is_refused_before_anything_is_made(cloud, tmp_path):
     (tmp_path / "p.swift").write_text(P4)
     one_line_error(swiftrun("up", cwd=tmp_path, check=False), "ECDSA", "ed25519")
     assert nothing_created(cloud)
+
+
+@pytest.mark.parametrize("case", ["directory", "dangling link"])
+def test_a_project_file_that_is_no_file_is_an_error_not_the_defaults(cloud, tmp_path, case):
+    """Before: both were skipped, and the search went on up to "no swiftrun.toml found" and a
+    default cluster."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "p.swift").write_text(P4)
+    if case == "directory":
+        (proj / "swiftrun.toml").mkdir()
+        needles = ["swiftrun.toml", "is a directory"]
+    else:
+        (proj / "swiftrun.toml").symlink_to("../elsewhere/swiftrun.toml")
+        needles = ["swiftrun.toml", "dangling link", "elsewhere"]
+    for argv in (["up"], ["p.swift"], ["p.swift", "--dry-run"], ["list"]):
+        one_line_error(swiftrun(*argv, cwd=proj, check=False), *needles)
+    assert nothing_created(cloud)

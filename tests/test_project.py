@@ -77,7 +77,6 @@ def test_full_file_loads_to_expected_values(in_tmp):
 
         [ec2]
         region = "eu-west-1"
-        profile = "lab"
         credentials_file = "creds.csv"
         headnode_type = "m5.xlarge"
         worker_type = "c5.2xlarge"
@@ -126,7 +125,7 @@ def test_full_file_loads_to_expected_values(in_tmp):
     assert p.cluster == p.cluster.__class__(name="tutorial", provider="ec2", workers=4, min_workers=2,
                                             worker_concurrency=8, idle_timeout=5400, max_lifetime=7200,
                                             keep=True)
-    assert p.ec2.region == "eu-west-1" and p.ec2.profile == "lab"
+    assert p.ec2.region == "eu-west-1" and p.ec2.profile == ""   # profile: with credentials_file, refused
     assert p.ec2.credentials_file == (in_tmp / "creds.csv").resolve()
     assert p.ec2.worker_init_script == (in_tmp / "scripts" / "init.sh").resolve()
     assert p.ec2.availability_zones == ("eu-west-1a", "eu-west-1b")
