@@ -155,3 +155,61 @@ def test_a_project_file_that_is_no_file_is_an_error_not_the_defaults(cloud, tmp_
     for argv in (["up"], ["p.swift"], ["p.swift", "--dry-run"], ["list"]):
         one_line_error(swiftrun(*argv, cwd=proj, check=False), *needles)
     assert nothing_created(cloud)
+
+
+def _with_key_file(proj, key) -> None:
+    text = (proj / "swiftrun.toml").read_text().replace("[ssh]\n", f'[ssh]\nkey_file = "{key}"\n')
+    (proj / "swiftrun.toml").write_text(text)
+
+
+def test_key_files_swiftrun_cannot_use_are_refused_at_load(cloud, tmp_path):
+    """The public half, a PuTTY key, a passphrase (OpenSSH and PEM), a file that is no key: each
+    was taken until ImportKeyPair or the first SSH connection, after resources were made."""
+    import subprocess
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+
+    def keygen(name, *extra):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name), *extra],
+                       check=True)
+        return keys / name
+
+    good = keygen("good")
+    cases = {
+        "public half": (keys / "good.pub", ["is the public half", str(good)]),
+        "putty": (keys / "mine.ppk", ["PuTTY", "puttygen"]),
+        "openssh passphrase": (keygen("locked", "-N", "secret"), ["passphrase", "ssh-keygen -p"]),
+        "pem passphrase": (keys / "locked-pem", ["passphrase"]),
+        "not a key": (keys / "notes.txt", ["is not a private key"]),
+    }
+    (keys / "mine.ppk").write_text("PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n")
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "secret",
+                    "-f", str(keys / "locked-pem")], check=True)
+    (keys / "notes.txt").write_text("not a key at all\n")
+    for case, (key, needles) in cases.items():
+        proj = tmp_path / case.replace(" ", "-")
+        toml_project(proj, cloud, name="keys", workers=1)
+        _with_key_file(proj, key)
+        (proj / "p.swift").write_text(P4)
+        for argv in (["up"], ["p.swift"]):
+            one_line_error(swiftrun(*argv, cwd=proj, check=False), "[ssh] key_file", *needles)
+    assert nothing_created(cloud)
+
+
+def test_a_group_readable_key_stops_the_verbs_that_connect_only(cloud, tmp_path):
+    import subprocess
+
+    key = tmp_path / "shared-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    key.chmod(0o640)
+    toml_project(tmp_path, cloud, name="keymode", workers=1)
+    _with_key_file(tmp_path, key)
+    (tmp_path / "p.swift").write_text(P4)
+    for argv in (["up"], ["p.swift"], ["connect", "--print"], ["add", "1"]):
+        one_line_error(swiftrun(*argv, cwd=tmp_path, check=False),
+                       "[ssh] key_file", "mode 0640", f"chmod 600 {key}")
+    assert nothing_created(cloud)
+    for argv in (["list"], ["down"]):   # they never connect with it: no refusal for the mode
+        res = swiftrun(*argv, cwd=tmp_path, check=False)
+        assert res.returncode == 0 and "mode 0640" not in res.stderr, (argv, res.stderr)

@@ -67,6 +67,18 @@ class Env:
                 self.ui.warn(warning)
         return self._project
 
+    def will_connect(self) -> None:
+        """For the verbs that SSH with [ssh] key_file: one that group/other can read is refused
+        now (OpenSSH would refuse it at the first connection, after the nodes were paid for)."""
+        from swiftrun.errors import ConfigError
+        from swiftrun.project.keyfile import mode_problem
+
+        key = self.project.ssh.key_file
+        problem = key and mode_problem(Path(key))
+        if problem:
+            where = f"{self.project.path.name}: " if self.project.path else ""
+            raise ConfigError(f"{where}[ssh] key_file = {str(key)!r}: {problem[0]}", hint=problem[1])
+
     def cluster(self):
         from swiftrun.cloud import make_provider
         from swiftrun.cluster import Cluster

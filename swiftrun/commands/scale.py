@@ -14,6 +14,7 @@ from swiftrun.commands._common import Env, node_doc, project_options
 def add(count, project_file, cluster_name, json_mode, yes, quiet):
     """Add COUNT workers to the running cluster."""
     env = Env(project_file, cluster_name, json_mode, yes, quiet)
+    env.will_connect()
     cluster = env.cluster()
     nodes = cluster.add(count)
     cluster.remote.close()

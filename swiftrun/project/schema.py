@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from swiftrun.errors import ConfigError
+from swiftrun.project.keyfile import content_problem
 from swiftrun.project.model import SECTIONS, Project
 from swiftrun.project.values import (
     _MAX_SHOWN, _NAME_RE, _display, _legacy_text, _nearest, _short, _type_name, parse_duration,
@@ -543,6 +544,9 @@ def _cross_checks(p: Project, entries: _Entries) -> list[str]:
     if c.provider == "static" and not p.static.headnode:
         raise fail("cluster", "provider", "needs the headnode's address in [static] headnode",
                    "add [static] headnode = \"10.0.0.5\" (and workers = [...]), or set provider = \"ec2\"")
+    bad_key = p.ssh.key_file and content_problem(Path(p.ssh.key_file))
+    if bad_key:
+        raise fail("ssh", "key_file", *bad_key)
     if c.provider == "ec2" and p.ssh.key_file and _is_ecdsa_key(Path(p.ssh.key_file)):
         raise fail("ssh", "key_file", "is an ECDSA key, which EC2 cannot import (it takes RSA and "
                    "ED25519 keys)",
