@@ -39,6 +39,11 @@ CASES = {
     "bad duration": ("[cluster]\nidle_timeout = \"soon\"\n", ["idle_timeout"]),
     "bad staging": ("[swift]\nstaging = \"nfs\"\n", ["staging"]),
     "missing tool directory": ("[swift]\npath = [\"../nope\"]\n", ["path", "not a directory"]),
+    # absurd numbers name the bound they cross
+    "workers beyond any quota": ("[cluster]\nworkers = 50000\n", ["workers = 50000", "above 1000", "quota"]),
+    "port beyond 65535": ("[ssh]\nport = 70000\n", ["port = 70000", "above 65535"]),
+    "slots beyond any instance": ("[cluster]\nworker_concurrency = 100000\n", ["worker_concurrency", "above 1024"]),
+    "lifetime beyond a year": ("[cluster]\nmax_lifetime = \"9999d\"\n", ["max_lifetime", "366 days"]),
 }
 
 
@@ -62,6 +67,7 @@ def test_missing_script_and_bad_flag(cloud, tmp_path):
     assert res.returncode == 2 and "--bogus" in res.stderr and "Traceback" not in res.stderr
     res = swiftrun("add", "-1", cwd=tmp_path, check=False)
     assert res.returncode == 2 and "Traceback" not in res.stderr
+    one_line_error(swiftrun("add", "50000", cwd=tmp_path, check=False), "COUNT", "1000")
     assert nothing_created(cloud)
 
 

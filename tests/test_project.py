@@ -295,8 +295,8 @@ def test_bad_values(in_tmp, section, line, key, fix):
 def test_example_message_from_the_brief(in_tmp):
     write(in_tmp / "swiftrun.toml", "[cluster]\nname = \"x\"\n\n\n\n\nworkers = -1\n")
     assert error_of(in_tmp / "swiftrun.toml") == (
-        "swiftrun.toml:7: [cluster] workers = -1: must be a whole number >= 0 "
-        "(set workers = 2, or 0 for a headnode only)")
+        "swiftrun.toml:7: [cluster] workers = -1: must be a whole number from 0 to 1000 "
+        "(it is below 0) (set workers = 2, or 0 for a headnode only)")
 
 
 def test_unknown_region_suggests_the_nearest(in_tmp):

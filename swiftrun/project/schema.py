@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 from swiftrun.errors import ConfigError
 from swiftrun.project.keyfile import content_problem
-from swiftrun.project.model import SECTIONS, Project
+from swiftrun.project.model import MAX_CONCURRENCY, MAX_DURATION, MAX_WORKERS, SECTIONS, Project
 from swiftrun.project.values import (
     _MAX_SHOWN, _NAME_RE, _display, _legacy_text, _nearest, _short, _type_name, parse_duration,
     sanitize_cluster_name, toml_key, toml_value)
@@ -120,7 +120,7 @@ def _v_str(example: str = "", pattern: str | None = None, problem: str = "", all
     return check
 
 
-def _v_int(lo: int | None, hi: int | None, example: int, extra: str = ""):
+def _v_int(lo: int | None, hi: int | None, example: int, extra: str = "", why_hi: str = ""):
     if hi is None:
         rule = f"must be a whole number >= {lo}"
     else:
@@ -129,7 +129,9 @@ def _v_int(lo: int | None, hi: int | None, example: int, extra: str = ""):
     def check(value, ctx):
         n = _as_int(value, ctx, example)
         if (lo is not None and n < lo) or (hi is not None and n > hi):
-            raise _Bad(rule, ctx.set(example) + (f", {extra}" if extra else ""))
+            crossed = (f" (it is below {lo})" if lo is not None and n < lo else
+                       f" (it is above {hi}{': ' + why_hi if why_hi else ''})")
+            raise _Bad(rule + crossed, ctx.set(example) + (f", {extra}" if extra else ""))
         return n
     return check
 
@@ -169,10 +171,14 @@ def _v_duration(example: str):
             raise _Bad(f"must be a duration like \"30m\", \"8h\", \"1h30m\" or a number of seconds, "
                        f"not {_type_name(value)}", ctx.set(example) + ", or 0 for off")
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError:
             raise _Bad("must be a duration like \"30m\", \"8h\", \"1h30m\", \"90s\" or whole seconds",
                        ctx.set(example) + ", or 0 for off") from None
+        if seconds > MAX_DURATION:
+            raise _Bad("must be at most 366 days (a cluster that old is forgotten, not kept)",
+                       ctx.set(example) + ", or 0 for off")
+        return seconds
     return check
 
 
@@ -417,13 +423,14 @@ def _v_bucket(value, ctx):
                ctx.set("my-bucket") + ", or \"\" for no bucket")
 
 
+_QUOTA = "beyond any account's EC2 quota; split the work over clusters if you truly need more"
 _SCHEMA: dict[str, dict[str, Callable[[Any, _Ctx], Any]]] = {
     "cluster": {
         "name": _v_name,
         "provider": _v_enum(("ec2", "static"), "static: hosts that already exist"),
-        "workers": _v_int(0, None, 2, "or 0 for a headnode only"),
-        "min_workers": _v_int(0, None, 1, "or leave it out to wait for all workers"),
-        "worker_concurrency": _v_int(1, None, 4),
+        "workers": _v_int(0, MAX_WORKERS, 2, "or 0 for a headnode only", _QUOTA),
+        "min_workers": _v_int(0, MAX_WORKERS, 1, "or leave it out to wait for all workers", _QUOTA),
+        "worker_concurrency": _v_int(1, MAX_CONCURRENCY, 4, why_hi="more slots than any instance has cores"),
         "idle_timeout": _v_duration("30m"),
         "max_lifetime": _v_duration("8h"),
         "keep": _v_bool(False),
