@@ -219,3 +219,23 @@ def test_a_group_readable_key_stops_the_verbs_that_connect_only(cloud, tmp_path)
     for argv in (["list"], ["down"]):   # they never connect with it: no refusal for the mode
         res = swiftrun(*argv, cwd=tmp_path, check=False)
         assert res.returncode == 0 and "mode 0640" not in res.stderr, (argv, res.stderr)
+
+
+def test_verbs_check_their_script_and_names_before_asking_the_cloud(cloud, tmp_path):
+    """fetch/logs/cancel of a SCRIPT that is not there asked the headnode about a directory
+    never synced; --cluster '' fell back on [cluster] name without a word; image build --name
+    took what CreateImage refuses, after a node was booted for it."""
+    toml_project(tmp_path, cloud, name="names", workers=1)
+    images_before = len(cloud.ec2.describe_images(Owners=["self"])["Images"])
+    for verb in ("fetch", "logs", "cancel"):
+        one_line_error(swiftrun(verb, "gone.swift", cwd=tmp_path, check=False),
+                       "gone.swift", "no such script")
+    one_line_error(swiftrun("up", "--cluster", "", cwd=tmp_path, check=False),
+                   "--cluster ''", "cannot be empty")
+    one_line_error(swiftrun("list", "--cluster", "My Cluster!", cwd=tmp_path, check=False),
+                   "--cluster", "My Cluster!", "lower-case")
+    for bad in ("ab", "x" * 129, "name!with$signs", "tab\tname"):
+        one_line_error(swiftrun("image", "build", "--name", bad, cwd=tmp_path, check=False),
+                       "--name", "3-128")
+    assert nothing_created(cloud)
+    assert len(cloud.ec2.describe_images(Owners=["self"])["Images"]) == images_before

@@ -57,6 +57,10 @@ class Env:
                                  "swiftrun.toml, or leave -p out to search from the script's directory)")
             overrides, labels = env_overrides()
             overrides.pop("cluster.name", None)
+            if self.cluster_name is not None and not self.cluster_name.strip():
+                flag = "--cluster" if os.environ.get("SWIFTRUN_CLUSTER") is None else "SWIFTRUN_CLUSTER"
+                raise UsageError(f"{flag} {self.cluster_name!r}: a cluster name cannot be empty "
+                                 f"(give one like p4, or leave {flag} out to use [cluster] name)")
             if self.cluster_name:
                 overrides["cluster.name"] = self.cluster_name
                 labels["cluster.name"] = ("--cluster" if os.environ.get("SWIFTRUN_CLUSTER")
