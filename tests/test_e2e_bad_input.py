@@ -239,3 +239,20 @@ def test_verbs_check_their_script_and_names_before_asking_the_cloud(cloud, tmp_p
                        "--name", "3-128")
     assert nothing_created(cloud)
     assert len(cloud.ec2.describe_images(Owners=["self"])["Images"]) == images_before
+
+
+def test_init_into_a_missing_directory_says_so(tmp_path):
+    (tmp_path / "afile").write_text("x\n")
+    one_line_error(swiftrun("init", "-o", "nodir/swiftrun.toml", cwd=tmp_path, check=False),
+                   "-o nodir/swiftrun.toml", "does not exist", "mkdir -p nodir")
+    one_line_error(swiftrun("init", "-o", "afile/swiftrun.toml", cwd=tmp_path, check=False),
+                   "afile", "not a directory")
+    assert not (tmp_path / "nodir").exists()
+
+
+def test_static_projects_asked_to_add_or_stop_the_headnode_are_bad_input(aws_env, tmp_path):
+    (tmp_path / "swiftrun.toml").write_text(
+        '[cluster]\nname = "mine"\nprovider = "static"\n\n[static]\nheadnode = "127.0.0.1"\n')
+    for argv in (["add", "1"], ["remove", "1"], ["stop-headnode"]):
+        one_line_error(swiftrun(*argv, cwd=tmp_path, check=False),
+                       f"swiftrun {argv[0]}", 'provider = "ec2"', "static")

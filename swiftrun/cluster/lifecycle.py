@@ -19,7 +19,7 @@ from swiftrun.cloud.base import HEADNODE, WORKER, LaunchSpec, Node, Provider
 from swiftrun.cluster.locks import ClusterLocks
 from swiftrun.cluster.services import start_services, stop_services
 from swiftrun.cluster.warm import LastSeen
-from swiftrun.errors import CloudError, SwiftrunError
+from swiftrun.errors import CloudError, ConfigError, SwiftrunError
 from swiftrun.node.layout import BOOT_LOG, STATE_DIR
 from swiftrun.paths import cluster_dir
 from swiftrun.remote import Remote, Target
@@ -541,7 +541,9 @@ class Cluster:
             return {"terminated": ids, "deleted": deleted, "stopped": []}
 
     def _need_elastic(self, verb: str) -> None:
-        if not self.provider.elastic:
-            raise CloudError(f"`swiftrun {verb}` needs a cloud provider; with provider = "
-                             "\"static\" edit [static] workers instead")
+        if not self.provider.elastic:    # the project asks for what its provider cannot do: bad input
+            fix = ("stop the headnode host yourself: swiftrun starts and stops only its services"
+                   if verb == "stop-headnode" else "edit [static] workers and run `swiftrun up`")
+            raise ConfigError(f"`swiftrun {verb}` needs [cluster] provider = \"ec2\"; the "
+                              f"\"static\" hosts are yours ({fix})")
 
