@@ -141,9 +141,16 @@ def main(argv=None) -> None:
     from swiftrun.errors import SwiftrunError
 
     signal.signal(signal.SIGTERM, _sigterm)
-    args = sys.argv[1:] if argv is None else argv
-    debug = bool(os.environ.get("SWIFTRUN_DEBUG")) or "--debug" in args
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = (os.environ.get("SWIFTRUN_DEBUG", "").strip().lower() in ("1", "true", "t", "yes", "y", "on")
+             or "--debug" in args)
     try:
+        # The environment first: a bad SWIFTRUN_* value or an unusable home is one line naming
+        # the variable, before any project file, cloud or SSH call (environ.py).
+        from swiftrun import environ
+
+        asks_help = not args or any(a in ("-h", "--help", "--version") for a in args)
+        environ.check(need_home=not asks_help)
         rv = main_group.main(args=argv, prog_name="swiftrun", standalone_mode=False)
         sys.exit(rv if isinstance(rv, int) else 0)
     except click.exceptions.Exit as exc:

@@ -6,7 +6,6 @@ the cloud's tags are the truth, so deleting this directory never loses a cluster
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -21,10 +20,11 @@ def data_dir(name: str) -> Path:
 
 
 def state_home() -> Path:
-    """``$SWIFTRUN_HOME`` or ``~/.swiftrun``; created 0700 because it holds keys and host keys."""
-    root = Path(os.environ.get("SWIFTRUN_HOME") or Path.home() / ".swiftrun").expanduser()
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return root
+    """``$SWIFTRUN_HOME`` or ``~/.swiftrun``; created 0700 because it holds keys and host keys.
+    One that cannot be made or written is a ConfigError naming the variable (environ.py)."""
+    from swiftrun.environ import check_home
+
+    return check_home()
 
 
 def cluster_dir(cluster: str) -> Path:

@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("the outside world", ("swiftrun.cloud", "swiftrun.remote", "swiftrun.sync", "swiftrun.report")),
     ("what goes onto the nodes", ("swiftrun.node", "swiftrun.swiftconf")),
     ("project", ("swiftrun.project",)),
-    ("ground", ("swiftrun.errors", "swiftrun.paths", "swiftrun.ui", "swiftrun")),
+    ("ground", ("swiftrun.errors", "swiftrun.environ", "swiftrun.paths", "swiftrun.ui", "swiftrun")),
 ]
 
 MAX_LINES = 600

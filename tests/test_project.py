@@ -77,7 +77,6 @@ def test_full_file_loads_to_expected_values(in_tmp):
 
         [ec2]
         region = "eu-west-1"
-        profile = "lab"
         credentials_file = "creds.csv"
         headnode_type = "m5.xlarge"
         worker_type = "c5.2xlarge"
@@ -126,7 +125,7 @@ def test_full_file_loads_to_expected_values(in_tmp):
     assert p.cluster == p.cluster.__class__(name="tutorial", provider="ec2", workers=4, min_workers=2,
                                             worker_concurrency=8, idle_timeout=5400, max_lifetime=7200,
                                             keep=True)
-    assert p.ec2.region == "eu-west-1" and p.ec2.profile == "lab"
+    assert p.ec2.region == "eu-west-1" and p.ec2.profile == ""   # profile: with credentials_file, refused
     assert p.ec2.credentials_file == (in_tmp / "creds.csv").resolve()
     assert p.ec2.worker_init_script == (in_tmp / "scripts" / "init.sh").resolve()
     assert p.ec2.availability_zones == ("eu-west-1a", "eu-west-1b")
@@ -296,8 +295,8 @@ def test_bad_values(in_tmp, section, line, key, fix):
 def test_example_message_from_the_brief(in_tmp):
     write(in_tmp / "swiftrun.toml", "[cluster]\nname = \"x\"\n\n\n\n\nworkers = -1\n")
     assert error_of(in_tmp / "swiftrun.toml") == (
-        "swiftrun.toml:7: [cluster] workers = -1: must be a whole number >= 0 "
-        "(set workers = 2, or 0 for a headnode only)")
+        "swiftrun.toml:7: [cluster] workers = -1: must be a whole number from 0 to 1000 "
+        "(it is below 0) (set workers = 2, or 0 for a headnode only)")
 
 
 def test_unknown_region_suggests_the_nearest(in_tmp):

@@ -15,6 +15,16 @@ from swiftrun.sync import scan
 from swiftrun.sync.ignore import IgnoreRules
 
 
+def _private_key() -> str:
+    """A freshly made, unprotected OpenSSH private key (the loader checks key_file's content)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption()).decode()
+
+
 def test_swift_args_merge_project_and_command_line():
     project = Project(root=Path("."), swift=SwiftSettings(args={"nsim": 10, "verbose": True}))
     assert swift_args(project, ()) == ["-nsim=10", "-verbose=true"]
@@ -51,7 +61,7 @@ def test_tutorial_credentials_and_key_beside_the_script_are_never_synced(tmp_pat
         "AWS_CREDENTIALS_FILE=$PWD/credentials.csv\nAWS_KEYPAIR_FILE=$PWD/pair.pem\n"
         "AWS_WORKER_COUNT=1\n")
     (tmp_path / "credentials.csv").write_text("Access key ID,Secret access key\nAKIAX,sec\n")
-    (tmp_path / "pair.pem").write_text("PRIVATE")
+    (tmp_path / "pair.pem").write_text(_private_key())
     (tmp_path / "p4.swift").write_text("type file;\n")
     project = load_project(tmp_path / "configs")
     entries = scan(tmp_path, IgnoreRules.from_dir(tmp_path, extra=sync_excludes(project, tmp_path)))
@@ -66,7 +76,7 @@ def test_secret_files_with_glob_characters_are_never_synced(tmp_path):
     for key in ("my[prod].pem", "*.pem", "a?b.pem"):
         d = tmp_path / f"case{len(key)}-{key.count('[')}"
         d.mkdir()
-        (d / key).write_text("PRIVATE")
+        (d / key).write_text(_private_key())
         (d / "other.pem").write_text("not the key")
         (d / "swiftrun.toml").write_text(f'[ssh]\nkey_file = "{d / key}"\n')
         project = load_project(d / "swiftrun.toml")

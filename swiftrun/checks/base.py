@@ -8,16 +8,16 @@ in time is a fail saying so), so a dead endpoint or a hung SSH session never han
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from swiftrun import environ
 from swiftrun.errors import CloudError, ConfigError, SwiftrunError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-TIMEOUT = float(os.environ.get("SWIFTRUN_DOCTOR_TIMEOUT", "30"))
+TIMEOUT = environ.seconds("SWIFTRUN_DOCTOR_TIMEOUT")
 
 
 @dataclass

@@ -16,10 +16,10 @@ headnode by another name (a DNS name, a NAT address, a tunnel).
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 
+from swiftrun import environ
 from swiftrun.checks.base import FAIL, OK, TIMEOUT, WARN, Check, run_check, run_checks
 from swiftrun.errors import ConfigError, SwiftrunError
 from swiftrun.node.layout import COASTER_PORT, WORKER_PORT
@@ -229,12 +229,9 @@ else echo "FAILED: $d belongs to $(stat -c %U "$d") and sudo needs a password"; 
 
 
 def headnode_addr(head) -> tuple[str, int]:
-    raw = os.environ.get(ADDR_ENV, "").strip()
-    if raw:
-        host, _, port = raw.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"{ADDR_ENV}={raw!r}: expected host:port")
-        return host.strip("[]"), int(port)
+    given = environ.hostport(ADDR_ENV)
+    if given:
+        return given
     return head.private_ip or "", WORKER_PORT
 
 
@@ -377,7 +374,7 @@ def check_nodes(project, head, workers, *, remote, target_of, elastic: bool, scr
     except ConfigError as exc:
         return out + [Check("workers", FAIL, exc.message, f"unset {ADDR_ENV} or give host:port",
                             section="workers")]
-    via = f" ({ADDR_ENV})" if os.environ.get(ADDR_ENV) else ""
+    via = f" ({ADDR_ENV})" if environ.text(ADDR_ENV) else ""
     out += run_checks([(f"worker {w.id}", lambda w=w: _worker(project, remote, target_of(w), w, host,
                                                               port, via, elastic, limit))
                        for w in workers], timeout=limit * 2, section="workers")

@@ -13,7 +13,8 @@ import time
 import uuid
 from pathlib import Path
 
-from swiftrun.cloud.awserr import NO_CREDENTIALS, reaching
+from swiftrun import environ
+from swiftrun.cloud.awserr import NO_CREDENTIALS, aws_config_problem, reaching
 from swiftrun.cloud.base import (
     GONE_STATES, HEADNODE, TAG_CLUSTER, TAG_ROLE, TAG_SHAPE, LaunchSpec, Node, Provider)
 from swiftrun.cloud.keys import public_key_of, write_new_key
@@ -30,7 +31,7 @@ CAPACITY_CODES = ("InsufficientInstanceCapacity", "Unsupported", "SpotMaxPriceTo
                   "MaxSpotInstanceCountExceeded", "InsufficientCapacity")
 # EC2 is eventually consistent: what was made a moment ago may be unknown to the next call for a
 # while. Such answers are retried (with backoff) for this long, then reported in plain words.
-CONSISTENCY_TIMEOUT = float(os.environ.get("SWIFTRUN_EC2_CONSISTENCY_TIMEOUT", "120"))
+CONSISTENCY_TIMEOUT = environ.seconds("SWIFTRUN_EC2_CONSISTENCY_TIMEOUT")
 INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
 
 # Plain words for the errors people meet when launching.
@@ -65,20 +66,16 @@ def make_session(project):
     import boto3
     import botocore.exceptions
 
-    kwargs = {"region_name": project.ec2.region}
-    if project.ec2.credentials_file:
-        from swiftrun.project.credentials import read_credentials_csv
+    from swiftrun.project.credentials import session_kwargs
 
-        key_id, secret = read_credentials_csv(project.ec2.credentials_file)
-        kwargs.update(aws_access_key_id=key_id, aws_secret_access_key=secret)
-    elif project.ec2.profile:
-        kwargs["profile_name"] = project.ec2.profile
     try:
-        session = boto3.Session(**kwargs)
+        session = boto3.Session(**session_kwargs(project))
+        creds = session.get_credentials()
     except botocore.exceptions.ProfileNotFound:
-        raise ConfigError(f"[ec2] profile = {project.ec2.profile!r}: no such AWS profile "
-                          "(list them with `aws configure list-profiles`)") from None
-    if session.get_credentials() is None:
+        raise ConfigError(aws_config_problem(project, "profile")) from None
+    except botocore.exceptions.ConfigParseError as exc:
+        raise ConfigError(aws_config_problem(project, "parse", exc.kwargs.get("path", ""))) from None
+    if creds is None:
         raise ConfigError(NO_CREDENTIALS)
     return session
 

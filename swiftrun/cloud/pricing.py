@@ -95,10 +95,12 @@ def table_price(instance_type: str, region: str, *, spot: bool = False) -> Price
 # -- when to ask the API -------------------------------------------------------------------------
 def pricing_mode(environ=None) -> tuple[str, str]:
     """("api" | "table", why)."""
+    from swiftrun import environ as variables
+
     env = os.environ if environ is None else environ
-    if env.get("SWIFTRUN_OFFLINE_PRICES", "").strip() not in ("", "0"):
+    if variables.flag("SWIFTRUN_OFFLINE_PRICES", env):
         return "table", "SWIFTRUN_OFFLINE_PRICES is set"
-    choice = env.get("SWIFTRUN_PRICING", "").strip().lower()
+    choice = variables.choice("SWIFTRUN_PRICING", env)
     if choice in ("table", "offline", "off", "0", "no"):
         return "table", f"SWIFTRUN_PRICING={choice}"
     if choice == "api":

@@ -10,22 +10,22 @@ for, in which order, and what to do when something fails halfway. Before anythin
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from swiftrun import environ
 from swiftrun.cloud.base import HEADNODE, WORKER, LaunchSpec, Node, Provider
 from swiftrun.cluster.locks import ClusterLocks
 from swiftrun.cluster.services import start_services, stop_services
 from swiftrun.cluster.warm import LastSeen
-from swiftrun.errors import CloudError, SwiftrunError
+from swiftrun.errors import CloudError, ConfigError, SwiftrunError
 from swiftrun.node.layout import BOOT_LOG, STATE_DIR
 from swiftrun.paths import cluster_dir
 from swiftrun.remote import Remote, Target
 
-BOOT_TIMEOUT = float(os.environ.get("SWIFTRUN_BOOT_TIMEOUT", "900"))
-SSH_TIMEOUT = float(os.environ.get("SWIFTRUN_SSH_TIMEOUT", "300"))
+BOOT_TIMEOUT = environ.seconds("SWIFTRUN_BOOT_TIMEOUT")
+SSH_TIMEOUT = environ.seconds("SWIFTRUN_SSH_TIMEOUT")
 # Spot launch errors after which on-demand workers are launched instead (every zone said no).
 SPOT_FALLBACK_CODES = ("InsufficientInstanceCapacity", "SpotMaxPriceTooLow",
                        "MaxSpotInstanceCountExceeded")
@@ -541,7 +541,9 @@ class Cluster:
             return {"terminated": ids, "deleted": deleted, "stopped": []}
 
     def _need_elastic(self, verb: str) -> None:
-        if not self.provider.elastic:
-            raise CloudError(f"`swiftrun {verb}` needs a cloud provider; with provider = "
-                             "\"static\" edit [static] workers instead")
+        if not self.provider.elastic:    # the project asks for what its provider cannot do: bad input
+            fix = ("stop the headnode host yourself: swiftrun starts and stops only its services"
+                   if verb == "stop-headnode" else "edit [static] workers and run `swiftrun up`")
+            raise ConfigError(f"`swiftrun {verb}` needs [cluster] provider = \"ec2\"; the "
+                              f"\"static\" hosts are yours ({fix})")
 

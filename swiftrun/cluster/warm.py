@@ -16,10 +16,11 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
+from swiftrun import environ
 from swiftrun.cloud.base import Node
 
 # How long the nodes last read from the tags may stand in for a new read on a run's warm path.
-WARM_TTL = float(os.environ.get("SWIFTRUN_WARM_TTL", "900"))
+WARM_TTL = environ.seconds("SWIFTRUN_WARM_TTL")
 
 
 class LastSeen:

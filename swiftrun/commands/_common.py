@@ -57,6 +57,10 @@ class Env:
                                  "swiftrun.toml, or leave -p out to search from the script's directory)")
             overrides, labels = env_overrides()
             overrides.pop("cluster.name", None)
+            if self.cluster_name is not None and not self.cluster_name.strip():
+                flag = "--cluster" if os.environ.get("SWIFTRUN_CLUSTER") is None else "SWIFTRUN_CLUSTER"
+                raise UsageError(f"{flag} {self.cluster_name!r}: a cluster name cannot be empty "
+                                 f"(give one like p4, or leave {flag} out to use [cluster] name)")
             if self.cluster_name:
                 overrides["cluster.name"] = self.cluster_name
                 labels["cluster.name"] = ("--cluster" if os.environ.get("SWIFTRUN_CLUSTER")
@@ -66,6 +70,18 @@ class Env:
             for warning in getattr(self._project, "warnings", ()):
                 self.ui.warn(warning)
         return self._project
+
+    def will_connect(self) -> None:
+        """For the verbs that SSH with [ssh] key_file: one that group/other can read is refused
+        now (OpenSSH would refuse it at the first connection, after the nodes were paid for)."""
+        from swiftrun.errors import ConfigError
+        from swiftrun.project.keyfile import mode_problem
+
+        key = self.project.ssh.key_file
+        problem = key and mode_problem(Path(key))
+        if problem:
+            where = f"{self.project.path.name}: " if self.project.path else ""
+            raise ConfigError(f"{where}[ssh] key_file = {str(key)!r}: {problem[0]}", hint=problem[1])
 
     def cluster(self):
         from swiftrun.cloud import make_provider

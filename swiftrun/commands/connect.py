@@ -47,6 +47,7 @@ def connect(ctx, node, command, print_only, project_file, cluster_name, json_mod
     """SSH to NODE (headnode by default; workerN, an instance id or IP), optionally running COMMAND."""
     command = ctx.meta.get("remote_command", ()) or command
     env = Env(project_file, cluster_name, json_mode, yes, quiet)
+    env.will_connect()
     cluster = env.cluster()
     target_node = pick(cluster, node)
     target = cluster.target(target_node)

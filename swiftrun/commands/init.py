@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -24,12 +25,22 @@ def init(legacy, name, provider, output, force):
 
     if output.exists() and not force:
         raise UsageError(f"{output} exists; use --force to overwrite it or -o to write elsewhere")
+    parent = output.parent
+    if not parent.exists():
+        raise UsageError(f"-o {output}: the directory {parent} does not exist (create it first: "
+                         f"mkdir -p {shlex.quote(str(parent))}, or give another -o)")
+    if not parent.is_dir():
+        raise UsageError(f"-o {output}: {parent} is a file, not a directory (give another -o)")
     if legacy:
         if not legacy.is_file():
             raise UsageError(f"--from {legacy}: no such file")
         text = convert_legacy(legacy, dest_dir=output.resolve().parent)
     else:
         text = render_init(name or sanitize_cluster_name(Path.cwd().name), provider=provider)
-    output.write_text(text)
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise UsageError(f"-o {output}: cannot write it: {exc.strerror or exc} (check the "
+                         "directory's permissions, or give another -o)") from None
     click.echo(f"wrote {output}", err=True)
     return 0

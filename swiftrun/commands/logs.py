@@ -13,8 +13,16 @@ from swiftrun.commands.connect import pick
 
 
 def _script_dir(script: Path | None) -> Path:
+    """SCRIPT's directory (a .swift file, or a directory); a SCRIPT that is not there is a usage
+    error now, not a question to the headnode about a directory that was never synced."""
+    from swiftrun.errors import UsageError
+
     if script is None:
         return Path.cwd()
+    if not script.exists():
+        kind = "script" if script.suffix == ".swift" else "script or directory"
+        raise UsageError(f"SCRIPT {script}: no such {kind} here (give the .swift file of the run, "
+                         "or its directory; leave it out for the current directory)")
     return (script.parent if script.suffix == ".swift" else script).resolve()
 
 
@@ -23,6 +31,7 @@ def _setup(script, project_file, cluster_name, json_mode, yes, quiet):
 
     sdir = _script_dir(script)
     env = Env(project_file, cluster_name, json_mode, yes, quiet, start=sdir)
+    env.will_connect()
     cluster = env.cluster()
     head = pick(cluster, "headnode")
     return env, cluster, cluster.target(head), remote_root(env.project, sdir), sdir
@@ -57,6 +66,7 @@ def logs(script, follow, boot_node, run_id, project_file, cluster_name, json_mod
     _check_run_id(run_id)
     if boot_node:
         env = Env(project_file, cluster_name, json_mode, yes, quiet, start=_script_dir(script))
+        env.will_connect()
         cluster = env.cluster()
         node = pick(cluster, boot_node)
         res = cluster.remote.run(cluster.target(node), f"cat {BOOT_LOG}", timeout=60)

@@ -111,6 +111,7 @@ def run(ctx, script, keep_cluster, dry_run, cancel_on_interrupt, keep_on_failure
         script = _script(script)
         if dry_run:
             return _do_plan(env, script)
+        env.will_connect()
         return _run(env, ctx, script, keep_cluster=keep_cluster, keep_on_failure=keep_on_failure,
                     cancel_on_interrupt=cancel_on_interrupt, watch=watch, want_report=want_report)
 

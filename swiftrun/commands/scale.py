@@ -6,14 +6,16 @@ from __future__ import annotations
 import click
 
 from swiftrun.commands._common import Env, node_doc, project_options
+from swiftrun.project.model import MAX_WORKERS
 
 
 @click.command()
-@click.argument("count", type=click.IntRange(min=1))
+@click.argument("count", type=click.IntRange(min=1, max=MAX_WORKERS))
 @project_options
 def add(count, project_file, cluster_name, json_mode, yes, quiet):
     """Add COUNT workers to the running cluster."""
     env = Env(project_file, cluster_name, json_mode, yes, quiet)
+    env.will_connect()
     cluster = env.cluster()
     nodes = cluster.add(count)
     cluster.remote.close()

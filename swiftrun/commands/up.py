@@ -16,6 +16,7 @@ def up(keep_on_failure, project_file, cluster_name, json_mode, yes, quiet):
     """Bring the cluster up (reusing it when it already runs with the same settings)."""
     env = Env(project_file, cluster_name, json_mode, yes, quiet)
     with json_errors(env, cluster=cluster_name_of(env)):
+        env.will_connect()
         return _up(env, keep_on_failure)
 
 

@@ -71,6 +71,23 @@ def _read_text(path: Path, display: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+def _refuse_unusable(candidate: Path) -> None:
+    """A swiftrun.toml that is there but is no file (a directory, a dangling link) is an error,
+    never a reason to look further up or to fall back on the defaults."""
+    if candidate.is_symlink() and not candidate.exists():
+        import os
+
+        shown = _display(candidate.parent) + os.sep + candidate.name
+        raise ConfigError(f"{shown.removeprefix('.' + os.sep)}: a dangling link (to "
+                          f"{os.readlink(candidate)}, "
+                          "which does not exist)",
+                          hint="point the link at a project file, or remove it")
+    if candidate.exists() and not candidate.is_file():
+        what = "a directory" if candidate.is_dir() else "not a regular file"
+        raise ConfigError(f"{_display(candidate)}: is {what}, not a project file",
+                          hint="rename it and write the project file there with `swiftrun init`")
+
+
 def find_project_file(start: Path | str | None = None) -> Path | None:
     """The nearest swiftrun.toml (or a tutorial ``configs``) in ``start`` or a parent directory.
 
@@ -89,6 +106,7 @@ def find_project_file(start: Path | str | None = None) -> Path | None:
         candidate = directory / PROJECT_FILE
         if candidate.is_file():
             return candidate
+        _refuse_unusable(candidate)
         candidate = directory / LEGACY_FILE
         if candidate.is_file() and _looks_like_tutorial_configs(candidate):
             return candidate
@@ -122,9 +140,13 @@ def load_project(
         if file.is_dir():
             found = next((c for c in (file / PROJECT_FILE, file / LEGACY_FILE) if c.is_file()), None)
             if found is None:
+                _refuse_unusable(file / PROJECT_FILE)
+            if found is None:
                 raise ConfigError(f"{_display(file)}: no {PROJECT_FILE} or {LEGACY_FILE} in this directory",
                                   hint="create one with `swiftrun init`, or give the file's path")
             file = found
+        else:
+            _refuse_unusable(file)
     else:
         file = find_project_file(start)
 

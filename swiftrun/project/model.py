@@ -12,6 +12,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# More workers than this is a typo, not a plan: EC2 accounts start with a few dozen vCPUs of
+# on-demand quota, and one RunInstances launches at most 1000 instances.
+MAX_WORKERS = 1000
+# worker.pl -c: task slots per worker; more than this is beyond any instance type's cores.
+MAX_CONCURRENCY = 1024
+# idle_timeout and max_lifetime: a cluster that lives longer than this is forgotten, not kept.
+MAX_DURATION = 366 * 86400
+
 
 @dataclass(frozen=True)
 class ClusterSettings:

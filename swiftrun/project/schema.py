@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from swiftrun.errors import ConfigError
-from swiftrun.project.model import SECTIONS, Project
+from swiftrun.project.keyfile import content_problem
+from swiftrun.project.model import MAX_CONCURRENCY, MAX_DURATION, MAX_WORKERS, SECTIONS, Project
 from swiftrun.project.values import (
     _MAX_SHOWN, _NAME_RE, _display, _legacy_text, _nearest, _short, _type_name, parse_duration,
     sanitize_cluster_name, toml_key, toml_value)
@@ -119,7 +120,7 @@ def _v_str(example: str = "", pattern: str | None = None, problem: str = "", all
     return check
 
 
-def _v_int(lo: int | None, hi: int | None, example: int, extra: str = ""):
+def _v_int(lo: int | None, hi: int | None, example: int, extra: str = "", why_hi: str = ""):
     if hi is None:
         rule = f"must be a whole number >= {lo}"
     else:
@@ -128,7 +129,9 @@ def _v_int(lo: int | None, hi: int | None, example: int, extra: str = ""):
     def check(value, ctx):
         n = _as_int(value, ctx, example)
         if (lo is not None and n < lo) or (hi is not None and n > hi):
-            raise _Bad(rule, ctx.set(example) + (f", {extra}" if extra else ""))
+            crossed = (f" (it is below {lo})" if lo is not None and n < lo else
+                       f" (it is above {hi}{': ' + why_hi if why_hi else ''})")
+            raise _Bad(rule + crossed, ctx.set(example) + (f", {extra}" if extra else ""))
         return n
     return check
 
@@ -168,10 +171,14 @@ def _v_duration(example: str):
             raise _Bad(f"must be a duration like \"30m\", \"8h\", \"1h30m\" or a number of seconds, "
                        f"not {_type_name(value)}", ctx.set(example) + ", or 0 for off")
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError:
             raise _Bad("must be a duration like \"30m\", \"8h\", \"1h30m\", \"90s\" or whole seconds",
                        ctx.set(example) + ", or 0 for off") from None
+        if seconds > MAX_DURATION:
+            raise _Bad("must be at most 366 days (a cluster that old is forgotten, not kept)",
+                       ctx.set(example) + ", or 0 for off")
+        return seconds
     return check
 
 
@@ -416,13 +423,14 @@ def _v_bucket(value, ctx):
                ctx.set("my-bucket") + ", or \"\" for no bucket")
 
 
+_QUOTA = "beyond any account's EC2 quota; split the work over clusters if you truly need more"
 _SCHEMA: dict[str, dict[str, Callable[[Any, _Ctx], Any]]] = {
     "cluster": {
         "name": _v_name,
         "provider": _v_enum(("ec2", "static"), "static: hosts that already exist"),
-        "workers": _v_int(0, None, 2, "or 0 for a headnode only"),
-        "min_workers": _v_int(0, None, 1, "or leave it out to wait for all workers"),
-        "worker_concurrency": _v_int(1, None, 4),
+        "workers": _v_int(0, MAX_WORKERS, 2, "or 0 for a headnode only", _QUOTA),
+        "min_workers": _v_int(0, MAX_WORKERS, 1, "or leave it out to wait for all workers", _QUOTA),
+        "worker_concurrency": _v_int(1, MAX_CONCURRENCY, 4, why_hi="more slots than any instance has cores"),
         "idle_timeout": _v_duration("30m"),
         "max_lifetime": _v_duration("8h"),
         "keep": _v_bool(False),
@@ -543,11 +551,20 @@ def _cross_checks(p: Project, entries: _Entries) -> list[str]:
     if c.provider == "static" and not p.static.headnode:
         raise fail("cluster", "provider", "needs the headnode's address in [static] headnode",
                    "add [static] headnode = \"10.0.0.5\" (and workers = [...]), or set provider = \"ec2\"")
+    bad_key = p.ssh.key_file and content_problem(Path(p.ssh.key_file))
+    if bad_key:
+        raise fail("ssh", "key_file", *bad_key)
     if c.provider == "ec2" and p.ssh.key_file and _is_ecdsa_key(Path(p.ssh.key_file)):
         raise fail("ssh", "key_file", "is an ECDSA key, which EC2 cannot import (it takes RSA and "
                    "ED25519 keys)",
                    "make an ed25519 key (ssh-keygen -t ed25519 -f FILE) and point key_file at it, or "
                    "leave key_file out to let swiftrun make one")
+    if p.ec2.credentials_file and p.ec2.profile:
+        at = where("ec2", "credentials_file").rstrip(": ")
+        raise fail("ec2", "profile", "is set and so is [ec2] credentials_file"
+                   f"{f' ({at})' if at else ''}: only one may say whose AWS account to use",
+                   "keep one: remove [ec2] profile to use the CSV's access key, or remove "
+                   "[ec2] credentials_file to use the profile")
     if p.swift.path and c.provider == "static":
         raise fail("swift", "path", "is not supported with provider = \"static\" yet (the hosts "
                    "are yours: swiftrun does not change their PATH)",

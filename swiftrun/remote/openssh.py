@@ -31,13 +31,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from swiftrun import environ
 from swiftrun.errors import RemoteError
 
 # Every node-side path is under this prefix; it is empty on real nodes (see docs/internals.md).
 NODE_ROOT = '"${SWIFTRUN_NODE_ROOT:-}"'
 STATE_DIR = NODE_ROOT + "/var/lib/swiftrun"
 # How long an idle connection is kept for the next command (seconds; 0: only while swiftrun runs).
-PERSIST = os.environ.get("SWIFTRUN_SSH_PERSIST", "600")
+PERSIST = environ.persist("SWIFTRUN_SSH_PERSIST")
 SSH_ERROR = 255
 
 

@@ -18,11 +18,12 @@ import sys
 import tempfile
 import time
 
+from swiftrun import environ
 from swiftrun.errors import RemoteError
 from swiftrun.node.layout import RUN_ID, RUNS, STATE_DIR, TOOLS_DIR
 from swiftrun.node.swift import COMPAT_LAUNCHER_SH, EVAL_LAUNCHER_TEST, launcher_word
 
-HEARTBEAT = float(os.environ.get("SWIFTRUN_HEARTBEAT", "30"))
+HEARTBEAT = environ.seconds("SWIFTRUN_HEARTBEAT")
 
 
 def rq(path: str) -> str:

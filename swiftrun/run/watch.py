@@ -24,22 +24,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-DEBOUNCE = float(os.environ.get("SWIFTRUN_WATCH_DEBOUNCE", "0.5"))
+from swiftrun import environ
+
+DEBOUNCE = environ.seconds("SWIFTRUN_WATCH_DEBOUNCE")
 _RUN_DIR = re.compile(r"^run\d{3,}$")
 _QUIET_DIRS = {".swiftrun", ".git", "__pycache__"}
 
 
 def max_runs() -> int | None:
-    raw = os.environ.get("SWIFTRUN_WATCH_MAX_RUNS", "").strip()
-    if not raw:
-        return None
-    try:
-        n = int(raw)
-    except ValueError:
-        from swiftrun.errors import UsageError
-
-        raise UsageError(f"SWIFTRUN_WATCH_MAX_RUNS={raw!r}: a whole number of runs is expected") from None
-    return max(1, n)
+    return environ.count("SWIFTRUN_WATCH_MAX_RUNS")
 
 
 def sync_exclude(project, script_dir: Path) -> tuple[str, ...]:
