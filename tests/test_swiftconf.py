@@ -356,11 +356,11 @@ def test_renders_in_many_threads_at_once_all_agree(tmp_path):
     project = make_project(tmp_path)
     expected = swiftconf.render_checked(project, script_dir=tmp_path).text
     results, errors = [], []
-    start = threading.Barrier(12)
+    start = threading.Barrier(16)
 
     def render():
         start.wait()
-        for _ in range(15):
+        for _ in range(40):
             try:
                 results.append(swiftconf.render_checked(project, script_dir=tmp_path).text)
             except Exception as exc:  # noqa: BLE001 - every failure is the finding
@@ -368,7 +368,7 @@ def test_renders_in_many_threads_at_once_all_agree(tmp_path):
 
     import sys
 
-    threads = [threading.Thread(target=render) for _ in range(12)]
+    threads = [threading.Thread(target=render) for _ in range(16)]
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)     # switch threads often: mid-parse, as a busy machine does
     try:
@@ -379,4 +379,4 @@ def test_renders_in_many_threads_at_once_all_agree(tmp_path):
     finally:
         sys.setswitchinterval(interval)
     assert errors == []
-    assert len(results) == 12 * 15 and set(results) == {expected}
+    assert len(results) == 16 * 40 and set(results) == {expected}
