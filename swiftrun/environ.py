@@ -43,6 +43,8 @@ VARIABLES: dict[str, Var] = {v.name: v for v in (
     Var("SWIFTRUN_DEBUG", "flag", "", "show tracebacks (like --debug)"),
     Var("SWIFTRUN_BOOT_TIMEOUT", "seconds", "900", "how long a node may take to boot", 1, DAY),
     Var("SWIFTRUN_SSH_TIMEOUT", "seconds", "300", "how long to wait for a node's SSH", 1, DAY),
+    Var("SWIFTRUN_STATIC_SSH_TIMEOUT", "seconds", "20",
+        "how long a static host that refuses SSH is retried", 1, DAY),
     Var("SWIFTRUN_WARM_TTL", "seconds", "900",
         "how long the last tag read is trusted instead of asking EC2 (0: always ask)", 0, 7 * DAY),
     Var("SWIFTRUN_HEARTBEAT", "seconds", "30",

@@ -77,8 +77,13 @@ def _alive(pidfile: Path) -> bool:
 
 
 def static_project(proj: Path, hosts) -> None:
-    """swiftrun.toml for cluster "lab": the two hosts as headnode and worker."""
-    key, _, proxy = hosts
+    """swiftrun.toml for cluster "lab": the two hosts as headnode and worker, their host keys
+    known beforehand (a static host's key is never trusted on first contact)."""
+    key, started, proxy = hosts
+    pins = Path(os.environ["SWIFTRUN_HOME"]) / "clusters" / "lab" / "known_hosts"
+    pins.parent.mkdir(parents=True, exist_ok=True)
+    pins.write_text("".join(f"{ip} ssh-ed25519 {sshd.host_key_pub}\n"
+                            for ip, (sshd, _, _) in zip(ADDRESSES.values(), started)))
     (proj / "swiftrun.toml").write_text(f"""
 [cluster]
 name = "lab"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from swiftrun.errors import ConfigError
-from swiftrun.project import SECTIONS, ClusterSettings, Project, load_project
+from swiftrun.project import SECTIONS, ClusterSettings, Project, load_project, sanitize_cluster_name
 from swiftrun.project.initfile import KEY_DOCS, convert_legacy, render_init
 
 
@@ -100,13 +101,20 @@ def make_configs(tmp: Path) -> Path:
     return path
 
 
+def same_but_the_name(converted, legacy) -> bool:
+    cluster = dataclasses.replace(converted.cluster, name=legacy.cluster.name)
+    return dataclasses.replace(converted, root=legacy.root, path=legacy.path, cluster=cluster) == legacy
+
+
 def test_convert_legacy_round_trip(in_tmp):
     configs = make_configs(in_tmp)
     legacy = load_project(configs)
     text = convert_legacy(configs)
     (in_tmp / "swiftrun.toml").write_text(text)
     converted = load_project(in_tmp / "swiftrun.toml")
-    assert dataclasses.replace(converted, root=legacy.root, path=legacy.path) == legacy
+    # the cluster is named after the directory, as `swiftrun init` does; all else is the configs'
+    assert converted.cluster.name == sanitize_cluster_name(in_tmp.name)
+    assert same_but_the_name(converted, legacy)
     assert converted.cluster.workers == 5 and converted.ec2.spot is True
     assert converted.ssh.key_file == (in_tmp / "home" / ".ssh" / "swift-test-pair.pem").resolve()
     # explicit settings are written out, with the configs key they came from
@@ -126,7 +134,7 @@ def test_convert_legacy_to_another_directory(in_tmp):
     (elsewhere / "swiftrun.toml").write_text(text)
     converted = load_project(elsewhere / "swiftrun.toml")
     legacy = load_project(configs)
-    assert dataclasses.replace(converted, root=legacy.root, path=legacy.path) == legacy
+    assert converted.cluster.name == "elsewhere" and same_but_the_name(converted, legacy)
 
 
 def test_convert_writes_paths_under_home_with_a_tilde(in_tmp):
@@ -151,3 +159,32 @@ def test_convert_legacy_reports_bad_configs(in_tmp):
     with pytest.raises(ConfigError) as info:
         convert_legacy(in_tmp / "configs")
     assert str(info.value).startswith("configs:1: AWS_WORKER_COUNT=-1")
+
+
+def test_init_from_the_tutorial_configs_replaces_what_no_longer_boots(tmp_path, aws_env):
+    """Issue 14 #9 and #8: `init --from configs` on the tutorial's own file. Its t1.micro and its
+    2014 PV AMI are replaced by today's defaults, a warning line each; the cluster is named after
+    the directory, as plain `init` does; and doctor says `up` will create the key file the
+    configs names (its comment promises "a key will be generated in path")."""
+    from tests.support.cli import swiftrun
+    from tests.test_project import TUTORIAL
+
+    proj = tmp_path / "My Tutorial"
+    proj.mkdir()
+    (proj / "credentials.csv").write_text("Access key ID,Secret access key\nAKIAEXAMPLE,secret\n")
+    key = tmp_path / "keys" / "mykeypair.pem"
+    (proj / "configs").write_text(TUTORIAL.replace("/path/to/credentials.csv", "credentials.csv")
+                                  .replace("/path/to/mykeypair.pem", str(key)))
+    res = swiftrun("init", "--from", "configs", cwd=proj, env=aws_env)
+    warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 4, res.stderr
+    assert sum("t1.micro" in w and "retired" in w for w in warnings) == 2
+    assert sum("ami-c9d497f9" in w and "2014" in w for w in warnings) == 2
+    loaded = load_project(proj / "swiftrun.toml")
+    assert (loaded.ec2.headnode_type, loaded.ec2.worker_type) == ("t3.small", "c5.large")
+    assert loaded.ec2.image == "auto" and loaded.ec2.worker_image == ""
+    assert loaded.cluster.name == "my-tutorial"
+    out = swiftrun("doctor", "--json", cwd=proj, env=aws_env, check=False, timeout=120)
+    checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+    assert checks["key file"]["status"] == "ok", checks["key file"]
+    assert "will create it" in checks["key file"]["detail"] and not key.exists()

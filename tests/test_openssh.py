@@ -121,7 +121,7 @@ def test_refused_key_and_unreachable_node_are_told_apart(hosts, tmp_path):
         r.run(target(a), "true", allow_new=True)
     nobody = Target(host="127.0.0.1", port=free_port(), user=USER, alias="i-0gone", label="node x")
     r2 = remote(tmp_path, key)
-    with pytest.raises(_Unreachable, match="cannot reach node x over SSH: .*refused"):
+    with pytest.raises(_Unreachable, match=r"cannot reach node x \(127\.0\.0\.1:\d+\) over SSH: .*refused"):
         r2.run(nobody, "true", allow_new=True)
     with pytest.raises(RemoteError, match="gave up after 1s"):
         r2.wait(nobody, 1)

@@ -57,8 +57,12 @@ def check_key_file(project, provider, *, fix: bool = False) -> Check:
     if path is None:
         return Check(name, OK, "no [ssh] key_file: SSH uses your agent and ~/.ssh keys")
     if not path.exists():
-        if provider.elastic and not project.ssh.key_file:
-            return Check(name, OK, f"{path} does not exist yet; `swiftrun up` makes it (0600)")
+        if provider.elastic:
+            # up makes it (0600) with the key pair, as the tutorial's configs promised ("a key
+            # will be generated in path if none are found"); a key pair that exists already
+            # without it is the cloud check's concern (up refuses it, naming both)
+            return Check(name, OK, f"{path} does not exist yet: `swiftrun up` will create it "
+                         f"(0600) with key pair {project.key_name!r}")
         return Check(name, FAIL, f"{path} does not exist",
                      "set [ssh] key_file to the private key (.pem) of the key pair", error=ConfigError)
     mode = stat.S_IMODE(path.stat().st_mode)

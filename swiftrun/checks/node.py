@@ -272,15 +272,21 @@ def check_nodes(project, head, workers, *, remote, target_of, elastic: bool, scr
     out: list[Check] = []
 
     def ssh():
-        remote.connect(head_t, allow_new=not remote.is_pinned(head_t))
+        remote.connect(head_t, allow_new=elastic and not remote.is_pinned(head_t))
         return Check(f"{label}: ssh", OK, f"{head_t.user}@{head_t.host}:{head_t.port} with key "
                      f"{remote.key_file or '(agent)'} and the pinned host key")
 
     got = run_check(f"{label}: ssh", ssh, timeout=limit, section="headnode")
     out += got
     if got[0].failed:
-        got[0].fix = ("check the security group's port 22 rule (above), [ssh] user and key_file; "
-                      "`swiftrun connect` shows SSH's own words")
+        if "proxy_command" in got[0].detail:
+            got[0].fix = "fix [ssh] proxy_command (`swiftrun connect --print` shows how it is run)"
+        elif not elastic:
+            got[0].fix = (f"check that sshd runs on {head_t.host} and listens on port {head_t.port} "
+                          "([static] headnode takes host:port), [ssh] user and key_file")
+        else:
+            got[0].fix = ("check the security group's port 22 rule (above), [ssh] user and "
+                          "key_file; `swiftrun connect` shows SSH's own words")
         return out
 
     root = remote_root(project, script_dir)
@@ -385,7 +391,7 @@ def _worker(project, remote, target, node, host: str, port: int, via: str, elast
             limit: float) -> list[Check]:
     label = f"worker {node.id}"
     try:
-        remote.connect(target, allow_new=not remote.is_pinned(target))
+        remote.connect(target, allow_new=elastic and not remote.is_pinned(target))
     except SwiftrunError as exc:
         return [Check(f"{label}: ssh", FAIL, exc.message,
                       "check the security group's port 22 rule; `swiftrun connect --worker` "

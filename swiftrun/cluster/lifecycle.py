@@ -26,6 +26,8 @@ from swiftrun.remote import Remote, Target
 
 BOOT_TIMEOUT = environ.seconds("SWIFTRUN_BOOT_TIMEOUT")
 SSH_TIMEOUT = environ.seconds("SWIFTRUN_SSH_TIMEOUT")
+# A static host exists already: a refusal is retried only briefly (sshd restarting), not for a boot.
+STATIC_SSH_TIMEOUT = environ.seconds("SWIFTRUN_STATIC_SSH_TIMEOUT")
 # Spot launch errors after which on-demand workers are launched instead (every zone said no).
 SPOT_FALLBACK_CODES = ("InsufficientInstanceCapacity", "SpotMaxPriceTooLow",
                        "MaxSpotInstanceCountExceeded")
@@ -332,19 +334,23 @@ class Cluster:
         Only nodes launched in this call may have their host key pinned on first contact.
         """
         created = set(created or [])
+        self._created = created
         head = self.headnode_of(nodes)
         self._door = head
         workers = [n for n in nodes if n.role == WORKER]
         self.ui.step("Waiting for nodes to be ready" if fresh else "Checking nodes")
         with self.ui.waiting("nodes to finish booting"):
-            self._ready(head, allow_new=head.id in created or not self.remote.is_pinned(self.target(head)))
+            # a static host is nobody's launch: its key must be known already (never accept-new)
+            elastic = self.provider.elastic
+            self._ready(head, allow_new=head.id in created or
+                        (elastic and not self.remote.is_pinned(self.target(head))))
             failed: list[tuple[Node, Exception]] = []
             if workers and self.provider.elastic:
                 failed = self._workers_ready(head, workers, created)
             elif workers:
                 with ThreadPoolExecutor(max_workers=min(16, len(workers))) as pool:
-                    futs = {pool.submit(self._ready, w, allow_new=w.id in created or
-                                        not self.remote.is_pinned(self.target(w))): w for w in workers}
+                    futs = {pool.submit(self._ready, w, allow_new=w.id in created): w
+                            for w in workers}
                     for fut, w in futs.items():
                         try:
                             fut.result()
@@ -435,7 +441,14 @@ class Cluster:
 
     def _ready(self, node: Node, *, allow_new: bool) -> None:
         target = self.target(node)
-        self.remote.wait(target, SSH_TIMEOUT, allow_new=allow_new)
+        if not self.provider.elastic:
+            self.remote.wait(target, STATIC_SSH_TIMEOUT, allow_new=allow_new, hint=(
+                f"check that sshd runs on {target.host} and listens on port {target.port} "
+                "([static] headnode/workers take host:port) and that no firewall is in the way; "
+                "SWIFTRUN_STATIC_SSH_TIMEOUT=<seconds> waits longer"))
+        else:
+            self.remote.wait(target, SSH_TIMEOUT, allow_new=allow_new,
+                             booting=node.id in getattr(self, "_created", ()))
         if not self.provider.elastic:
             self.ui.node(target.label, "ssh ok")
             return

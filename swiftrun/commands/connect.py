@@ -51,20 +51,24 @@ def connect(ctx, node, command, print_only, project_file, cluster_name, json_mod
     cluster = env.cluster()
     target_node = pick(cluster, node)
     target = cluster.target(target_node)
+    if print_only or json_mode:
+        # only the command: no connection is made (an unpinned host then fails its key check
+        # until a `swiftrun up` or `swiftrun connect` has pinned it); --json implies --print
+        argv = cluster.remote.ssh_argv(target, list(command) or None, tty=not command)
+        if json_mode:
+            env.emit({"cluster": cluster.name, "node": {"id": target_node.id, "name": target_node.name,
+                                                        "role": target_node.role},
+                      "argv": argv, "command": " ".join(shlex.quote(a) for a in argv)})
+        else:
+            print(" ".join(shlex.quote(a) for a in argv))
+        return 0
     if not cluster.remote.is_pinned(target):
         # Learn and pin the key through our own checked connection first, never ssh's accept-new.
-        cluster.remote.wait(target, 60, allow_new=True)
+        # A static host is not one swiftrun launched: its key must be known (~/.ssh/known_hosts).
+        cluster.remote.wait(target, 60, allow_new=cluster.provider.elastic)
         cluster.remote.close()
     argv = cluster.remote.ssh_argv(target, list(command) or None,
                                    tty=not command and sys.stdin.isatty())
-    if json_mode:   # a document on stdout, not a session: --json implies --print
-        env.emit({"cluster": cluster.name, "node": {"id": target_node.id, "name": target_node.name,
-                                                    "role": target_node.role},
-                  "argv": argv, "command": " ".join(shlex.quote(a) for a in argv)})
-        return 0
-    if print_only:
-        print(" ".join(shlex.quote(a) for a in argv))
-        return 0
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp(argv[0], argv)

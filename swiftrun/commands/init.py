@@ -34,7 +34,11 @@ def init(legacy, name, provider, output, force):
     if legacy:
         if not legacy.is_file():
             raise UsageError(f"--from {legacy}: no such file")
-        text = convert_legacy(legacy, dest_dir=output.resolve().parent)
+        replaced: list[str] = []
+        text = convert_legacy(legacy, dest_dir=output.resolve().parent, name=name,
+                              warnings=replaced)
+        for line in replaced:
+            click.echo(f"warning: {line}", err=True)
     else:
         text = render_init(name or sanitize_cluster_name(Path.cwd().name), provider=provider)
     try:

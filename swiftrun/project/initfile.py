@@ -100,12 +100,47 @@ def render_init(name: str, *, provider: str = "ec2") -> str:
     return _render(project, header=header, base_dir=None)
 
 
-def convert_legacy(configs_path: Path | str, *, dest_dir: Path | str | None = None) -> str:
+# What the tutorial's configs ships with and no longer works: retired PV-only instance types and
+# its 2014 Ubuntu 14.04 PV AMI (HVM-only Ubuntu images and current types cannot use them).
+_RETIRED_TYPE_PREFIXES = ("t1.",)
+_TUTORIAL_AMIS = {"ami-c9d497f9": "the tutorial's Ubuntu 14.04 PV image from 2014"}
+
+
+def _modernize(project: Project, came_from: dict) -> tuple[Project, list[str]]:
+    """The tutorial's retired types and AMI replaced by today's defaults, a warning line each."""
+    defaults = Project(root=project.root).ec2
+    ec2, warnings = project.ec2, []
+    for key in ("headnode_type", "worker_type"):
+        value = getattr(ec2, key)
+        if value.startswith(_RETIRED_TYPE_PREFIXES):
+            new = getattr(defaults, key)
+            ec2 = dataclasses.replace(ec2, **{key: new})
+            was = came_from.pop(("ec2", key), key)
+            warnings.append(f"{was}={value} replaced by [ec2] {key} = {new!r}: {value} is a retired "
+                            "previous-generation (PV-only) type that cannot boot today's images")
+    for key in ("image", "worker_image"):
+        value = getattr(ec2, key)
+        if value in _TUTORIAL_AMIS:
+            new = getattr(defaults, key)
+            ec2 = dataclasses.replace(ec2, **{key: new})
+            was = came_from.pop(("ec2", key), key)
+            what = repr(new) if new else "unset (the headnode's image)"
+            warnings.append(f"{was}={value} replaced by [ec2] {key} = {what}: it is "
+                            f"{_TUTORIAL_AMIS[value]}, which today's instance types cannot boot "
+                            "(\"auto\" is the latest Ubuntu 24.04)")
+    return dataclasses.replace(project, ec2=ec2), warnings
+
+
+def convert_legacy(configs_path: Path | str, *, dest_dir: Path | str | None = None,
+                   name: str | None = None, warnings: list[str] | None = None) -> str:
     """The swiftrun.toml equivalent to the tutorial's ``configs`` at ``configs_path``.
 
     Settings that differ from the defaults are written out (with the configs key they came from);
     the others stay as commented-out defaults. Paths are written relative to ``dest_dir`` (default:
     the configs file's directory, where the new file is expected to go) when inside it.
+    The cluster is named ``name``, else after that directory, as ``swiftrun init`` does. The
+    tutorial's retired instance types and AMI are replaced by today's defaults; ``warnings``
+    gets a line for each (and the file a comment).
     Raises ConfigError if the configs file does not load.
     """
     path = Path(configs_path).expanduser()
@@ -125,6 +160,12 @@ def convert_legacy(configs_path: Path | str, *, dest_dir: Path | str | None = No
             header.append(f"# Note: {note}")
     base = Path(dest_dir).expanduser().resolve() if dest_dir else (
         project.path.parent if project.path else Path.cwd())
+    project, replaced = _modernize(project, came_from)
+    header += [f"# Note: {line}" for line in replaced]
+    if warnings is not None:
+        warnings.extend(replaced)
+    cluster_name = name or sanitize_cluster_name(base.name)
+    project = dataclasses.replace(project, cluster=dataclasses.replace(project.cluster, name=cluster_name))
     return _render(project, header=header, base_dir=base, comment_defaults=True, came_from=came_from)
 
 

@@ -10,8 +10,9 @@ Host keys are pinned per cluster in ``<state>/clusters/<name>/known_hosts``. EC2
 pinned under their instance id (``HostKeyAlias``), so a public IP that AWS hands to another
 machine later can never inherit trust. Only a node this swiftrun launched may have its key
 recorded on first contact (``allow_new``: ``StrictHostKeyChecking=accept-new``); any other
-first contact, and a different key later, is refused. Static hosts are also checked against the
-user's own ``~/.ssh/known_hosts``.
+first contact, and a different key later, is refused. A static host is not one swiftrun
+launched: its key must be known before the first connection, in the user's own
+``~/.ssh/known_hosts`` (ssh to it once) or the cluster's file.
 
 A node may be reached through another one (``Target.via``): ``ssh -W`` over the other node's
 open connection, OpenSSH's ProxyJump, with each node's key still checked under its own alias.
@@ -40,6 +41,7 @@ STATE_DIR = NODE_ROOT + "/var/lib/swiftrun"
 # How long an idle connection is kept for the next command (seconds; 0: only while swiftrun runs).
 PERSIST = environ.persist("SWIFTRUN_SSH_PERSIST")
 SSH_ERROR = 255
+PROXY_EXIT = "swiftrun-proxy-exit"   # the line the proxy wrapper appends when the command ends
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,14 @@ class _Unreachable(RemoteError):
 
 class _AuthFailed(RemoteError):
     """The node answered but refused the key (its authorized_keys may not be installed yet)."""
+
+
+class ProxyFailed(_Unreachable):
+    """``[ssh] proxy_command`` exited, or kept running without SSH ever answering through it."""
+
+    def __init__(self, message: str, *, exited: bool):
+        super().__init__(message)
+        self.exited = exited
 
 
 class HostKeyMismatch(RemoteError):
@@ -186,8 +196,49 @@ class Remote:
                                target.via.host])
             opts += ["-o", f"ProxyCommand={jump}"]
         elif self.proxy_command:
-            opts += ["-o", f"ProxyCommand={self.proxy_command}"]
+            opts += ["-o", f"ProxyCommand={self._wrapped_proxy(target)}"]
         return opts
+
+    def proxy_log(self, target: Target) -> Path:
+        return self.control_path(target).with_suffix(".proxy")
+
+    def _wrapped_proxy(self, target: Target) -> str:
+        """The user's proxy command, its stderr and exit code kept in :meth:`proxy_log` (OpenSSH
+        sends a ControlPersist connection's proxy stderr to /dev/null): a proxy that fails is
+        then named with its own words, at once, instead of as a stalled SSH banner."""
+        log = shlex.quote(str(self.proxy_log(target)))
+        command = self.proxy_command.strip().rstrip(";").rstrip()
+        script = f'{{ {command} ; }} 2>>{log}; echo "{PROXY_EXIT} $?" >>{log}'
+        return "sh -c " + shlex.quote(script)
+
+    def _proxy_trouble(self, target: Target, stderr: str) -> ProxyFailed | None:
+        """What the proxy command of the failed attempt said: it exited, or it hung."""
+        if not self.proxy_command or target.via is not None:
+            return None
+        path = self.proxy_log(target)
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+            path.unlink()
+        except OSError:
+            lines = []
+        # the log may still hold a former connection's lines: keep the last attempt's
+        ends = [i for i, ln in enumerate(lines) if ln.startswith(PROXY_EXIT)]
+        if ends and ends[-1] == len(lines) - 1:
+            start = ends[-2] + 1 if len(ends) > 1 else 0
+            code = lines[-1][len(PROXY_EXIT):].strip()
+            said = [ln.strip() for ln in lines[start:-1] if ln.strip()]
+            tail = " | ".join(said[-3:]) or "nothing on stderr"
+            return ProxyFailed(f"[ssh] proxy_command exited {code} before {target.label or target.host} "
+                               f"answered over SSH: {tail} (check the command: "
+                               f"{self.proxy_command!r})", exited=True)
+        said = [ln.strip() for ln in lines[ends[-1] + 1 if ends else 0:] if ln.strip()]
+        if re.search(r"banner exchange|timed out", stderr, re.I):
+            tail = " | ".join(said[-3:]) or "nothing on stderr"
+            return ProxyFailed(f"no SSH answer from {target.label or target.host} through [ssh] "
+                               f"proxy_command within {int(self.connect_timeout)}s: the command "
+                               f"kept running without connecting ({tail}; check "
+                               f"{self.proxy_command!r})", exited=False)
+        return None
 
     def ssh_argv(self, target: Target, command: list[str] | str | None = None, *,
                  tty: bool = False, allow_new: bool = False) -> list[str]:
@@ -265,6 +316,7 @@ class Remote:
         lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
         last = lines[-1] if lines else "ssh exited 255 without a message"
         who = target.label or target.host
+        where = "" if f"{target.host}:{target.port}" in who else f" ({target.host}:{target.port})"
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr or (
                 _MISMATCH.search(stderr) and self.is_pinned(target)):
             return HostKeyMismatch(
@@ -277,7 +329,8 @@ class Remote:
         if _AUTH.search(stderr):
             key = self.key_file or "your SSH agent and ~/.ssh keys"
             return _AuthFailed(f"SSH login as {target.user!r} to {who} was refused with key {key}")
-        return _Unreachable(f"cannot reach {who} over SSH: {last}")
+        return self._proxy_trouble(target, stderr) or \
+            _Unreachable(f"cannot reach {who}{where} over SSH: {last}")
 
     def run(self, target: Target, command: str, *, stdin: bytes | None = None,
             timeout: float = 120.0, check: bool = False, binary: bool = False,
@@ -320,7 +373,12 @@ class Remote:
         """Make sure the node's multiplexed connection is up (one round trip at most); the
         :class:`Link` names it for code that streams over it (sync, follow)."""
         if not (target.key_name in self._ready and self.alive(target)):
-            self.run(target, ":", timeout=max(30.0, self.connect_timeout * 3), allow_new=allow_new)
+            res = self.run(target, ":", timeout=max(30.0, self.connect_timeout * 3),
+                           allow_new=allow_new)
+            if not res.ok:
+                # ':' cannot fail: ssh itself did, without one of its known words
+                self._ready.pop(target.key_name, None)
+                raise self._failure(target, res.stderr)
         return Link(self, target)
 
     def alive(self, target: Target) -> bool:
@@ -332,19 +390,29 @@ class Remote:
                              capture_output=True, timeout=10)
         return res.returncode == 0
 
-    def wait(self, target: Target, timeout: float, *, allow_new: bool = True) -> "Link":
-        """Connect, retrying while the node boots (no banner yet, key not installed yet)."""
+    def wait(self, target: Target, timeout: float, *, allow_new: bool = True,
+             booting: bool = False,
+             hint: str = "check the security group's port 22 rule with `swiftrun doctor`") -> "Link":
+        """Connect, retrying while the node boots (no banner yet, key not installed yet).
+
+        A proxy command that exits fails at once unless the node is ``booting`` (launched in this
+        call: a bastion's ``ssh -W`` or ``nc`` exits while the node's sshd is not up yet)."""
         deadline = time.monotonic() + timeout
         delay = 0.2
         last: Exception | None = None
         while True:
             try:
                 return self.connect(target, allow_new=allow_new)
+            except ProxyFailed as exc:
+                if exc.exited and not booting:
+                    raise
+                last = exc
             except (_Unreachable, _AuthFailed) as exc:
                 last = exc
             if time.monotonic() + delay > deadline:
-                raise RemoteError(f"{last} (gave up after {int(timeout)}s; check the security "
-                                  "group's port 22 rule with `swiftrun doctor`)")
+                if isinstance(last, ProxyFailed):
+                    raise RemoteError(f"{last} (gave up after {int(timeout)}s)")
+                raise RemoteError(f"{last} (gave up after {int(timeout)}s; {hint})")
             time.sleep(delay)
             delay = min(delay * 1.6, 5.0)
 

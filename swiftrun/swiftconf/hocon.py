@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Any
 
 from pyhocon import ConfigFactory, ConfigTree, HOCONConverter
 from pyhocon.config_tree import ConfigValues, NoneValue
 
 from swiftrun.errors import ConfigError
+
+# pyhocon's parser is not thread-safe: it keeps module-level state while it parses (pyparsing's
+# shared default whitespace, its own include/substitution bookkeeping), so two threads parsing at
+# once (doctor's checks render swift.conf concurrently) can lose keys ("missing property
+# 'sites'"). Every parse goes through this lock.
+_PARSE_LOCK = threading.Lock()
 
 
 class Raw:
@@ -72,7 +79,8 @@ def _merge(into: ConfigTree, other: ConfigTree) -> ConfigTree:
 def parse_hocon(text: str, source: str) -> ConfigTree:
     """Parse HOCON text without resolving substitutions; syntax errors -> ConfigError with the line."""
     try:
-        tree = ConfigFactory.parse_string(text, resolve=False)
+        with _PARSE_LOCK:
+            tree = ConfigFactory.parse_string(text, resolve=False)
     except Exception as exc:  # pyparsing ParseException family, pyhocon ConfigException
         line = getattr(exc, "lineno", None)
         found = re.search(r"found (.*?)\s+\(at char", str(exc))
