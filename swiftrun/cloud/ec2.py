@@ -369,33 +369,21 @@ class EC2Provider(Provider):
         return self._images[arch]
 
     # -- launching ---------------------------------------------------------------------------
+    def launch_params(self, cluster: str, spec: LaunchSpec) -> dict:
+        """RunInstances parameters of ``spec`` (cloud/launch.py), shared with the dry run."""
+        from swiftrun.cloud.launch import run_params
+
+        return run_params(
+            self.project, spec, key_name=self.project.key_name,
+            tags=self._tags(cluster, spec.role, {TAG_SHAPE: spec.shape, **spec.extra_tags}),
+            volume_tags=self._tags(cluster, spec.role),
+            security_group=self.security_group(cluster), profile_arn=self._profile_arn,
+            userdata=_payload(spec.userdata))
+
     def launch(self, cluster: str, spec: LaunchSpec) -> list[Node]:
         if spec.count <= 0:
             return []
-        tags = self._tags(cluster, spec.role, {TAG_SHAPE: spec.shape, **spec.extra_tags})
-        kwargs = {
-            "ImageId": spec.image, "InstanceType": spec.instance_type,
-            "MinCount": spec.min_count or spec.count, "MaxCount": spec.count,
-            "KeyName": self.project.key_name, "SecurityGroupIds": [self.security_group(cluster)],
-            # gzip: cloud-init unpacks it; the 16 KB limit is on what is sent
-            "UserData": _payload(spec.userdata),
-            # A node that shuts itself down (dead-man switch) is gone, not parked and billed.
-            "InstanceInitiatedShutdownBehavior": "terminate",
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
-                                  {"ResourceType": "volume", "Tags": self._tags(cluster, spec.role)}],
-        }
-        if self.project.ec2.subnet_id:
-            kwargs["SubnetId"] = self.project.ec2.subnet_id
-        if self._profile_arn:
-            kwargs["IamInstanceProfile"] = {"Arn": self._profile_arn}
-        if spec.spot:
-            kwargs["InstanceMarketOptions"] = {
-                "MarketType": "spot",
-                "SpotOptions": {"SpotInstanceType": "one-time",
-                                "InstanceInterruptionBehavior": "terminate"}}
-        if self.project.ec2.volume_size_gb:
-            kwargs["BlockDeviceMappings"] = [{"DeviceName": "/dev/sda1", "Ebs": {
-                "VolumeSize": self.project.ec2.volume_size_gb, "DeleteOnTermination": True}}]
+        kwargs = self.launch_params(cluster, spec)
         zones = list(self.project.ec2.availability_zones) or [None]
         last: CloudError | None = None
         for zone in zones:
