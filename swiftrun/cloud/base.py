@@ -101,6 +101,10 @@ class Provider(ABC):
     def resolve_image(self, role: str) -> str:
         return ""
 
+    def unreachable(self, node: Node) -> str | None:
+        """Why SSH from this machine cannot reach ``node`` at all (one line), or None."""
+        return None
+
     def describe_plan(self) -> dict:
         """What would be created, for --dry-run; no network."""
         return {}

@@ -144,9 +144,11 @@ class EC2Provider(Provider):
         text = f"EC2 {action} failed: {code}"
         if plain:
             text += f": {plain.format(op=action)}"
-        if msg and (not plain or code == "InvalidParameterValue"):
-            text += f" ({msg})"
-        err = CloudError(text)
+        if msg and (not plain or code in ("InvalidParameterValue", "UnauthorizedOperation")):
+            text += f" ({msg})"     # AWS's own words: which value, or the encoded denial
+        hint = ("`aws sts decode-authorization-message --encoded-message MESSAGE` says which "
+                "permission or policy refused it") if "Encoded authorization" in msg else None
+        err = CloudError(text, hint=hint)
         err.code = code
         return err
 
@@ -367,6 +369,11 @@ class EC2Provider(Provider):
                                  "set [ec2] image to an AMI id")
             self._images[arch] = images[-1]["ImageId"]
         return self._images[arch]
+
+    def unreachable(self, node: Node) -> str | None:
+        from swiftrun.cloud.launch import no_public_ip
+
+        return no_public_ip(self.project, node)
 
     # -- launching ---------------------------------------------------------------------------
     def launch_params(self, cluster: str, spec: LaunchSpec) -> dict:

@@ -230,10 +230,11 @@ class Cluster:
         self.seen.forget()     # from here on the cluster changes
         try:
             from swiftrun.checks.base import raise_on_failure
-            from swiftrun.checks.cloud import prelaunch     # fail before paying
+            from swiftrun.checks.cloud import prelaunch, prepared_dry_run   # fail before paying
 
-            raise_on_failure(prelaunch(p, self.provider), self.ui)
+            raise_on_failure(prelaunch(p, self.provider, cluster=self.name), self.ui)
             self.provider.prepare(self.name)
+            raise_on_failure(prepared_dry_run(p, self.provider, self.name), self.ui)
             if head and head.state in ("stopped", "stopping"):
                 self.ui.node("headnode", f"starting stopped {head.id}")
                 self.provider.start(self.name, [head.id])
@@ -435,6 +436,11 @@ class Cluster:
 
     def _ready(self, node: Node, *, allow_new: bool) -> None:
         target = self.target(node)
+        why = self.provider.unreachable(node) if target.via is None else None
+        if why:     # said at once, not after SSH_TIMEOUT seconds of "port 22 timed out"
+            raise CloudError(why, hint="`swiftrun down`, then `up` again: new nodes ask for a "
+                             "public IP; or set [ec2] ssh_cidr to this machine's private range "
+                             "if it is inside the VPC")
         self.remote.wait(target, SSH_TIMEOUT, allow_new=allow_new)
         if not self.provider.elastic:
             self.ui.node(target.label, "ssh ok")
