@@ -173,3 +173,43 @@ def test_unauthorized_launch_keeps_aws_s_words_and_the_decode_hint(aws_env, moto
     with pytest.raises(CloudError) as exc:
         prov.launch("lt", spec_for(p, HEADNODE))
     assert DENIED in exc.value.message and "decode-authorization-message" in exc.value.hint
+
+
+# -- #7: root volume, architecture ----------------------------------------------------------------
+AMAZON_LINUX_AMI = "ami-04681a1dbd79675a5"     # moto's amzn2 image: root /dev/xvda, 15 GiB snapshot
+
+
+def test_volume_size_resizes_the_image_s_own_root_device(aws_env, moto_server, tmp_path):
+    ec2 = ec2_client(moto_server)
+    image = ec2.describe_images(ImageIds=[AMAZON_LINUX_AMI])["Images"][0]
+    assert image["RootDeviceName"] == "/dev/xvda"
+    p = project(tmp_path, "volume_size_gb = 20", image=AMAZON_LINUX_AMI)
+    prov = EC2Provider(p)
+    prov.prepare("lt")
+    node = prov.launch("lt", spec_for(p, HEADNODE))[0]
+    # one volume, the root: not the root as the image made it plus a blank /dev/sda1
+    assert [m["DeviceName"] for m in describe(ec2, node.id)["BlockDeviceMappings"]] == ["/dev/xvda"]
+    (volume,) = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id",
+                                               "Values": [node.id]}])["Volumes"]
+    assert volume["Size"] == 20
+
+
+def test_volume_below_the_image_s_snapshot_is_refused_before_launch(aws_env, moto_server, tmp_path):
+    p = project(tmp_path, "volume_size_gb = 10", workers=0)
+    res = swiftrun("up", cwd=p.root, check=False, timeout=120)
+    assert res.returncode == 2, res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("swiftrun: error")]
+    assert len(errors) == 1, res.stderr
+    assert "volume_size_gb = 10" in errors[0] and "volume_size_gb = 15 or more" in errors[0]
+    ec2 = ec2_client(moto_server)
+    assert ec2.describe_instances(Filters=[{"Name": "tag:swiftrun:cluster",
+                                            "Values": ["lt"]}])["Reservations"] == []
+
+
+def test_a1_types_are_arm64(aws_env, tmp_path):
+    from tests.support.cloud import UBUNTU_AMI_ID, UBUNTU_ARM_AMI_ID
+
+    p = project(tmp_path, 'headnode_type = "a1.large"', 'worker_type = "c5.large"', image="auto")
+    prov = EC2Provider(p)
+    assert prov.resolve_image(HEADNODE) == UBUNTU_ARM_AMI_ID
+    assert prov.resolve_image(WORKER) == UBUNTU_AMI_ID

@@ -44,13 +44,14 @@ def check_region(project, provider) -> Check:
 
 
 def _want_arch(instance_type: str) -> str:
-    from swiftrun.cloud.ec2 import _arch
+    from swiftrun.cloud.launch import architecture
 
-    return "arm64" if _arch(instance_type) == "arm64" else "x86_64"
+    return "arm64" if architecture(instance_type) == "arm64" else "x86_64"
 
 
 def check_images(project, provider) -> list[Check]:
     from swiftrun.cloud.base import HEADNODE, WORKER
+    from swiftrun.cloud.launch import image_root, root_too_small
 
     out = []
     seen: dict[str, dict] = {}
@@ -86,9 +87,13 @@ def check_images(project, provider) -> list[Check]:
             other = "worker_image" if role == WORKER else "image"
             out.append(Check(name, FAIL,
                              f"image {image_id} is {arch} but {role} type {itype} needs {want} "
-                             "(Graviton families such as c7g/m6g/t4g are arm64)",
+                             "(Graviton families such as a1/c7g/m6g/t4g are arm64)",
                              f"set [ec2] {other} to an {want} AMI (or \"auto\"), or pick an "
                              f"{arch} {'worker_type' if role == WORKER else 'headnode_type'}",
+                             error=ConfigError))
+        elif root_too_small(project, image_id, image_root(image)[1]):
+            out.append(Check(name, FAIL, root_too_small(project, image_id, image_root(image)[1]),
+                             "EC2 refuses a root volume smaller than its image's snapshot",
                              error=ConfigError))
         else:
             out.append(Check(name, OK, f"{image_id} ({image.get('Name') or 'unnamed'}) is {arch}, "

@@ -8,7 +8,6 @@ at any moment leaves nothing that a tag query cannot find. Instances are only ev
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ from swiftrun.cloud.awserr import NO_CREDENTIALS, reaching
 from swiftrun.cloud.base import (
     GONE_STATES, HEADNODE, TAG_CLUSTER, TAG_ROLE, TAG_SHAPE, LaunchSpec, Node, Provider)
 from swiftrun.cloud.keys import public_key_of, write_new_key
+from swiftrun.cloud.launch import architecture as _arch
 from swiftrun.errors import CloudError, ConfigError
 from swiftrun.node.layout import CLUSTER_PORTS
 from swiftrun.paths import state_home
@@ -52,12 +52,6 @@ _PLAIN = {
     "SpotMaxPriceTooLow": "the spot price is above the maximum price allowed here right now",
     "MaxSpotInstanceCountExceeded": "the account's spot instance limit in this region is reached",
 }
-
-
-def _arch(instance_type: str) -> str:
-    """Graviton families carry a 'g' after the generation number (c7g, m6gd, t4g, c6gn)."""
-    family = instance_type.split(".")[0]
-    return "arm64" if re.fullmatch(r"[a-z]+\d+g[a-z]*", family) else "amd64"
 
 
 def make_session(project):
@@ -98,6 +92,7 @@ class EC2Provider(Provider):
         self._ec2 = None
         self._sg_id: str | None = None
         self._images: dict[str, str] = {}
+        self._roots: dict[str, tuple[str, int | None]] = {}
         self._profile_arn: str | None = None
         self.api_calls = 0
 
@@ -385,7 +380,17 @@ class EC2Provider(Provider):
             tags=self._tags(cluster, spec.role, {TAG_SHAPE: spec.shape, **spec.extra_tags}),
             volume_tags=self._tags(cluster, spec.role),
             security_group=self.security_group(cluster), profile_arn=self._profile_arn,
-            userdata=_payload(spec.userdata))
+            userdata=_payload(spec.userdata),
+            root=self.image_root(spec.image) if self.project.ec2.volume_size_gb else ("", None))
+
+    def image_root(self, image_id: str) -> tuple[str, int | None]:
+        """The image's root device and its snapshot size (cloud/launch.py:image_root)."""
+        from swiftrun.cloud.launch import image_root
+
+        if image_id not in self._roots:
+            images = self._call("describe_images", ImageIds=[image_id]).get("Images") or [{}]
+            self._roots[image_id] = image_root(images[0])
+        return self._roots[image_id]
 
     def launch(self, cluster: str, spec: LaunchSpec) -> list[Node]:
         if spec.count <= 0:

@@ -9,8 +9,10 @@ security group, key pair, user data and metadata options.
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from swiftrun.cloud.base import LaunchSpec, Node
+from swiftrun.errors import ConfigError
 
 # IMDSv2 only (a token from PUT /latest/api/token): accounts may require it by policy, and it
 # keeps a request forged through a node's web app from reading the instance role's keys. The
@@ -21,13 +23,42 @@ SPOT_OPTIONS = {"MarketType": "spot",
                                 "InstanceInterruptionBehavior": "terminate"}}
 
 
+def architecture(instance_type: str) -> str:
+    """"arm64" or "amd64" (Ubuntu's names). Graviton families carry a 'g' after the generation
+    number (c7g, m6gd, t4g, c6gn); the a1 family (the first Graviton) carries none."""
+    family = instance_type.split(".")[0]
+    return "arm64" if family == "a1" or re.fullmatch(r"[a-z]+\d+g[a-z]*", family) else "amd64"
+
+
+def image_root(image: dict) -> tuple[str, int | None]:
+    """(root device name, its snapshot's size in GiB or None) of a DescribeImages entry. The
+    name is the image's own (/dev/sda1 on Ubuntu, /dev/xvda on Amazon Linux and others): a
+    mapping for another name attaches an extra, billed volume instead of growing the root."""
+    root = image.get("RootDeviceName") or "/dev/sda1"
+    for mapping in image.get("BlockDeviceMappings") or []:
+        if mapping.get("DeviceName") == root and mapping.get("Ebs", {}).get("VolumeSize"):
+            return root, int(mapping["Ebs"]["VolumeSize"])
+    return root, None
+
+
+def root_too_small(project, image_id: str, snapshot_gib: int | None) -> str | None:
+    """One line when ``[ec2] volume_size_gb`` is below the image's root snapshot (EC2 refuses
+    the launch with InvalidBlockDeviceMapping), else None."""
+    want = project.ec2.volume_size_gb
+    if not want or not snapshot_gib or want >= snapshot_gib:
+        return None
+    return (f"[ec2] volume_size_gb = {want} is below the {snapshot_gib} GiB root snapshot of image "
+            f"{image_id}: set volume_size_gb = {snapshot_gib} or more (0 keeps the image's size)")
+
+
 def run_params(project, spec: LaunchSpec, *, tags: list[dict], volume_tags: list[dict],
                key_name: str | None, security_group: str | None, profile_arn: str | None,
-               userdata: bytes | None) -> dict:
+               userdata: bytes | None, root: tuple[str, int | None] = ("/dev/sda1", None)) -> dict:
     """RunInstances keyword arguments (without ClientToken, Placement or DryRun).
 
     ``key_name``, ``security_group`` and ``profile_arn`` are left out when None (a dry run
-    before ``prepare`` made them)."""
+    before ``prepare`` made them). ``root`` is :func:`image_root` of ``spec.image``: the root
+    device ``[ec2] volume_size_gb`` resizes, and the least size EC2 takes for it."""
     kwargs: dict = {
         "ImageId": spec.image, "InstanceType": spec.instance_type,
         "MinCount": spec.min_count or spec.count, "MaxCount": spec.count,
@@ -56,7 +87,10 @@ def run_params(project, spec: LaunchSpec, *, tags: list[dict], volume_tags: list
     if spec.spot:
         kwargs["InstanceMarketOptions"] = SPOT_OPTIONS
     if project.ec2.volume_size_gb:
-        kwargs["BlockDeviceMappings"] = [{"DeviceName": "/dev/sda1", "Ebs": {
+        small = root_too_small(project, spec.image, root[1])
+        if small:
+            raise ConfigError(small)
+        kwargs["BlockDeviceMappings"] = [{"DeviceName": root[0], "Ebs": {
             "VolumeSize": project.ec2.volume_size_gb, "DeleteOnTermination": True}}]
     return kwargs
 
@@ -88,7 +122,8 @@ def dry_run_params(provider, cluster: str, spec: LaunchSpec) -> dict:
         tags=provider._tags(cluster, spec.role, {TAG_SHAPE: spec.shape, **spec.extra_tags}),
         volume_tags=provider._tags(cluster, spec.role),
         security_group=provider._sg_id or (groups[0]["GroupId"] if groups else None),
-        profile_arn=provider._profile_arn, userdata=payload(spec.userdata))
+        profile_arn=provider._profile_arn, userdata=payload(spec.userdata),
+        root=provider.image_root(spec.image) if project.ec2.volume_size_gb else ("", None))
     kwargs.update(DryRun=True, MinCount=1, MaxCount=1)
     return kwargs
 
