@@ -213,3 +213,21 @@ def test_a1_types_are_arm64(aws_env, tmp_path):
     prov = EC2Provider(p)
     assert prov.resolve_image(HEADNODE) == UBUNTU_ARM_AMI_ID
     assert prov.resolve_image(WORKER) == UBUNTU_AMI_ID
+
+
+@pytest.mark.parametrize("region, partition", [("cn-north-1", "aws-cn"),
+                                               ("us-gov-west-1", "aws-us-gov"),
+                                               (DEFAULT_REGION, "aws")])
+def test_s3fs_policy_names_the_bucket_in_the_region_s_partition(aws_env, region, partition):
+    import boto3
+
+    from swiftrun.cloud.iam import POLICY_NAME, ensure_s3fs_profile, profile_name
+
+    session = boto3.Session(region_name=region)
+    session.client("s3").create_bucket(Bucket="lt-bucket",
+                                       CreateBucketConfiguration={"LocationConstraint": region})
+    ensure_s3fs_profile(session, "lt", "lt-bucket")
+    doc = session.client("iam").get_role_policy(RoleName=profile_name("lt"),
+                                                PolicyName=POLICY_NAME)["PolicyDocument"]
+    resources = {st["Resource"] for st in doc["Statement"]}
+    assert resources == {f"arn:{partition}:s3:::lt-bucket", f"arn:{partition}:s3:::lt-bucket/*"}
