@@ -231,3 +231,29 @@ def test_s3fs_policy_names_the_bucket_in_the_region_s_partition(aws_env, region,
                                                 PolicyName=POLICY_NAME)["PolicyDocument"]
     resources = {st["Resource"] for st in doc["Statement"]}
     assert resources == {f"arn:{partition}:s3:::lt-bucket", f"arn:{partition}:s3:::lt-bucket/*"}
+
+
+# -- #7: one more /32 for every new address of this machine -----------------------------------------
+def test_only_a_few_ssh_rules_of_swiftrun_are_kept_for_a_moving_caller(aws_env, moto_server, tmp_path):
+    import dataclasses
+
+    from swiftrun.cloud.sgrules import KEEP_CALLER_RULES
+
+    ec2 = ec2_client(moto_server)
+    p = project(tmp_path)
+    sg = EC2Provider(p).security_group("lt")
+    by_hand = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+               "IpRanges": [{"CidrIp": "192.0.2.10/32", "Description": "office"}]}
+    ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[by_hand])
+    addresses = [f"203.0.113.{n}/32" for n in range(1, 8)]
+    for cidr in addresses:
+        time.sleep(0.01)                              # stamped to the millisecond
+        moved = dataclasses.replace(p, ec2=dataclasses.replace(p.ec2, ssh_cidr=cidr))
+        EC2Provider(moved).security_group("lt")
+    (group,) = ec2.describe_security_groups(GroupIds=[sg])["SecurityGroups"]
+    ssh = {r["CidrIp"]: r.get("Description", "") for perm in group["IpPermissions"]
+           if perm.get("FromPort") == 22 for r in perm.get("IpRanges", [])}
+    # the newest addresses, and the rule swiftrun did not make; the first address's went first
+    assert set(ssh) == {"192.0.2.10/32", *addresses[-KEEP_CALLER_RULES:]}
+    assert ssh["192.0.2.10/32"] == "office"
+    assert 1 < KEEP_CALLER_RULES <= 5

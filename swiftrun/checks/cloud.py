@@ -361,10 +361,10 @@ def check_security_group(project, provider, *, fix: bool = False) -> Check:
                     "UserIdGroupPairs": [{"GroupId": gid, "Description": "swiftrun, cluster only"}]}])
                 did.append(f"allowed tcp {port} inside the group")
         if cidr and not _ssh_ok(perms, cidr):
-            ranges, key = ("Ipv6Ranges", "CidrIpv6") if ":" in cidr else ("IpRanges", "CidrIp")
-            provider._call("authorize_security_group_ingress", GroupId=gid, IpPermissions=[{
-                "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                ranges: [{key: cidr, "Description": "swiftrun ssh"}]}])
+            from swiftrun.cloud.sgrules import ssh_rule
+
+            provider._call("authorize_security_group_ingress", GroupId=gid,
+                           IpPermissions=[ssh_rule(cidr)])     # stamped: counted as swiftrun's
             did.append(f"allowed tcp 22 from {cidr}")
         if did:
             reply = provider._call("describe_security_groups", GroupIds=[gid])

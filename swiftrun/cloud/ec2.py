@@ -295,19 +295,23 @@ class EC2Provider(Provider):
         """The group lets this machine in on port 22 (a laptop's address changes) and the nodes
         reach each other on the coaster ports. Checked on every reuse too: a swiftrun killed
         between creating the group and authorizing its rules left a group without them."""
+        from swiftrun.cloud.sgrules import has_ssh, ssh_rule, stale_caller_rules
+
         sg, cidr = group["GroupId"], self.ssh_cidr()
-        have_ssh, have_ports = False, set()
-        v6 = ":" in cidr        # EC2 takes an IPv6 range only as Ipv6Ranges/CidrIpv6
-        ranges, key = ("Ipv6Ranges", "CidrIpv6") if v6 else ("IpRanges", "CidrIp")
-        for perm in group.get("IpPermissions", []):
-            if perm.get("FromPort") == 22 and any(r.get(key) == cidr for r in perm.get(ranges, [])):
-                have_ssh = True
-            if any(pair.get("GroupId") == sg for pair in perm.get("UserIdGroupPairs", [])):
-                have_ports.add(perm.get("FromPort"))
+        have = group.get("IpPermissions", [])
+        have_ports = {p.get("FromPort") for p in have
+                      if any(pair.get("GroupId") == sg for pair in p.get("UserIdGroupPairs", []))}
         perms = []
-        if not have_ssh:
-            perms.append({"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                          ranges: [{key: cidr, "Description": "swiftrun ssh"}]})
+        if not has_ssh(have, cidr):
+            # A new address of this machine: the oldest of swiftrun's own ssh rules make room,
+            # so they do not pile up to the group's rule quota (cloud/sgrules.py).
+            for old in stale_caller_rules(have):
+                try:
+                    self._call("revoke_security_group_ingress", GroupId=sg, IpPermissions=[old])
+                except CloudError as exc:
+                    if getattr(exc, "code", "") != "InvalidPermission.NotFound":
+                        raise
+            perms.append(ssh_rule(cidr))
         perms += [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
                    "UserIdGroupPairs": [{"GroupId": sg, "Description": "swiftrun, cluster only"}]}
                   for p in COASTER_PORTS if p not in have_ports]
@@ -334,6 +338,8 @@ class EC2Provider(Provider):
         cidr = self.project.ec2.ssh_cidr
         if cidr != "auto":
             return cidr
+        from swiftrun.cloud.sgrules import public_address
+
         return f"{public_address()}/32"
 
     def prepare(self, cluster: str) -> None:
@@ -583,16 +589,3 @@ def _payload(userdata: str | bytes) -> bytes:
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]
-
-
-def public_address(timeout: float = 5.0) -> str:
-    """This machine's public IPv4 address, for ssh_cidr = "auto" (AWS's own checkip service)."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=timeout) as resp:
-            addr = resp.read().decode().strip()
-    except OSError as exc:
-        raise ConfigError(f"[ec2] ssh_cidr = \"auto\" could not learn this machine's address ({exc}); "
-                          "set ssh_cidr to your address, e.g. \"203.0.113.7/32\"") from None
-    return addr
