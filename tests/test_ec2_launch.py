@@ -132,7 +132,7 @@ def test_dry_run_sends_the_launch_s_own_parameters(aws_env, moto_server, tmp_pat
     sent: list[dict] = []
     prov.ec2.meta.events.register("provide-client-params.ec2.RunInstances",
                                   lambda params, **_: sent.append(copy.deepcopy(params)))
-    checks = check_dry_run(p, prov, "lt")
+    checks = check_dry_run(p, prov)
     assert [c.status for c in checks] == [OK, OK], checks
     assert len(sent) == 2 and all(s["DryRun"] is True for s in sent)
     for dry, role, ip in ((sent[0], HEADNODE, None), (sent[1], WORKER, DRY_RUN_HEADNODE_IP)):
@@ -149,12 +149,28 @@ def test_an_account_requiring_imdsv2_takes_the_dry_run_and_the_launch(aws_env, m
     strict.set_strict(moto_server.endpoint, require_imdsv2=True)
     p = project(tmp_path)
     prov = EC2Provider(p)
-    checks = check_dry_run(p, prov, "lt")      # before prepare: no key pair nor group yet
+    checks = check_dry_run(p, prov)      # before prepare: no key pair nor group yet
     assert len(checks) == 2 and all(c.status == OK for c in checks), checks
     prov.prepare("lt")
     node = prov.launch("lt", spec_for(p, HEADNODE))[0]
     options = describe(ec2_client(moto_server), node.id)["MetadataOptions"]
     assert (options["HttpTokens"], options["HttpEndpoint"]) == ("required", "enabled")
+
+
+@pytest.mark.parametrize("action", ["ec2:CreateTags", "iam:PassRole"])
+def test_dry_run_is_refused_what_the_launch_would_be_refused(aws_env, moto_server, tmp_path, action):
+    import boto3
+
+    boto3.client("s3", region_name=DEFAULT_REGION).create_bucket(
+        Bucket="lt-bucket", CreateBucketConfiguration={"LocationConstraint": DEFAULT_REGION})
+    p = project(tmp_path, extra='[s3fs]\nbucket = "lt-bucket"\n')
+    prov = EC2Provider(p)
+    prov.prepare("lt")
+    strict.set_strict(moto_server.endpoint, denied_actions=[action])
+    checks = check_dry_run(p, prov)
+    assert checks and all(c.status == FAIL and "UnauthorizedOperation" in c.detail
+                          and "Encoded authorization failure message" in c.detail for c in checks)
+    assert all("decode-authorization-message" in c.fix for c in checks)
 
 
 DENIED = ("You are not authorized to perform this operation. Encoded authorization failure "
@@ -166,7 +182,7 @@ def test_unauthorized_launch_keeps_aws_s_words_and_the_decode_hint(aws_env, moto
                                              "message": DENIED}})
     p = project(tmp_path)
     prov = EC2Provider(p)
-    check = check_dry_run(p, prov, "lt")[0]
+    check = check_dry_run(p, prov)[0]
     assert check.status == FAIL and DENIED in check.detail
     assert "aws sts decode-authorization-message" in check.fix
     prov.prepare("lt")
