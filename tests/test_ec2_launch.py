@@ -95,6 +95,12 @@ def test_a_headnode_without_public_ip_is_named_at_once(aws_env, moto_server, tmp
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("swiftrun: error")]
     assert len(errors) == 1 and f"headnode {iid} has no public IP address" in errors[0], res.stderr
     assert "port 22" not in res.stderr
+    res = swiftrun("doctor", "--json", cwd=p.root, check=False, timeout=120,
+                   env={"SWIFTRUN_SSH_TIMEOUT": "300", "SWIFTRUN_DOCTOR_HEADNODE_ADDR": "127.0.0.1:9"})
+    checks = {c["name"]: c for c in __import__("json").loads(res.stdout)["checks"]}
+    ssh = checks[f"headnode {iid}: ssh"]
+    assert ssh["status"] == FAIL and "no public IP address" in ssh["detail"]
+    assert "swiftrun down" in ssh["fix"]
 
 
 def test_run_in_a_subnet_without_public_ips_works(cloud, tmp_path):

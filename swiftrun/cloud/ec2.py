@@ -371,10 +371,11 @@ class EC2Provider(Provider):
             self._images[arch] = images[-1]["ImageId"]
         return self._images[arch]
 
-    def unreachable(self, node: Node) -> str | None:
-        from swiftrun.cloud.launch import no_public_ip
+    def unreachable(self, node: Node) -> tuple[str, str] | None:
+        from swiftrun.cloud.launch import NO_PUBLIC_IP_FIX, no_public_ip
 
-        return no_public_ip(self.project, node)
+        why = no_public_ip(self.project, node)
+        return (why, NO_PUBLIC_IP_FIX) if why else None
 
     # -- launching ---------------------------------------------------------------------------
     def launch_params(self, cluster: str, spec: LaunchSpec) -> dict:

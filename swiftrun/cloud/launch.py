@@ -133,6 +133,10 @@ _PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "19
                                               "100.64.0.0/10", "fc00::/7")]
 
 
+NO_PUBLIC_IP_FIX = ("`swiftrun down`, then `up` again: new nodes ask for a public IP; or set "
+                    "[ec2] ssh_cidr to this machine's private range if it is inside the VPC")
+
+
 def no_public_ip(project, node: Node) -> str | None:
     """One line when ``node`` has only a private address and this machine (``[ec2] ssh_cidr``)
     is not in private address space: SSH would wait out its timeout on an address it can never

@@ -438,9 +438,7 @@ class Cluster:
         target = self.target(node)
         why = self.provider.unreachable(node) if target.via is None else None
         if why:     # said at once, not after SSH_TIMEOUT seconds of "port 22 timed out"
-            raise CloudError(why, hint="`swiftrun down`, then `up` again: new nodes ask for a "
-                             "public IP; or set [ec2] ssh_cidr to this machine's private range "
-                             "if it is inside the VPC")
+            raise CloudError(why[0], hint=why[1])
         self.remote.wait(target, SSH_TIMEOUT, allow_new=allow_new)
         if not self.provider.elastic:
             self.ui.node(target.label, "ssh ok")
