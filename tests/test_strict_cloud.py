@@ -6,6 +6,7 @@ code or wording).
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import time
@@ -185,6 +186,41 @@ def test_imdsv2_policy_denies_launches_without_required_tokens(ec2, moto_server)
     moto_server.reset()                               # each test starts without the policy
     assert strict.strict_state(moto_server.endpoint)["require_imdsv2"] is False
     _launch(ec2)
+
+
+# -- 7b. permissions a launch needs besides ec2:RunInstances -------------------------------------
+def test_denied_create_tags_or_pass_role_refuse_launches_that_need_them(ec2, iam, moto_server):
+    iam.create_role(RoleName="r", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "ec2.amazonaws.com"}}]}))
+    iam.create_instance_profile(InstanceProfileName="p")
+    iam.add_role_to_instance_profile(InstanceProfileName="p", RoleName="r")
+    tagged = {"TagSpecifications": [{"ResourceType": "instance",
+                                     "Tags": [{"Key": "k", "Value": "v"}]}]}
+    profiled = {"IamInstanceProfile": {"Name": "p"}}
+    _wait_past(strict.DEFAULTS["profile_delay"])
+    _launch(ec2, **tagged, **profiled)                # no such policy unless a test says so
+    strict.set_strict(moto_server.endpoint, denied_actions=["ec2:CreateTags"])
+    for kwargs in (tagged, {**tagged, "DryRun": True}):   # the dry run is denied too
+        with pytest.raises(ClientError) as exc:
+            _launch(ec2, **kwargs)
+        code, message, status = _error(exc)
+        assert (code, status) == ("UnauthorizedOperation", 403)
+        encoded = message.rsplit(": ", 1)[1]
+        decoded = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+        assert decoded["context"]["action"] == "ec2:CreateTags"
+    _launch(ec2, **profiled)                          # untagged: nothing to tag
+    strict.set_strict(moto_server.endpoint, denied_actions=["iam:PassRole"])
+    with pytest.raises(ClientError) as exc:
+        _launch(ec2, DryRun=True, **profiled)
+    assert _error(exc)[0] == "UnauthorizedOperation"
+    with pytest.raises(ClientError) as exc:
+        _launch(ec2, DryRun=True, **tagged)
+    assert _error(exc)[0] == "DryRunOperation"
+    status, _ = _post(moto_server.endpoint, {"denied_actions": ["ec2:RunInstances"]})
+    assert status == 400
+    moto_server.reset()
+    assert strict.strict_state(moto_server.endpoint)["denied_actions"] == []
 
 
 # -- 8. public addresses ------------------------------------------------------------------------

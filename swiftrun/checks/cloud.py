@@ -44,13 +44,14 @@ def check_region(project, provider) -> Check:
 
 
 def _want_arch(instance_type: str) -> str:
-    from swiftrun.cloud.ec2 import _arch
+    from swiftrun.cloud.launch import architecture
 
-    return "arm64" if _arch(instance_type) == "arm64" else "x86_64"
+    return "arm64" if architecture(instance_type) == "arm64" else "x86_64"
 
 
 def check_images(project, provider) -> list[Check]:
     from swiftrun.cloud.base import HEADNODE, WORKER
+    from swiftrun.cloud.launch import image_root, root_too_small
 
     out = []
     seen: dict[str, dict] = {}
@@ -86,9 +87,13 @@ def check_images(project, provider) -> list[Check]:
             other = "worker_image" if role == WORKER else "image"
             out.append(Check(name, FAIL,
                              f"image {image_id} is {arch} but {role} type {itype} needs {want} "
-                             "(Graviton families such as c7g/m6g/t4g are arm64)",
+                             "(Graviton families such as a1/c7g/m6g/t4g are arm64)",
                              f"set [ec2] {other} to an {want} AMI (or \"auto\"), or pick an "
                              f"{arch} {'worker_type' if role == WORKER else 'headnode_type'}",
+                             error=ConfigError))
+        elif root_too_small(project, image_id, image_root(image)[1]):
+            out.append(Check(name, FAIL, root_too_small(project, image_id, image_root(image)[1]),
+                             "EC2 refuses a root volume smaller than its image's snapshot",
                              error=ConfigError))
         else:
             out.append(Check(name, OK, f"{image_id} ({image.get('Name') or 'unnamed'}) is {arch}, "
@@ -131,14 +136,17 @@ def check_instance_types(project, provider) -> Check:
 
 
 _DRY_FAIL = {
-    "UnauthorizedOperation": "these AWS credentials may not launch instances (ec2:RunInstances)",
+    "UnauthorizedOperation": "these AWS credentials may not launch instances as swiftrun does "
+                             "(ec2:RunInstances, ec2:CreateTags, iam:PassRole, or a policy on "
+                             "the launch's parameters)",
     "AuthFailure": "AWS rejected the credentials",
     "InstanceLimitExceeded": "the account's instance limit in this region is reached",
     "VcpuLimitExceeded": "the account's vCPU limit for this instance family is reached",
     "InsufficientInstanceCapacity": "AWS has no capacity for this type in this zone right now",
 }
 _DRY_FIX = {
-    "UnauthorizedOperation": "ask your AWS admin for ec2:RunInstances (and ec2:CreateTags)",
+    "UnauthorizedOperation": "ask your AWS admin for ec2:RunInstances and ec2:CreateTags (and "
+                             "iam:PassRole on the s3fs role with [s3fs] bucket)",
     "AuthFailure": "check the credentials with `aws sts get-caller-identity`",
     "InstanceLimitExceeded": "terminate instances, or ask AWS for a higher limit (Service Quotas)",
     "VcpuLimitExceeded": "use a smaller type or fewer workers, or ask AWS for a higher vCPU limit",
@@ -146,13 +154,18 @@ _DRY_FIX = {
 }
 
 
-def check_dry_run(project, provider) -> list[Check]:
-    """``RunInstances`` with ``DryRun=True``: EC2 answers DryRunOperation when it would have worked."""
+def check_dry_run(project, provider, cluster: str | None = None) -> list[Check]:
+    """``RunInstances`` with ``DryRun=True`` and the launch's own parameters (cloud/launch.py:
+    tags, instance profile, security group, key pair, user data, metadata options), so EC2 also
+    checks ec2:CreateTags and iam:PassRole. It answers DryRunOperation when it would have worked."""
     import botocore.exceptions as bex
 
-    from swiftrun.cloud.base import HEADNODE, WORKER
+    from swiftrun.cloud.base import HEADNODE, WORKER, LaunchSpec
+    from swiftrun.cloud.launch import DRY_RUN_HEADNODE_IP, dry_run_params
+    from swiftrun.node.userdata import render_userdata
 
     p = project
+    cluster = cluster or p.cluster.name
     wants = []
     for role, itype, spot in ((HEADNODE, p.ec2.headnode_type, False),
                               (WORKER, p.ec2.worker_type, p.ec2.spot)):
@@ -163,23 +176,28 @@ def check_dry_run(project, provider) -> list[Check]:
     out = []
     for role, itype, spot, image in wants:
         name = f"dry-run launch {itype}" + (" spot" if spot else "")
-        kwargs = {"DryRun": True, "ImageId": image, "InstanceType": itype, "MinCount": 1,
-                  "MaxCount": 1}
-        if p.ec2.subnet_id:
-            kwargs["SubnetId"] = p.ec2.subnet_id
-        if spot:
-            kwargs["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
-                "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+        spec = LaunchSpec(role=role, count=1, instance_type=itype, image=image, spot=spot,
+                          shape=p.shape_hash(role), userdata=render_userdata(
+                              p, role, cluster=cluster,
+                              headnode_ip=None if role == HEADNODE else DRY_RUN_HEADNODE_IP))
+        kwargs = dry_run_params(provider, cluster, spec)
         try:
             reply = provider.ec2.run_instances(**kwargs)
         except bex.ClientError as exc:
             code = _code(exc)
+            message = exc.response.get("Error", {}).get("Message", "")
             if code == "DryRunOperation":
                 out.append(Check(name, OK, f"EC2 would launch {itype} ({image}) for the {role}"))
             elif code == "InsufficientInstanceCapacity":
                 out.append(Check(name, WARN, f"{_DRY_FAIL[code]} ({itype})", _DRY_FIX[code]))
             elif code in _DRY_FAIL:
-                out.append(Check(name, FAIL, f"{_DRY_FAIL[code]} ({code})", _DRY_FIX[code]))
+                fix = _DRY_FIX[code]
+                if "Encoded authorization failure message" in message:
+                    fix += ("; `aws sts decode-authorization-message --encoded-message MESSAGE` "
+                            "says which permission or policy refused it")
+                # AWS's own words say what was refused (and carry the encoded message)
+                said = f": {message}" if message else ""
+                out.append(Check(name, FAIL, f"{_DRY_FAIL[code]} ({code}{said})", fix))
             else:
                 err = provider._plain(exc, "run_instances")
                 out.append(Check(name, FAIL, err.message, "fix what EC2 names, then try again"))
@@ -343,10 +361,10 @@ def check_security_group(project, provider, *, fix: bool = False) -> Check:
                     "UserIdGroupPairs": [{"GroupId": gid, "Description": "swiftrun, cluster only"}]}])
                 did.append(f"allowed tcp {port} inside the group")
         if cidr and not _ssh_ok(perms, cidr):
-            ranges, key = ("Ipv6Ranges", "CidrIpv6") if ":" in cidr else ("IpRanges", "CidrIp")
-            provider._call("authorize_security_group_ingress", GroupId=gid, IpPermissions=[{
-                "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                ranges: [{key: cidr, "Description": "swiftrun ssh"}]}])
+            from swiftrun.cloud.sgrules import ssh_rule
+
+            provider._call("authorize_security_group_ingress", GroupId=gid,
+                           IpPermissions=[ssh_rule(cidr)])     # stamped: counted as swiftrun's
             did.append(f"allowed tcp 22 from {cidr}")
         if did:
             reply = provider._call("describe_security_groups", GroupIds=[gid])
@@ -418,16 +436,18 @@ def is_ec2(provider) -> bool:
     return isinstance(provider, EC2Provider)
 
 
-def prelaunch(project, provider, *, fix: bool = False, timeout: float | None = None) -> list[Check]:
+def prelaunch(project, provider, *, fix: bool = False, timeout: float | None = None,
+              cluster: str | None = None) -> list[Check]:
     """The cloud checks that can fail before anything is paid for (EC2 only; [] otherwise)."""
     if not is_ec2(provider):
         return []
+    cluster = cluster or project.cluster.name
     items = [("region", lambda: check_region(project, provider)),
              ("swift on the nodes", lambda: check_swift_source(project)),
              ("key pair", lambda: check_key_pair(project, provider)),
              ("images", lambda: check_images(project, provider)),
              ("instance types", lambda: check_instance_types(project, provider)),
-             ("dry-run launch", lambda: check_dry_run(project, provider)),
+             ("dry-run launch", lambda: check_dry_run(project, provider, cluster)),
              ("security group", lambda: check_security_group(project, provider, fix=fix))]
     if project.s3fs.bucket:
         items.append(("s3fs bucket", lambda: check_s3fs_bucket(project, provider)))
@@ -438,3 +458,13 @@ def prelaunch(project, provider, *, fix: bool = False, timeout: float | None = N
         if name == "region" and out[-1].failed:
             break
     return out
+
+
+def prepared_dry_run(project, provider, cluster: str) -> list[Check]:
+    """The dry run again once ``prepare`` made the key pair, security group and instance
+    profile: what the first one could not name yet (a new profile's iam:PassRole) is checked
+    before the headnode is paid for. [] when not EC2."""
+    if not is_ec2(provider):
+        return []
+    return run_check("dry-run launch", lambda: check_dry_run(project, provider, cluster),
+                     section="cloud")

@@ -101,6 +101,10 @@ class Provider(ABC):
     def resolve_image(self, role: str) -> str:
         return ""
 
+    def unreachable(self, node: Node) -> tuple[str, str] | None:
+        """(why, fix) when SSH from this machine cannot reach ``node`` at all, else None."""
+        return None
+
     def describe_plan(self) -> dict:
         """What would be created, for --dry-run; no network."""
         return {}

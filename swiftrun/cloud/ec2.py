@@ -8,7 +8,6 @@ at any moment leaves nothing that a tag query cannot find. Instances are only ev
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +17,7 @@ from swiftrun.cloud.awserr import NO_CREDENTIALS, aws_config_problem, reaching
 from swiftrun.cloud.base import (
     GONE_STATES, HEADNODE, TAG_CLUSTER, TAG_ROLE, TAG_SHAPE, LaunchSpec, Node, Provider)
 from swiftrun.cloud.keys import public_key_of, write_new_key
+from swiftrun.cloud.launch import architecture as _arch
 from swiftrun.errors import CloudError, ConfigError
 from swiftrun.node.layout import CLUSTER_PORTS
 from swiftrun.paths import state_home
@@ -55,12 +55,6 @@ _PLAIN = {
 }
 
 
-def _arch(instance_type: str) -> str:
-    """Graviton families carry a 'g' after the generation number (c7g, m6gd, t4g, c6gn)."""
-    family = instance_type.split(".")[0]
-    return "arm64" if re.fullmatch(r"[a-z]+\d+g[a-z]*", family) else "amd64"
-
-
 def make_session(project):
     """A boto3 session from the project: credentials.csv, a profile, or the standard chain."""
     import boto3
@@ -95,6 +89,7 @@ class EC2Provider(Provider):
         self._ec2 = None
         self._sg_id: str | None = None
         self._images: dict[str, str] = {}
+        self._roots: dict[str, tuple[str, int | None]] = {}
         self._profile_arn: str | None = None
         self.api_calls = 0
 
@@ -141,9 +136,11 @@ class EC2Provider(Provider):
         text = f"EC2 {action} failed: {code}"
         if plain:
             text += f": {plain.format(op=action)}"
-        if msg and (not plain or code == "InvalidParameterValue"):
-            text += f" ({msg})"
-        err = CloudError(text)
+        if msg and (not plain or code in ("InvalidParameterValue", "UnauthorizedOperation")):
+            text += f" ({msg})"     # AWS's own words: which value, or the encoded denial
+        hint = ("`aws sts decode-authorization-message --encoded-message MESSAGE` says which "
+                "permission or policy refused it") if "Encoded authorization" in msg else None
+        err = CloudError(text, hint=hint)
         err.code = code
         return err
 
@@ -295,19 +292,23 @@ class EC2Provider(Provider):
         """The group lets this machine in on port 22 (a laptop's address changes) and the nodes
         reach each other on the coaster ports. Checked on every reuse too: a swiftrun killed
         between creating the group and authorizing its rules left a group without them."""
+        from swiftrun.cloud.sgrules import has_ssh, ssh_rule, stale_caller_rules
+
         sg, cidr = group["GroupId"], self.ssh_cidr()
-        have_ssh, have_ports = False, set()
-        v6 = ":" in cidr        # EC2 takes an IPv6 range only as Ipv6Ranges/CidrIpv6
-        ranges, key = ("Ipv6Ranges", "CidrIpv6") if v6 else ("IpRanges", "CidrIp")
-        for perm in group.get("IpPermissions", []):
-            if perm.get("FromPort") == 22 and any(r.get(key) == cidr for r in perm.get(ranges, [])):
-                have_ssh = True
-            if any(pair.get("GroupId") == sg for pair in perm.get("UserIdGroupPairs", [])):
-                have_ports.add(perm.get("FromPort"))
+        have = group.get("IpPermissions", [])
+        have_ports = {p.get("FromPort") for p in have
+                      if any(pair.get("GroupId") == sg for pair in p.get("UserIdGroupPairs", []))}
         perms = []
-        if not have_ssh:
-            perms.append({"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                          ranges: [{key: cidr, "Description": "swiftrun ssh"}]})
+        if not has_ssh(have, cidr):
+            # A new address of this machine: the oldest of swiftrun's own ssh rules make room,
+            # so they do not pile up to the group's rule quota (cloud/sgrules.py).
+            for old in stale_caller_rules(have):
+                try:
+                    self._call("revoke_security_group_ingress", GroupId=sg, IpPermissions=[old])
+                except CloudError as exc:
+                    if getattr(exc, "code", "") != "InvalidPermission.NotFound":
+                        raise
+            perms.append(ssh_rule(cidr))
         perms += [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
                    "UserIdGroupPairs": [{"GroupId": sg, "Description": "swiftrun, cluster only"}]}
                   for p in COASTER_PORTS if p not in have_ports]
@@ -334,6 +335,8 @@ class EC2Provider(Provider):
         cidr = self.project.ec2.ssh_cidr
         if cidr != "auto":
             return cidr
+        from swiftrun.cloud.sgrules import public_address
+
         return f"{public_address()}/32"
 
     def prepare(self, cluster: str) -> None:
@@ -365,34 +368,38 @@ class EC2Provider(Provider):
             self._images[arch] = images[-1]["ImageId"]
         return self._images[arch]
 
+    def unreachable(self, node: Node) -> tuple[str, str] | None:
+        from swiftrun.cloud.launch import NO_PUBLIC_IP_FIX, no_public_ip
+
+        why = no_public_ip(self.project, node)
+        return (why, NO_PUBLIC_IP_FIX) if why else None
+
     # -- launching ---------------------------------------------------------------------------
+    def launch_params(self, cluster: str, spec: LaunchSpec) -> dict:
+        """RunInstances parameters of ``spec`` (cloud/launch.py), shared with the dry run."""
+        from swiftrun.cloud.launch import run_params
+
+        return run_params(
+            self.project, spec, key_name=self.project.key_name,
+            tags=self._tags(cluster, spec.role, {TAG_SHAPE: spec.shape, **spec.extra_tags}),
+            volume_tags=self._tags(cluster, spec.role),
+            security_group=self.security_group(cluster), profile_arn=self._profile_arn,
+            userdata=_payload(spec.userdata),
+            root=self.image_root(spec.image) if self.project.ec2.volume_size_gb else ("", None))
+
+    def image_root(self, image_id: str) -> tuple[str, int | None]:
+        """The image's root device and its snapshot size (cloud/launch.py:image_root)."""
+        from swiftrun.cloud.launch import image_root
+
+        if image_id not in self._roots:
+            images = self._call("describe_images", ImageIds=[image_id]).get("Images") or [{}]
+            self._roots[image_id] = image_root(images[0])
+        return self._roots[image_id]
+
     def launch(self, cluster: str, spec: LaunchSpec) -> list[Node]:
         if spec.count <= 0:
             return []
-        tags = self._tags(cluster, spec.role, {TAG_SHAPE: spec.shape, **spec.extra_tags})
-        kwargs = {
-            "ImageId": spec.image, "InstanceType": spec.instance_type,
-            "MinCount": spec.min_count or spec.count, "MaxCount": spec.count,
-            "KeyName": self.project.key_name, "SecurityGroupIds": [self.security_group(cluster)],
-            # gzip: cloud-init unpacks it; the 16 KB limit is on what is sent
-            "UserData": _payload(spec.userdata),
-            # A node that shuts itself down (dead-man switch) is gone, not parked and billed.
-            "InstanceInitiatedShutdownBehavior": "terminate",
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": tags},
-                                  {"ResourceType": "volume", "Tags": self._tags(cluster, spec.role)}],
-        }
-        if self.project.ec2.subnet_id:
-            kwargs["SubnetId"] = self.project.ec2.subnet_id
-        if self._profile_arn:
-            kwargs["IamInstanceProfile"] = {"Arn": self._profile_arn}
-        if spec.spot:
-            kwargs["InstanceMarketOptions"] = {
-                "MarketType": "spot",
-                "SpotOptions": {"SpotInstanceType": "one-time",
-                                "InstanceInterruptionBehavior": "terminate"}}
-        if self.project.ec2.volume_size_gb:
-            kwargs["BlockDeviceMappings"] = [{"DeviceName": "/dev/sda1", "Ebs": {
-                "VolumeSize": self.project.ec2.volume_size_gb, "DeleteOnTermination": True}}]
+        kwargs = self.launch_params(cluster, spec)
         zones = list(self.project.ec2.availability_zones) or [None]
         last: CloudError | None = None
         for zone in zones:
@@ -580,16 +587,3 @@ def _payload(userdata: str | bytes) -> bytes:
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]
-
-
-def public_address(timeout: float = 5.0) -> str:
-    """This machine's public IPv4 address, for ssh_cidr = "auto" (AWS's own checkip service)."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen("https://checkip.amazonaws.com", timeout=timeout) as resp:
-            addr = resp.read().decode().strip()
-    except OSError as exc:
-        raise ConfigError(f"[ec2] ssh_cidr = \"auto\" could not learn this machine's address ({exc}); "
-                          "set ssh_cidr to your address, e.g. \"203.0.113.7/32\"") from None
-    return addr

@@ -11,9 +11,11 @@ without the region tag (made by an older swiftrun) counts as this region's and g
 the next ``up``. The role trusts ``ec2.amazonaws.com`` only
 and carries one inline policy (``swiftrun-s3fs``) that reaches exactly one bucket::
 
-    s3:ListBucket, s3:GetBucketLocation                       on arn:aws:s3:::<bucket>
+    s3:ListBucket, s3:GetBucketLocation                       on arn:<partition>:s3:::<bucket>
     s3:GetObject, s3:PutObject, s3:DeleteObject,
-    s3:AbortMultipartUpload, s3:ListMultipartUploadParts      on arn:aws:s3:::<bucket>/*
+    s3:AbortMultipartUpload, s3:ListMultipartUploadParts      on arn:<partition>:s3:::<bucket>/*
+
+(``<partition>`` is the region's: ``aws``, ``aws-cn`` in China, ``aws-us-gov`` in GovCloud.)
 
 ``ensure_s3fs_profile`` is idempotent (a second call only reads); ``delete_s3fs_profile`` only
 deletes what carries this cluster's tag and this region (or no region), never a role or profile
@@ -99,18 +101,33 @@ def trust_policy() -> dict:
                            "Action": "sts:AssumeRole"}]}
 
 
-def s3fs_policy(bucket: str) -> dict:
-    """The inline policy: exactly what s3fs needs on exactly one bucket."""
+def partition_of(region: str | None, session=None) -> str:
+    """The ARN partition of ``region``: ``aws``, ``aws-cn`` (China), ``aws-us-gov`` (GovCloud)
+    and others, as botocore's endpoint data says; by the region's prefix when it cannot."""
+    if region and session is not None and hasattr(session, "get_partition_for_region"):
+        try:
+            return session.get_partition_for_region(region)
+        except Exception:  # noqa: BLE001 - an unknown region: fall back to its prefix
+            pass
+    if region and region.startswith("cn-"):
+        return "aws-cn"
+    if region and region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def s3fs_policy(bucket: str, partition: str = "aws") -> dict:
+    """The inline policy: exactly what s3fs needs on exactly one bucket (ARNs of ``partition``)."""
     _check_bucket_name(bucket)
     return {"Version": "2012-10-17",
             "Statement": [
                 {"Sid": "Bucket", "Effect": "Allow",
                  "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-                 "Resource": f"arn:aws:s3:::{bucket}"},
+                 "Resource": f"arn:{partition}:s3:::{bucket}"},
                 {"Sid": "Objects", "Effect": "Allow",
                  "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
                             "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-                 "Resource": f"arn:aws:s3:::{bucket}/*"},
+                 "Resource": f"arn:{partition}:s3:::{bucket}/*"},
             ]}
 
 
@@ -299,7 +316,7 @@ def ensure_s3fs_profile(session, cluster: str, bucket: str, *,
                          PolicyDocument=json.dumps(trust_policy()))
 
     # its one inline policy (PutRolePolicy replaces a policy of the same name)
-    wanted = s3fs_policy(bucket)
+    wanted = s3fs_policy(bucket, partition_of(region, session))
     current = clients.get("get_role_policy", RoleName=name, PolicyName=POLICY_NAME)
     if current is None or not _same_doc(current.get("PolicyDocument"), wanted):
         clients.call("put_role_policy", RoleName=name, PolicyName=POLICY_NAME,

@@ -232,10 +232,11 @@ class Cluster:
         self.seen.forget()     # from here on the cluster changes
         try:
             from swiftrun.checks.base import raise_on_failure
-            from swiftrun.checks.cloud import prelaunch     # fail before paying
+            from swiftrun.checks.cloud import prelaunch, prepared_dry_run   # fail before paying
 
-            raise_on_failure(prelaunch(p, self.provider), self.ui)
+            raise_on_failure(prelaunch(p, self.provider, cluster=self.name), self.ui)
             self.provider.prepare(self.name)
+            raise_on_failure(prepared_dry_run(p, self.provider, self.name), self.ui)
             if head and head.state in ("stopped", "stopping"):
                 self.ui.node("headnode", f"starting stopped {head.id}")
                 self.provider.start(self.name, [head.id])
@@ -447,6 +448,9 @@ class Cluster:
                 "([static] headnode/workers take host:port) and that no firewall is in the way; "
                 "SWIFTRUN_STATIC_SSH_TIMEOUT=<seconds> waits longer"))
         else:
+            why = self.provider.unreachable(node) if target.via is None else None
+            if why:     # said at once, not after SSH_TIMEOUT seconds of "port 22 timed out"
+                raise CloudError(why[0], hint=why[1])
             self.remote.wait(target, SSH_TIMEOUT, allow_new=allow_new,
                              booting=node.id in getattr(self, "_created", ()))
         if not self.provider.elastic:

@@ -145,6 +145,12 @@ def _node_checks(project, cluster, *, script_dir: Path, fix: bool, timeout: floa
     if checks:
         return checks
     nodes = found["nodes"]
+    head = cluster.headnode_of(nodes)
+    why = cluster.provider.unreachable(head) if head is not None and head.live else None
+    if why:     # what `up` says at once; SSH would only time out on port 22
+        from swiftrun.checks.base import FAIL, Check
+
+        return [Check(f"headnode {head.id}: ssh", FAIL, why[0], why[1], section="headnode")]
     return check_nodes(project, cluster.headnode_of(nodes), cluster.workers_of(nodes),
                        remote=cluster.remote, target_of=cluster.target,
                        elastic=cluster.provider.elastic, script_dir=script_dir, fix=fix,

@@ -559,7 +559,7 @@ class InstanceSimulator:
             if desc.get("State", {}).get("Name") not in ("pending", "running"):
                 continue
             ip = desc.get("PrivateIpAddress")
-            for g in desc.get("SecurityGroups", []):
+            for g in instance_groups(desc):
                 if ip:
                     members.setdefault(g["GroupId"], []).append(ip)
         with self._lock:
@@ -568,7 +568,7 @@ class InstanceSimulator:
             desc = found.get(inst.id)
             if desc is None:
                 continue
-            mine = [groups[g["GroupId"]] for g in desc.get("SecurityGroups", []) if g["GroupId"] in groups]
+            mine = [groups[g["GroupId"]] for g in instance_groups(desc) if g["GroupId"] in groups]
             inst.groups = tuple(g["GroupId"] for g in mine)
             if self.network.set_firewall(inst.id, ingress_ruleset(mine, members)):
                 self.firewall_updates += 1
@@ -669,7 +669,7 @@ class InstanceSimulator:
             (inst.root / "var/lib/cloud/data/instance-id").write_text(iid + "\n")
         # the security group is in force before anything listens
         if groups is not None:
-            mine = [groups[g["GroupId"]] for g in desc.get("SecurityGroups", []) if g["GroupId"] in groups]
+            mine = [groups[g["GroupId"]] for g in instance_groups(desc) if g["GroupId"] in groups]
             members: dict[str, list[str]] = {}
             with self._lock:
                 known = [(i.private_ip, i.groups) for i in self._instances.values() if i.up]
@@ -829,6 +829,17 @@ def _instance_store_lost(root: Path) -> None:
 
 
 # --- process helpers (everything by PID) --------------------------------------------------------
+def instance_groups(desc: dict) -> list[dict]:
+    """An instance's security groups as EC2 lists them: those of its network interfaces too
+    (moto leaves ``SecurityGroups`` empty for a launch that named them on
+    ``NetworkInterfaces``, where EC2 lists the primary interface's groups there)."""
+    seen: dict[str, dict] = {g["GroupId"]: g for g in desc.get("SecurityGroups", [])}
+    for nic in desc.get("NetworkInterfaces", []):
+        for g in nic.get("Groups", []):
+            seen.setdefault(g["GroupId"], g)
+    return list(seen.values())
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)

@@ -34,6 +34,10 @@ rule                          refusal
                               ``MetadataOptions.HttpTokens=required`` -> 403 UnauthorizedOperation
                               "You are not authorized to perform this operation. Encoded
                               authorization failure message: …"
+``denied-actions``            with ``denied_actions`` naming ``ec2:CreateTags`` / ``iam:PassRole``
+                              (the test account's policy lacks them): RunInstances (DryRun too)
+                              carrying TagSpecifications / an IamInstanceProfile -> 403
+                              UnauthorizedOperation, encoded message as above
 ``public-ip``                 (no refusal) after a RunInstances, an instance whose subnet maps no
                               public IP (``MapPublicIpOnLaunch`` false: any subnet made by
                               CreateSubnet, until modified), or whose request said
@@ -58,8 +62,8 @@ SCP denying RunInstances on ``ec2:MetadataHttpTokens``), aws/karpenter-provider-
 dry run is denied too). An IPv4 value in ``CidrIpv6`` gets the same "CIDR block … is malformed"
 (no reply for that case was found; it is EC2's one wording for a CIDR of the wrong form).
 
-Scope, on purpose: a RunInstances ``DryRun`` is only checked by ``imdsv2-policy`` (a dry run
-checks permissions; nothing says EC2 checks sizes or profiles in it, and a test cloud stricter
+Scope, on purpose: a RunInstances ``DryRun`` is only checked by ``imdsv2-policy`` and
+``denied-actions`` (a dry run checks permissions, of what it is given: tags, profile; nothing says EC2 checks sizes or profiles in it, and a test cloud stricter
 than AWS would fail code that works). Launch templates are not looked into.
 
 The bypass header (``X-Testcloud-Bypass``, sent by the instance simulator so the fault injector
@@ -71,6 +75,7 @@ Control endpoint (JSON on the same port): ``GET /_strict`` returns the settings,
 and ``enforced`` (per rule, how often it refused or corrected since the last reset; each time is
 also a line on the server's stderr, i.e. in moto.log); ``POST /_strict`` with a JSON object
 changes settings - ``require_imdsv2`` (bool, default false: the test account's policy),
+``denied_actions`` (a list of ``ec2:CreateTags`` / ``iam:PassRole``, default empty),
 ``profile_delay`` and ``eni_linger`` (seconds, default 2, from 0.5 to 120) - and nothing else:
 any other key is refused with 400, so no request can switch a rule off. ``DELETE /_strict`` and
 every ``POST /moto-api/reset`` go back to the defaults and forget what was tracked.
@@ -82,6 +87,7 @@ Self-contained (moto + stdlib) like faults.py, which loads it by path.
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import ipaddress
 import json
@@ -103,10 +109,13 @@ ACCOUNT_ID = "123456789012"             # moto's default account
 DEFAULT_REGION = "us-east-1"            # moto's region for a request without a credential scope
 USERDATA_LIMIT = 16384                  # bytes, raw (before base64)
 DEFAULT_ROOT_SNAPSHOT_GIB = 8           # when moto knows no size for the image's root snapshot
-DEFAULTS: dict[str, Any] = {"require_imdsv2": False, "profile_delay": 2.0, "eni_linger": 2.0}
+DEFAULTS: dict[str, Any] = {"require_imdsv2": False, "profile_delay": 2.0, "eni_linger": 2.0,
+                            "denied_actions": []}
+# What a launch may need besides ec2:RunInstances: tags in the same call, passing a role
+DENIABLE = ("ec2:CreateTags", "iam:PassRole")
 DELAY_RANGE = (0.5, 120.0)              # a delay cannot be 0: that would switch its rule off
 RULES = ("userdata-size", "cidr-family", "key-type", "root-volume-size", "profile-propagation",
-         "sg-dependency", "imdsv2-policy", "public-ip")
+         "sg-dependency", "imdsv2-policy", "denied-actions", "public-ip")
 
 _SCOPE_RE = re.compile(r"Credential=[^/,\s]+/[^/]+/([^/]+)/([^/]+)/aws4_request")
 _ACCEPTED_KEY_TYPES = ("ssh-rsa", "ssh-ed25519")
@@ -247,7 +256,7 @@ class StrictCloud:
     # -- control -----------------------------------------------------------------------------
     def reset(self) -> None:
         with self.lock:
-            self.settings = dict(DEFAULTS)
+            self.settings = copy.deepcopy(DEFAULTS)
             self.profile_changed: dict[str, float] = {}     # profile name -> monotonic time
             self.terminated: dict[str, float] = {}          # instance id -> monotonic time
             self.enforced: dict[str, int] = {}     # rule -> times it refused or corrected
@@ -265,6 +274,10 @@ class StrictCloud:
                 if not isinstance(value, bool):
                     raise ValueError("require_imdsv2 is true or false")
                 new[key] = value
+            elif key == "denied_actions":
+                if not isinstance(value, list) or any(v not in DENIABLE for v in value):
+                    raise ValueError(f"denied_actions is a list of {', '.join(DENIABLE)}")
+                new[key] = sorted(set(value))
             else:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ValueError(f"{key} is a number of seconds")
@@ -277,7 +290,8 @@ class StrictCloud:
 
     def state(self) -> dict[str, Any]:
         with self.lock:
-            return {**self.settings, "rules": list(RULES), "enforced": dict(self.enforced)}
+            return {**copy.deepcopy(self.settings), "rules": list(RULES),
+                    "enforced": dict(self.enforced)}
 
     def _control(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -350,6 +364,7 @@ class StrictCloud:
     # -- RunInstances ------------------------------------------------------------------------
     def _check_run_instances(self, req: Request) -> None:
         self._check_imdsv2(req)
+        self._check_denied(req)
         if req.flag("DryRun"):
             return          # a dry run checks permissions (above), not the rest
         self._check_userdata(req)
@@ -366,10 +381,21 @@ class StrictCloud:
                 "key": "ec2:MetadataHttpTokens", "values": {"items": [{"value": "required"}]}}]}}]},
             "context": {"action": "ec2:RunInstances",
                         "resource": f"arn:aws:ec2:{req.region}:{ACCOUNT_ID}:instance/*"}}
-        encoded = base64.urlsafe_b64encode(json.dumps(context).encode()).decode().rstrip("=")
-        raise Refusal("imdsv2-policy", "UnauthorizedOperation",
-                      "You are not authorized to perform this operation. Encoded authorization "
-                      f"failure message: {encoded}", status=403)
+        raise _denied("imdsv2-policy", context)
+
+    def _check_denied(self, req: Request) -> None:
+        denied = self._setting("denied_actions")
+        needs = []
+        if any(k.startswith("TagSpecification.") for k in req.params):
+            needs.append(("ec2:CreateTags", f"arn:aws:ec2:{req.region}:{ACCOUNT_ID}:instance/*"))
+        if req.get("IamInstanceProfile.Arn") or req.get("IamInstanceProfile.Name"):
+            needs.append(("iam:PassRole", f"arn:aws:iam::{ACCOUNT_ID}:role/*"))
+        for action, resource in needs:
+            if action in denied:    # no statement allows it: an implicit deny
+                raise _denied("denied-actions", {"allowed": False, "explicitDeny": False,
+                                                 "matchedStatements": {"items": []},
+                                                 "context": {"action": action,
+                                                             "resource": resource}})
 
     def _check_userdata(self, req: Request) -> None:
         value = req.get("UserData")
@@ -537,6 +563,14 @@ class StrictCloud:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _denied(rule: str, context: dict) -> Refusal:
+    """EC2's UnauthorizedOperation, with the decision encoded as `aws sts
+    decode-authorization-message` would decode it."""
+    encoded = base64.urlsafe_b64encode(json.dumps(context).encode()).decode().rstrip("=")
+    return Refusal(rule, "UnauthorizedOperation", "You are not authorized to perform this "
+                   f"operation. Encoded authorization failure message: {encoded}", status=403)
+
+
 def _ec2(region: str) -> Any:
     from moto.ec2.models import ec2_backends
 
@@ -583,8 +617,8 @@ def _control_request(endpoint: str, method: str, body: bytes | None = None) -> d
 
 
 def set_strict(endpoint: str, **settings: Any) -> dict[str, Any]:
-    """Change the strict layer's settings (``require_imdsv2``, ``profile_delay``,
-    ``eni_linger``) on the server at ``endpoint``; returns its state. A moto reset undoes it."""
+    """Change the strict layer's settings (``require_imdsv2``, ``denied_actions``,
+    ``profile_delay``, ``eni_linger``) on the server at ``endpoint``; returns its state. A moto reset undoes it."""
     return _control_request(endpoint, "POST", json.dumps(settings).encode())
 
 
