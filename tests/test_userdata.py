@@ -35,7 +35,7 @@ import pytest
 from swiftrun.errors import ConfigError
 from swiftrun.paths import data_dir
 from swiftrun.project import ClusterSettings, Project, SshSettings
-from swiftrun.node.userdata import USERDATA_LIMIT, payload, render_all, render_userdata
+from swiftrun.node.userdata import USERDATA_LIMIT, payload, render_all, render_userdata, served_files
 from tests.support import netns
 from tests.support.cloud import _kill_pids, _pids_with_env
 from tests.support.netns import WEB, Network
@@ -354,12 +354,29 @@ def test_render_worker_init_encoding_and_limit(tmp_path):
     init.write_text("#!/bin/bash\necho hi\n")
     project = make_project(tmp_path, ec2={"worker_init_script": Path("init.sh")})  # relative to root
     script = render_userdata(project, "worker", cluster="tut", headnode_ip=HEADNODE_IP)
-    b64 = re.search(r"^WORKER_INIT_B64=(\S+)$", script, re.M).group(1)
-    assert gzip.decompress(base64.b64decode(b64)) == init.read_bytes()
+    # plain text travels as text (the payload's gzip compresses it with the rest) ...
+    assert "\nWORKER_INIT_TEXT=1\n" in script and "\nWORKER_INIT_B64=''\n" in script
+    body = re.search(r"^swiftrun_worker_init\(\) \{\ncat <<'(\w+)'\n(.*?)^\1$", script, re.M | re.S)
+    assert body.group(2) == init.read_text()
+    # ... anything else (no final newline, binary, the delimiter line) as gzip + base64
+    for data in (b"#!/bin/bash\necho no-newline", b"#!/bin/sh\n\x00\xff\n",
+                 b"#!/bin/bash\ncat <<'SWIFTRUN_WORKER_INIT_EOF'\nx\nSWIFTRUN_WORKER_INIT_EOF\n"):
+        init.write_bytes(data)
+        script = render_userdata(project, "worker", cluster="tut", headnode_ip=HEADNODE_IP)
+        b64 = re.search(r"^WORKER_INIT_B64=(\S+)$", script, re.M).group(1)
+        assert gzip.decompress(base64.b64decode(b64)) == data
+        assert "swiftrun_worker_init()" not in script
 
-    init.write_bytes(os.urandom(15000))              # incompressible: cannot fit
-    with pytest.raises(ConfigError, match="16384-byte limit.*worker init script"):
-        render_userdata(project, "worker", cluster="tut", headnode_ip=HEADNODE_IP)
+    # too big to travel in userdata (incompressible): it does not; `up` puts it on the headnode
+    # and the worker fetches it from there, checked against its SHA-256
+    init.write_bytes(b"#!/bin/bash\n# " + base64.b64encode(os.urandom(15000)) + b"\n")
+    script = render_userdata(project, "worker", cluster="tut", headnode_ip=HEADNODE_IP)
+    assert len(payload(script)) < USERDATA_LIMIT // 2
+    sha = hashlib.sha256(init.read_bytes()).hexdigest()
+    assert f"\nWORKER_INIT_SHA256={sha}\n" in script and "swiftrun_worker_init()" not in script
+    assert served_files(project) == {f"worker-init-{sha}.sh": init.read_bytes()}
+    init.write_text("#!/bin/bash\necho small\n")
+    assert served_files(project) == {}
     # the headnode does not carry the init script
     assert len(payload(render_userdata(project, "headnode", cluster="tut", headnode_ip=None))) \
         < USERDATA_LIMIT // 2

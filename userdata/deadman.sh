@@ -70,6 +70,7 @@ if ((MAX_LIFETIME > 0 && age >= MAX_LIFETIME)); then
     halt "lifetime ${age}s >= max_lifetime ${MAX_LIFETIME}s"
 fi
 
+# only-for: headnode  (userdata carries each role's part only: see node/userdata.py)
 swift_running() {  # a detached swift run of the tool (runs/<id>.pid without <id>.exit) is alive
     local home pid f
     home=${SWIFTRUN_USER_HOME:-}
@@ -109,7 +110,9 @@ if [[ $ROLE == headnode ]]; then
     say "keep: age ${age}s, idle ${idle}s"
     exit 0
 fi
+# only-for: end
 
+# only-for: worker
 # worker: tell the headnode's agent again how this worker is (a heartbeat, and a report that got
 # lost at boot still arrives)
 report=$STATE/report
@@ -143,3 +146,4 @@ if ((gone >= HEADNODE_GRACE)); then
     halt "headnode $HEADNODE_IP:$WORKER_PORT unreachable for ${gone}s >= ${HEADNODE_GRACE}s"
 fi
 say "keep: age ${age}s, headnode $HEADNODE_IP:$WORKER_PORT unreachable for ${gone}s (grace ${HEADNODE_GRACE}s)"
+# only-for: end

@@ -44,10 +44,24 @@ report_until_heard() {
 }
 
 run_worker_init() {
-    [[ -n $WORKER_INIT_B64 ]] || return 0
+    [[ -n $WORKER_INIT_TEXT$WORKER_INIT_B64$WORKER_INIT_SHA256 ]] || return 0
     step worker_init
-    local script=$STATE/worker-init.sh done=$STATE/worker-init.done sum rc=0
-    printf '%s' "$WORKER_INIT_B64" | base64 -d | gzip -dc >"$script.tmp"
+    local script=$STATE/worker-init.sh done=$STATE/worker-init.done sum rc=0 i
+    if [[ -n $WORKER_INIT_TEXT ]]; then
+        swiftrun_worker_init >"$script.tmp"
+    elif [[ -n $WORKER_INIT_B64 ]]; then
+        printf '%s' "$WORKER_INIT_B64" | base64 -d | gzip -dc >"$script.tmp"
+    else
+        # too big for userdata: `swiftrun up` puts it on the headnode once that is up
+        for i in {1..300}; do
+            curl -fsS --connect-timeout 3 -m 60 -o "$script.tmp" \
+                "http://$HEADNODE_IP:$AGENT_PORT/files/worker-init-$WORKER_INIT_SHA256.sh" 2>/dev/null && break
+            [[ $i == 300 ]] && die "the headnode did not serve the worker init script within 15 minutes (\`swiftrun up\` puts it there): run \`swiftrun up\` again"
+            sleep 3
+        done
+        sum=$(sha256sum "$script.tmp")
+        [[ ${sum%% *} == "$WORKER_INIT_SHA256" ]] || die "the worker init script from the headnode does not match its SHA-256"
+    fi
     chmod 0700 "$script.tmp"
     mv -f "$script.tmp" "$script"
     sum=$(sha256sum "$script")

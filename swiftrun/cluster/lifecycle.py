@@ -345,6 +345,8 @@ class Cluster:
             elastic = self.provider.elastic
             self._ready(head, allow_new=head.id in created or
                         (elastic and not self.remote.is_pinned(self.target(head))))
+            if workers and elastic:
+                self._serve(head)
             failed: list[tuple[Node, Exception]] = []
             if workers and self.provider.elastic:
                 failed = self._workers_ready(head, workers, created)
@@ -372,6 +374,20 @@ class Cluster:
             else:
                 raise failed[0][1]
         return [head] + workers
+
+    def _serve(self, head: Node) -> None:
+        """Put on the headnode what the workers fetch from its agent at boot and that cannot
+        travel in their userdata (a large worker init script). Once per file: a rerun of `up`
+        finds it there."""
+        from swiftrun.node.layout import STATE_DIR
+        from swiftrun.node.userdata import served_files
+
+        for name, data in served_files(self.project).items():
+            path = f"{STATE_DIR}/serve/{name}"
+            self.remote.run(self.target(head), f"test -s {path} || {{ cat > {path}.tmp && "
+                                               f"mv -f {path}.tmp {path}; }}",
+                            stdin=data, timeout=120, check=True)
+            self.ui.node("headnode", f"serves {name[:24]}... ({len(data)} bytes) to the workers")
 
     def _workers_ready(self, head: Node, workers: list[Node], created: set) -> list:
         """The workers' boot as the headnode's agent heard it: one command on the headnode's

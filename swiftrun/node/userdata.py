@@ -2,7 +2,12 @@
 
 The script is: a header of shell settings (each value quoted with shlex.quote), the deadman script
 as a function (the userdata installs it), ``common.sh``, then ``headnode.sh`` or ``worker.sh``.
-A worker's init script travels as WORKER_INIT_B64: gzip-compressed, then base64 (one line).
+A worker's init script travels as text in a quoted heredoc (``swiftrun_worker_init``), so the
+whole payload's gzip compresses it with the rest; one that is not plain text (or holds the
+delimiter line) travels as WORKER_INIT_B64: gzip-compressed, then base64 (one line). One that
+would take the worker's userdata past half of EC2's limit does not travel in it at all: `up`
+puts it on the headnode (:func:`served_files`), the worker fetches it from the headnode's agent
+and checks it against WORKER_INIT_SHA256, so an init script of any size works.
 Indentation, full-line comments and blank lines are dropped to stay well under EC2's 16 KB userdata limit.
 What the script builds on the node is the contract in docs/internals.md ("The node").
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import re
 import shlex
 from pathlib import Path
@@ -34,6 +40,7 @@ _HOST = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _NO_SPACE = re.compile(r"^\S+$")
 _DEADMAN_EOF = "SWIFTRUN_DEADMAN_EOF"
 _AGENT_EOF = "SWIFTRUN_AGENT_EOF"
+_INIT_EOF = "SWIFTRUN_WORKER_INIT_EOF"
 
 
 def _read(name: str) -> str:
@@ -54,6 +61,20 @@ def _compact(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _for_role(text: str, role: str) -> str:
+    """``text`` without the sections marked for the other role: from a line
+    ``# only-for: <role>`` to ``# only-for: end`` (the file itself still runs as a whole)."""
+    out, keep = [], True
+    for line in text.splitlines(keepends=True):
+        mark = re.match(r"\s*# only-for: (\w+)", line)
+        if mark:
+            keep = mark.group(1) in ("end", role)
+            continue
+        if keep:
+            out.append(line)
+    return "".join(out)
+
+
 def _body(name: str) -> str:
     """A userdata/ file without its shebang and ``set`` line (the header sets them once)."""
     lines = [ln for ln in _compact(_read(name)).splitlines()
@@ -61,10 +82,27 @@ def _body(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _worker_init(project: Project) -> str:
+def _worker_init(project: Project) -> tuple[str, str]:
+    """(text, b64): the init script as heredoc text when it is plain text, else as base64."""
+    data = _init_bytes(project)
+    if not data:
+        return "", ""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if (text and text.endswith("\n") and "\0" not in text and "\r" not in text
+            and _INIT_EOF not in text.splitlines()):
+        return text, ""
+    return "", base64.b64encode(gzip.compress(data, mtime=0)).decode("ascii")
+
+
+def _init_bytes(project: Project) -> bytes:
+    """The worker init script's bytes (b"" without one); one holding an AWS key is refused
+    (it would reach the nodes, in their userdata or on the headnode)."""
     path = project.ec2.worker_init_script
     if not path:
-        return ""
+        return b""
     path = Path(path)
     if not path.is_absolute():
         path = project.root / path
@@ -77,10 +115,36 @@ def _worker_init(project: Project) -> str:
             f"[ec2] worker_init_script {path} contains an AWS access key; userdata is readable on "
             "the node, so keys must not go there",
             hint="give the workers an instance profile instead")
-    return base64.b64encode(gzip.compress(data, mtime=0)).decode("ascii")
+    return data
 
 
-def _settings(project: Project, role: str, cluster: str, headnode_ip: str | None) -> dict[str, str]:
+def served_name(data: bytes) -> str:
+    """The file name of a served worker init script (in the headnode's ``$STATE/serve``)."""
+    return f"worker-init-{hashlib.sha256(data).hexdigest()}.sh"
+
+
+def served_files(project: Project) -> dict[str, bytes]:
+    """What `up` must put in the headnode's serve directory before the workers need it: the
+    worker init script, when it is too big to travel in the workers' userdata."""
+    data = _init_bytes(project)
+    if not data or not _serve_init(project, data):
+        return {}
+    return {served_name(data): data}
+
+
+def _serve_init(project: Project, data: bytes) -> bool:
+    """True when the init script inline would take the worker's userdata past half the limit."""
+    try:
+        inline = render_userdata(project, WORKER, cluster="c", headnode_ip="10.0.0.1", _serve=False)
+    except ConfigError as exc:
+        if "limit" not in str(exc):
+            raise
+        return True
+    return len(payload(inline)) > USERDATA_LIMIT // 2
+
+
+def _settings(project: Project, role: str, cluster: str, headnode_ip: str | None,
+              init: tuple[str, str] = ("", ""), served: str = "") -> dict[str, str]:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     if role == WORKER and not headnode_ip:
@@ -113,40 +177,55 @@ def _settings(project: Project, role: str, cluster: str, headnode_ip: str | None
         "HEAD_WORKER": "1" if role == "headnode" and project.cluster.workers == 0 else "",
     }
     if role == WORKER:
-        settings["WORKER_INIT_B64"] = _worker_init(project)
+        settings["WORKER_INIT_TEXT"] = "1" if init[0] else ""
+        settings["WORKER_INIT_B64"] = init[1]
+        settings["WORKER_INIT_SHA256"] = served
     for key, value in settings.items():
         if "\n" in value or "\r" in value or "\0" in value:
             raise ConfigError(f"the value for {key} holds a line break: {value!r}")
     return settings
 
 
-def render_userdata(project: Project, role: str, *, cluster: str, headnode_ip: str | None) -> str:
+def render_userdata(project: Project, role: str, *, cluster: str, headnode_ip: str | None,
+                    _serve: bool | None = None) -> str:
     """The complete bash boot script for ``role`` ("headnode" or "worker").
 
     ``headnode_ip`` is the headnode's private IP; a worker needs it. Raises ConfigError when the
     script would exceed EC2's 16 KB userdata limit (a large worker init script).
     """
-    settings = _settings(project, role, cluster, headnode_ip)
-    deadman = _compact(_read("deadman.sh"))
+    init = _worker_init(project) if role == WORKER else ("", "")
+    served = ""
+    if role == WORKER and any(init) and (_serve if _serve is not None else
+                                         _serve_init(project, _init_bytes(project))):
+        served = hashlib.sha256(_init_bytes(project)).hexdigest()
+        init = ("", "")
+    settings = _settings(project, role, cluster, headnode_ip, init, served)
+    deadman = _compact(_for_role(_read("deadman.sh"), role))
     if _DEADMAN_EOF in deadman:
         raise AssertionError("deadman.sh contains the heredoc delimiter")
     parts = [
         "#!/bin/bash\n",
         f"# swiftrun {role} boot for cluster {shlex.quote(cluster)}: generated by swiftrun; no secrets.\n",
+        # some settings are only read by name (${!key} when node.env is written)
+        "# shellcheck disable=SC2034\n",
         "set -Eeuo pipefail\n",
         "".join(f"{key}={shlex.quote(value)}\n" for key, value in settings.items()),
-        # some are only read by name (${!key} when node.env is written): tell shellcheck
-        ": " + " ".join(f'"${key}"' for key in settings) + "\n",
         f"swiftrun_deadman_script() {{\ncat <<'{_DEADMAN_EOF}'\n{deadman}{_DEADMAN_EOF}\n}}\n",
         _agent() if role == "headnode" else "",
         _body("common.sh"),
         _body(f"{role}.sh"),
     ]
+    if init[0]:
+        parts.insert(-2, f"swiftrun_worker_init() {{\ncat <<'{_INIT_EOF}'\n{init[0]}{_INIT_EOF}\n}}\n")
     script = "".join(parts)
     size = len(payload(script))
     if size > USERDATA_LIMIT:
-        init = len(settings.get("WORKER_INIT_B64", ""))
-        why = (f"; the worker init script takes {init} bytes of it (gzip + base64)" if init else "")
+        init_size = len(init[1])
+        if init[0]:
+            init_size = size - len(payload("".join(p for p in parts
+                                              if not p.startswith("swiftrun_worker_init()"))))
+        why = (f"; the worker init script takes {init_size} bytes of it (compressed)"
+               if init_size else "")
         raise ConfigError(
             f"the {role} userdata is {size} bytes gzip-compressed, over EC2's {USERDATA_LIMIT}-byte "
             f"limit{why}",
