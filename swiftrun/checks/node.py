@@ -45,7 +45,12 @@ else echo "scratch=none"; fi
 if [ -n "$S3M" ]; then if mounted "$R$S3M"; then echo "s3fs=mounted"; else echo "s3fs=missing"; fi; fi
 service() {  # service KEY UNIT PIDNAME PATTERN
   if [ -f "$R/etc/systemd/system/$2.service" ] && command -v systemctl >/dev/null 2>&1; then
-    echo "$1=unit $(systemctl is-active "$2" 2>/dev/null | head -n1)"
+    # activating: between two runs of a Restart= unit (RestartSec=5); give it that long
+    s=$(systemctl is-active "$2" 2>/dev/null | head -n1); i=0
+    while [ "$s" = activating ] && [ $i -lt 16 ]; do
+      sleep 0.5; i=$((i+1)); s=$(systemctl is-active "$2" 2>/dev/null | head -n1)
+    done
+    echo "$1=unit $s"
   elif [ -f "$HOME/.swiftrun-node/$3.pid" ]; then
     p=$(cat "$HOME/.swiftrun-node/$3.pid")
     if kill -0 "$p" 2>/dev/null; then echo "$1=pid active $p"; else echo "$1=pid dead $p"; fi
