@@ -37,7 +37,7 @@ from swiftrun.paths import data_dir
 from swiftrun.project import ClusterSettings, Project, SshSettings
 from swiftrun.node.userdata import USERDATA_LIMIT, payload, render_all, render_userdata, served_files
 from tests.support import netns
-from tests.support.cloud import _kill_pids, _pids_with_env
+from tests.support.cloud import _kill_pids, _pids_with_env, nvme_disk
 from tests.support.netns import WEB, Network
 from tests.support.nodeimage import STANDIN_NODE_DIR, SWIFT_TARBALL_NAME, engine_unavailable
 
@@ -102,15 +102,7 @@ class Node:
         return names
 
     def _nvme(self, name: str, model: str, partitions: tuple | list = ()) -> None:
-        block = self.root / "sys/block" / name
-        (block / "device").mkdir(parents=True, exist_ok=True)
-        (block / "device/model").write_text(model + "\n")
-        (block / "holders").mkdir(exist_ok=True)
-        for part in partitions:
-            (block / part).mkdir(exist_ok=True)
-            (block / part / "partition").write_text("1\n")
-        (self.root / "dev").mkdir(exist_ok=True)
-        (self.root / "dev" / name).touch()
+        nvme_disk(self.root, name, model, partitions)
 
     def xvd(self, names: list[str], partitions: dict | None = None) -> list[str]:
         """Xen whole disks, plus the root xvda with a partition."""

@@ -800,15 +800,20 @@ def _instance_store(root: Path, instance_type: str) -> None:
     if _INSTANCE_STORE_TYPE.fullmatch(instance_type):
         disks.append(("nvme1n1", "Amazon EC2 NVMe Instance Storage", []))
     for name, model, parts in disks:
-        block = root / "sys/block" / name
-        (block / "device").mkdir(parents=True, exist_ok=True)
-        (block / "device/model").write_text(model + "\n")
-        (block / "holders").mkdir(exist_ok=True)
-        for part in parts:
-            (block / part).mkdir(exist_ok=True)
-            (block / part / "partition").write_text("1\n")
-        (root / "dev").mkdir(exist_ok=True)
-        (root / "dev" / name).touch()
+        nvme_disk(root, name, model, parts)
+
+
+def nvme_disk(root: Path, name: str, model: str, partitions: Iterable[str] = ()) -> None:
+    """An NVMe disk as sysfs and /dev show it under a node root (the boot scripts read both)."""
+    block = root / "sys/block" / name
+    (block / "device").mkdir(parents=True, exist_ok=True)
+    (block / "device/model").write_text(model + "\n")
+    (block / "holders").mkdir(exist_ok=True)
+    for part in partitions:
+        (block / part).mkdir(exist_ok=True)
+        (block / part / "partition").write_text("1\n")
+    (root / "dev").mkdir(exist_ok=True)
+    (root / "dev" / name).touch()
 
 
 def _instance_store_lost(root: Path) -> None:
