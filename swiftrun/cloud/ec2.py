@@ -13,7 +13,8 @@ import uuid
 from pathlib import Path
 
 from swiftrun import environ
-from swiftrun.cloud.awserr import NO_CREDENTIALS, aws_config_problem, reaching
+from swiftrun.cloud.awserr import (
+    PLAIN as _PLAIN, NO_CREDENTIALS, aws_config_problem, fail_fast_until_reached, reaching)
 from swiftrun.cloud.base import (
     GONE_STATES, HEADNODE, TAG_CLUSTER, TAG_ROLE, TAG_SHAPE, LaunchSpec, Node, Provider)
 from swiftrun.cloud.keys import public_key_of, write_new_key
@@ -21,6 +22,7 @@ from swiftrun.cloud.launch import architecture as _arch
 from swiftrun.errors import CloudError, ConfigError
 from swiftrun.node.layout import CLUSTER_PORTS
 from swiftrun.paths import state_home
+from swiftrun.ui import slow_notice
 
 CANONICAL_OWNER = "099720109477"
 UBUNTU_NAME = "ubuntu/images/*/ubuntu-noble-24.04-{arch}-server-*"
@@ -33,27 +35,6 @@ CAPACITY_CODES = ("InsufficientInstanceCapacity", "Unsupported", "SpotMaxPriceTo
 # while. Such answers are retried (with backoff) for this long, then reported in plain words.
 CONSISTENCY_TIMEOUT = environ.seconds("SWIFTRUN_EC2_CONSISTENCY_TIMEOUT")
 INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
-
-# Plain words for the errors people meet when launching.
-_PLAIN = {
-    "UnauthorizedOperation": "these AWS credentials may not do this ({op}); ask for ec2:{op} permission",
-    "AuthFailure": "AWS rejected the credentials; check them with `aws sts get-caller-identity`",
-    "InstanceLimitExceeded": "the account's instance limit in this region is reached; terminate "
-                             "instances or ask AWS for a higher limit",
-    "VcpuLimitExceeded": "the account's vCPU limit for this instance family is reached; use a "
-                         "smaller type or fewer workers, or ask AWS for a higher limit",
-    "InsufficientInstanceCapacity": "AWS has no capacity for this instance type in this zone right "
-                                    "now; try another type or zone, or later",
-    "InvalidAMIID.NotFound": "the image does not exist in this region; check [ec2] image",
-    "InvalidAMIID.Malformed": "the image id is malformed; check [ec2] image",
-    "OptInRequired": "this region or service needs to be enabled for the account first",
-    "InvalidKeyPair.NotFound": "the key pair is missing in this region",
-    "InvalidParameterValue": "EC2 refused a value",
-    "Unsupported": "this instance type is not offered here; try another type or zone",
-    "SpotMaxPriceTooLow": "the spot price is above the maximum price allowed here right now",
-    "MaxSpotInstanceCountExceeded": "the account's spot instance limit in this region is reached",
-}
-
 
 def make_session(project):
     """A boto3 session from the project: credentials.csv, a profile, or the standard chain."""
@@ -92,6 +73,8 @@ class EC2Provider(Provider):
         self._roots: dict[str, tuple[str, int | None]] = {}
         self._profile_arn: str | None = None
         self.api_calls = 0
+        self.reached = False     # EC2 answered once: from then on a lost connection is retried
+        self.made: list[tuple[str, str]] = []   # (kind, id) that prepare() created, in order
 
     # -- plumbing --------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -110,22 +93,27 @@ class EC2Provider(Provider):
             from botocore.config import Config
 
             cfg = Config(retries={"mode": "standard", "max_attempts": 10},
-                         connect_timeout=10, read_timeout=60, user_agent_extra="swiftrun")
+                         connect_timeout=5, read_timeout=60, user_agent_extra="swiftrun")
             self._ec2 = self.session.client("ec2", config=cfg)
             self._ec2.meta.events.register("before-call.ec2", self._count)
+            self._ec2.meta.events.register_first("needs-retry.ec2", fail_fast_until_reached(self))
         return self._ec2
 
     def _count(self, **_):
         self.api_calls += 1
 
     def _call(self, op: str, **kwargs):
-        """One EC2 call with its errors put in plain words."""
+        """One EC2 call with its errors put in plain words; a wait over a second is said."""
         import botocore.exceptions as bex
 
-        with reaching(f"EC2 in {self.project.ec2.region}"):
+        region = self.project.ec2.region
+        with reaching(f"EC2 in {region}", lambda: self.ec2.meta.endpoint_url), slow_notice(f"asking EC2 in {region} ..."):
             try:
-                return getattr(self.ec2, op)(**kwargs)
+                reply = getattr(self.ec2, op)(**kwargs)
+                self.reached = True
+                return reply
             except bex.ClientError as exc:
+                self.reached = True     # it answered
                 raise self._plain(exc, op) from None
 
     def _plain(self, exc, op: str) -> CloudError:
