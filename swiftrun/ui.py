@@ -171,7 +171,10 @@ class UI:
         total = (f"{self._title}: {len(recs)} node(s)" + (f", {', '.join(parts)}" if parts else "")
                  + f", {int(now - self._t0)}s")
         done = recs and all(r["state"] in ("ready", "failed") for r in recs)
-        footer = Text(total, style="bold") if done else Spinner("dots", text=Text(total, style="bold"))
+        if done:
+            return Group(table, Text(total, style="bold"))
+        footer = self._spinners.setdefault("", Spinner("dots", style="cyan"))
+        footer.update(text=Text(total, style="bold"))
         return Group(table, footer)
 
 

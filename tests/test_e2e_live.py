@@ -109,3 +109,94 @@ def test_a_slow_ec2_answer_is_announced_once(aws_env, tmp_path):
     # a quick answer is not announced
     fast = swiftrun("list", cwd=proj, env={"SWIFTRUN_OFFLINE_PRICES": "1"})
     assert "asking EC2" not in fast.stderr, fast.stderr
+
+
+# -- the nodes coming up --------------------------------------------------------------------------
+STAMPED = re.compile(r"^(\d\d:\d\d:\d\d) (headnode|worker) (i-[0-9a-f]+): (.+) \((\d+)s\)$")
+
+
+def test_up_off_a_terminal_says_each_change_once_and_json_has_the_states(cloud, tmp_path):
+    from tests.support.schemas import validate
+
+    proj = tmp_path / "proj"
+    toml_project(proj, cloud, name="offtty", workers=1, image=cloud.baked_ami)
+    res = swiftrun("up", "--json", cwd=proj, env={"SWIFTRUN_BOOT_TIMEOUT": "240"})
+    doc = json.loads(res.stdout)
+    validate("up", doc)
+    states = {s["id"]: s for s in doc["node_states"]}
+    assert set(states) == set(doc["created"]) and len(states) == 2, doc["node_states"]
+    for s in states.values():
+        seen = [c["state"] for c in s["changes"]]
+        assert s["state"] == "ready" and seen[-1] == "ready", s
+        assert seen[0] == "pending" and "running" in seen, s
+        assert all(b["at_s"] >= a["at_s"] for a, b in zip(s["changes"], s["changes"][1:])), s
+    head = next(s for s in states.values() if s["role"] == "headnode")
+    # the headnode is reached over SSH and read its boot steps; workers report to it
+    assert "ssh" in [c["state"] for c in head["changes"]], head
+    assert any(c["state"] == "booting" and c["step"] for c in head["changes"]), head
+
+    # stderr: one timestamped line per change of a node, never the same one twice
+    lines = [m.groups() for m in map(STAMPED.match, res.stderr.splitlines()) if m]
+    said = [(role, node, text) for _, role, node, text, _ in lines]
+    assert len(said) == len(set(said)), res.stderr
+    for node, s in states.items():
+        mine = [text for _, n, text in said if n == node]
+        want = [c["state"] + (f": {c['step']}" if c["step"] else "") for c in s["changes"]]
+        assert mine == want, (node, mine, want, res.stderr)
+    assert "\x1b[" not in res.stderr     # no terminal codes off a terminal
+    swiftrun("down", cwd=proj)
+
+
+def run_on_a_pty(args, cwd: Path, env: dict, timeout: float = 300) -> tuple[int, str, str]:
+    """`swiftrun ARGS` with stderr on a terminal (a pty of 120 columns); (exit code, what the
+    terminal got, stdout)."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    full_env = {**os.environ, "SWIFTRUN_BOOT_TIMEOUT": "240", "SWIFTRUN_SSH_TIMEOUT": "60",
+                "TERM": "xterm-256color", "COLUMNS": "120", **env}
+    full_env.pop("NO_COLOR", None)
+    proc = subprocess.Popen(SWIFTRUN.split() + list(args), cwd=cwd, env=full_env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    got = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:     # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            got += chunk
+        elif proc.poll() is not None:
+            break
+    else:
+        proc.kill()
+    out = proc.stdout.read().decode()
+    code = proc.wait(30)
+    os.close(master)
+    return code, got.decode(errors="replace"), out
+
+
+def test_up_on_a_terminal_shows_the_nodes_live(cloud, tmp_path):
+    proj = tmp_path / "proj"
+    toml_project(proj, cloud, name="ontty", workers=1, image=cloud.baked_ami)
+    code, screen, _ = run_on_a_pty(["up"], cwd=proj, env={})
+    assert code == 0, screen
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    # a spinner turned while waiting, and the view was redrawn in place (cursor moved up)
+    assert any(ch in plain for ch in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"), plain
+    assert "\x1b[1A" in screen or "\x1b[2K" in screen, screen[-2000:]
+    # the last frame: both nodes ready, with their elapsed time, and the total
+    rows = [ln for ln in plain.splitlines() if re.match(r"\S\s+(headnode|worker)\s+i-[0-9a-f]+", ln)]
+    last = {re.search(r"i-[0-9a-f]+", r).group(): r for r in rows}
+    assert len(last) == 2 and all("✓" in r and "ready" in r and re.search(r"\d+s\s*$", r)
+                                  for r in last.values()), rows[-4:]
+    assert re.search(r": 2 node\(s\), 2 ready, \d+s", plain), plain[-1500:]
+    swiftrun("down", cwd=proj)

@@ -251,21 +251,23 @@ class Cluster:
                 launched = self.provider.launch(self.name, spec)
                 created += [n.id for n in launched]
                 head = launched[0]
-                self.ui.node(f"headnode {head.id}", f"{head.state}, private ip {head.private_ip}")
+                self.ui.track(head.id, HEADNODE, head.state)
             new_workers: list[Node] = []
             if need_workers:
                 new_workers = self._launch_workers(head, need_workers)
                 created += [n.id for n in new_workers]
             fresh = [n.id for n in [head] + new_workers if n.id in created]
-            if fresh:
-                with self.ui.waiting("instances to be running"):
+            with self.ui.nodes_view("Bringing up"):
+                if fresh:
                     running = {n.id: n for n in self.provider.wait_running(self.name, fresh)}
-                head = running.get(head.id, head)
-                new_workers = [running.get(n.id, n) for n in new_workers]
-            all_nodes = [head] + workers + new_workers
-            if wait:
-                all_nodes = self.wait_ready(all_nodes, fresh=True, created=created)
-                self.seen.remember(all_nodes)   # as DescribeInstances just said, and all ready
+                    for n in running.values():
+                        self.ui.track(n.id, n.role, n.state)
+                    head = running.get(head.id, head)
+                    new_workers = [running.get(n.id, n) for n in new_workers]
+                all_nodes = [head] + workers + new_workers
+                if wait:
+                    all_nodes = self.wait_ready(all_nodes, fresh=True, created=created)
+                    self.seen.remember(all_nodes)   # as DescribeInstances just said, and all ready
             return UpResult(nodes=all_nodes, created=created)
         except BaseException as exc:
             self.seen.forget()
@@ -325,7 +327,7 @@ class Cluster:
         if len(launched) < count:
             self.ui.warn(f"EC2 gave {len(launched)} of {count} workers (min_workers allows it)")
         for n in launched:
-            self.ui.node(f"worker {n.id}", n.state)
+            self.ui.track(n.id, WORKER, n.state)
         return launched
 
     # -- readiness ---------------------------------------------------------------------------
@@ -340,7 +342,7 @@ class Cluster:
         self._door = head
         workers = [n for n in nodes if n.role == WORKER]
         self.ui.step("Waiting for nodes to be ready" if fresh else "Checking nodes")
-        with self.ui.waiting("nodes to finish booting"):
+        with self.ui.nodes_view("Waiting for nodes" if fresh else "Checking nodes"):
             # a static host is nobody's launch: its key must be known already (never accept-new)
             elastic = self.provider.elastic
             self._ready(head, allow_new=head.id in created or
@@ -405,16 +407,17 @@ class Cluster:
                 state, step = doc.get("state", ""), doc.get("step", "")
                 if state == "ready":
                     self._pin_reported(w, doc.get("hostkey", ""), allow_new=w.id in created)
-                    self.ui.node(label, "ready")
+                    self.ui.track(w.id, WORKER, "ready")
                     del pending[w.id]
                 elif state == "failed":
                     msg = doc.get("msg") or step or "no message"
+                    self.ui.track(w.id, WORKER, "failed", msg)
                     failed.append((w, CloudError(
                         f"{label} failed to boot: {msg} (its headnode heard it; full log: "
                         f"`swiftrun logs --boot {w.id}`)")))
                     del pending[w.id]
                 elif step and step != last_step.get(w.id):
-                    self.ui.node(label, f"booting: {step}")
+                    self.ui.track(w.id, WORKER, "booting", step)
                     last_step[w.id] = step
             if not pending:
                 break
@@ -422,6 +425,7 @@ class Cluster:
                 for w in pending.values():
                     step = last_step.get(w.id)
                     said = f"still booting ({step})" if step else "never reported to the headnode"
+                    self.ui.track(w.id, WORKER, "failed", f"timed out ({said})")
                     failed.append((w, CloudError(
                         f"worker {w.id} {said} after {int(BOOT_TIMEOUT)}s; see `swiftrun logs "
                         f"--boot {w.id}`")))
@@ -441,7 +445,15 @@ class Cluster:
         self.remote.pin(node.host_key_alias, parts[0], parts[1])
 
     def _ready(self, node: Node, *, allow_new: bool) -> None:
+        try:
+            self._ready_or_raise(node, allow_new=allow_new)
+        except BaseException as exc:
+            self.ui.track(node.id, node.role, "failed", str(exc).split(";")[0][:100])
+            raise
+
+    def _ready_or_raise(self, node: Node, *, allow_new: bool) -> None:
         target = self.target(node)
+        self.ui.track(node.id, node.role, "ssh")
         if not self.provider.elastic:
             self.remote.wait(target, STATIC_SSH_TIMEOUT, allow_new=allow_new, hint=(
                 f"check that sshd runs on {target.host} and listens on port {target.port} "
@@ -454,7 +466,7 @@ class Cluster:
             self.remote.wait(target, SSH_TIMEOUT, allow_new=allow_new,
                              booting=node.id in getattr(self, "_created", ()))
         if not self.provider.elastic:
-            self.ui.node(target.label, "ssh ok")
+            self.ui.track(node.id, node.role, "ready")
             return
         deadline = time.monotonic() + BOOT_TIMEOUT
         delay, last_step = 0.3, None
@@ -464,7 +476,7 @@ class Cluster:
         while True:
             state = self.remote.run(target, probe, timeout=30).stdout.strip()
             if state == "READY":
-                self.ui.node(target.label, "ready")
+                self.ui.track(node.id, node.role, "ready")
                 return
             if state.startswith("FAILED"):
                 tail = self.remote.run(
@@ -474,7 +486,7 @@ class Cluster:
                                  f"{detail}; full log: `swiftrun logs --boot {node.id}`)")
             step = state.partition(" ")[2]
             if step and step != last_step:
-                self.ui.node(target.label, f"booting: {step}")
+                self.ui.track(node.id, node.role, "booting", step)
                 last_step = step
             if time.monotonic() > deadline:
                 raise CloudError(f"{target.label} still booting ({step or 'unknown step'}) after "
