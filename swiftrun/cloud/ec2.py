@@ -13,12 +13,12 @@ import uuid
 from pathlib import Path
 
 from swiftrun import environ
-from swiftrun.cloud.awserr import (
-    PLAIN as _PLAIN, NO_CREDENTIALS, aws_config_problem, fail_fast_until_reached, reaching)
+from swiftrun.cloud.awserr import PLAIN as _PLAIN, fail_fast_until_reached, reaching
 from swiftrun.cloud.base import (
     GONE_STATES, HEADNODE, TAG_CLUSTER, TAG_ROLE, TAG_SHAPE, LaunchSpec, Node, Provider)
 from swiftrun.cloud.keys import public_key_of, write_new_key
 from swiftrun.cloud.launch import architecture as _arch
+from swiftrun.cloud.session import make_session
 from swiftrun.errors import CloudError, ConfigError
 from swiftrun.node.layout import CLUSTER_PORTS
 from swiftrun.paths import state_home
@@ -35,30 +35,6 @@ CAPACITY_CODES = ("InsufficientInstanceCapacity", "Unsupported", "SpotMaxPriceTo
 # while. Such answers are retried (with backoff) for this long, then reported in plain words.
 CONSISTENCY_TIMEOUT = environ.seconds("SWIFTRUN_EC2_CONSISTENCY_TIMEOUT")
 INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
-
-def make_session(project):
-    """A boto3 session from the project: credentials.csv, a profile, or the standard chain."""
-    import boto3
-    import botocore.exceptions
-
-    from swiftrun.project.credentials import session_kwargs
-
-    try:
-        session = boto3.Session(**session_kwargs(project))
-        creds = session.get_credentials()
-    except botocore.exceptions.ProfileNotFound:
-        raise ConfigError(aws_config_problem(project, "profile")) from None
-    except botocore.exceptions.ConfigParseError as exc:
-        raise ConfigError(aws_config_problem(project, "parse", exc.kwargs.get("path", ""))) from None
-    if creds is None:
-        raise ConfigError(NO_CREDENTIALS)
-    return session
-
-
-def credential_source(session) -> str:
-    creds = session.get_credentials()
-    return getattr(creds, "method", "unknown") if creds else "none"
-
 
 class EC2Provider(Provider):
     name = "ec2"
@@ -224,6 +200,7 @@ class EC2Provider(Provider):
                                   hint="make an ed25519 key (ssh-keygen -t ed25519) and use that")
         else:
             public = write_new_key(path)
+            self.made.append(("key file", str(path)))
         try:
             self._call("import_key_pair", KeyName=name, PublicKeyMaterial=public.encode(),
                        TagSpecifications=[{"ResourceType": "key-pair",
@@ -232,6 +209,7 @@ class EC2Provider(Provider):
             # A retried call whose first attempt went through (its reply was lost): it is there.
             if getattr(exc, "code", "") != "InvalidKeyPair.Duplicate":
                 raise
+        self.made.append(("key pair", name))
         return path
 
     def security_group(self, cluster: str, *, create: bool = True) -> str | None:
@@ -271,8 +249,11 @@ class EC2Provider(Provider):
             if getattr(exc, "code", "") != "InvalidGroup.Duplicate":
                 raise
             self._sg_id = None
-            return self.security_group(cluster, create=False)
+            sg = self.security_group(cluster, create=False)
+            self.made.append(("security group", sg))
+            return sg
         self._sg_id = sg
+        self.made.append(("security group", sg))
         self._ensure_rules({"GroupId": sg, "IpPermissions": []})
         return sg
 
@@ -519,25 +500,11 @@ class EC2Provider(Provider):
         Only resources carrying this cluster's tag are deleted: a group or key named in the
         project but made by hand stays.
         """
-        done = []
         reply = self._call("describe_security_groups", Filters=[
             {"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}])
         deadline = time.monotonic() + timeout
-        for group in reply.get("SecurityGroups", []):
-            delay = 1.0
-            while True:
-                try:
-                    self._call("delete_security_group", GroupId=group["GroupId"])
-                    done.append(f"security group {group['GroupName']} ({group['GroupId']})")
-                    break
-                except CloudError as exc:
-                    code = getattr(exc, "code", "")
-                    if code == "InvalidGroup.NotFound":
-                        break
-                    if code != "DependencyViolation" or time.monotonic() > deadline:
-                        raise
-                    time.sleep(delay)
-                    delay = min(delay * 2, 15)
+        done = [f"security group {g['GroupName']} ({g['GroupId']})"
+                for g in reply.get("SecurityGroups", []) if self._delete_group(g["GroupId"], deadline)]
         self._sg_id = None
         from swiftrun.cloud.iam import delete_s3fs_profile
 
@@ -555,6 +522,37 @@ class EC2Provider(Provider):
             for kp in reply.get("KeyPairs", []):
                 self._call("delete_key_pair", KeyName=kp["KeyName"])
                 done.append(f"key pair {kp['KeyName']} (the local key file is kept)")
+        return done
+
+    def _delete_group(self, group_id: str, deadline: float) -> bool:
+        """Delete a security group, retrying while ENIs of terminated instances let go of it."""
+        delay = 1.0
+        while True:
+            try:
+                self._call("delete_security_group", GroupId=group_id)
+                return True
+            except CloudError as exc:
+                code = getattr(exc, "code", "")
+                if code == "InvalidGroup.NotFound":
+                    return False
+                if code != "DependencyViolation" or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 15)
+
+    def undo_prepare(self, cluster: str, timeout: float = 300) -> list[str]:
+        """Delete what ``prepare`` created in this process (a failed `up`'s security group, key
+        pair and key file), newest first; never a group or key pair that was there before."""
+        done, deadline = [], time.monotonic() + timeout
+        while self.made:
+            kind, what = self.made.pop()
+            if kind == "security group" and self._delete_group(what, deadline):
+                self._sg_id = None
+            elif kind == "key pair":
+                self._call("delete_key_pair", KeyName=what)
+            elif kind == "key file":
+                Path(what).unlink(missing_ok=True)
+            done.append(f"{kind} {what}")
         return done
 
     def describe_plan(self) -> dict:

@@ -281,10 +281,29 @@ class Cluster:
                 except SwiftrunError as texc:
                     self.ui.warn(f"could not terminate {', '.join(created)}: {texc}; "
                                  "run `swiftrun down`")
+                    keep_on_failure = True      # the group is still in use: down deletes it
             elif created:
                 self.ui.warn(f"kept {len(created)} instance(s) for debugging; `swiftrun down` "
                              "removes them")
+            if not keep_on_failure:
+                self._undo_prepare(created)
             raise
+
+    def _undo_prepare(self, terminated: list[str]) -> None:
+        """A failed `up` also deletes the security group and key pair it made itself (once its
+        instances are gone); what it found already stays. Best effort: `down` finds the rest."""
+        if not getattr(self.provider, "made", None):
+            return
+        try:
+            if terminated:
+                self.provider.wait_gone(self.name, terminated)
+            gone = self.provider.undo_prepare(self.name)
+        except (SwiftrunError, KeyboardInterrupt) as exc:
+            self.ui.warn(f"could not delete what this up created ({exc}); `swiftrun down "
+                         "--delete-key` removes it")
+            return
+        if gone:
+            self.ui.warn(f"deleted what this up created: {', '.join(gone)}")
 
     def _launched_unrecorded(self, before: list[Node], created: list[str]) -> list[str]:
         """Instances of this cluster that appeared during this `up` but are not in ``created``
@@ -376,73 +395,9 @@ class Cluster:
         return [head] + workers
 
     def _workers_ready(self, head: Node, workers: list[Node], created: set) -> list:
-        """The workers' boot as the headnode's agent heard it: one command on the headnode's
-        connection per poll, for any number of workers, and no connection to any worker.
+        from swiftrun.cluster.agent import workers_ready
 
-        Each worker reports (state, step, message, its SSH host key) to the agent, which keeps
-        one JSON line per worker in $STATE/workers/. A worker that became ready has its host key
-        pinned from that report (it came over the headnode's authenticated connection), so a
-        later `connect worker0` through the headnode checks it. Returns [(worker, error)]."""
-        import json
-
-        target = self.target(head)
-        pending = {w.id: w for w in workers}
-        failed: list[tuple[Node, Exception]] = []
-        last_step: dict[str, str] = {}
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        delay = 0.3
-        probe = (f"cd {STATE_DIR}/workers 2>/dev/null && for f in {' '.join(sorted(pending))}; "
-                 f"do [ -f \"$f\" ] && cat \"$f\"; done; true")
-        while pending:
-            out = self.remote.run(target, probe, timeout=30).stdout
-            for line in out.splitlines():
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    continue
-                w = pending.get(str(doc.get("id", "")))
-                if w is None:
-                    continue
-                label = f"worker {w.id}"
-                state, step = doc.get("state", ""), doc.get("step", "")
-                if state == "ready":
-                    self._pin_reported(w, doc.get("hostkey", ""), allow_new=w.id in created)
-                    self.ui.track(w.id, WORKER, "ready")
-                    del pending[w.id]
-                elif state == "failed":
-                    msg = doc.get("msg") or step or "no message"
-                    self.ui.track(w.id, WORKER, "failed", msg)
-                    failed.append((w, CloudError(
-                        f"{label} failed to boot: {msg} (its headnode heard it; full log: "
-                        f"`swiftrun logs --boot {w.id}`)")))
-                    del pending[w.id]
-                elif step and step != last_step.get(w.id):
-                    self.ui.track(w.id, WORKER, "booting", step)
-                    last_step[w.id] = step
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                for w in pending.values():
-                    step = last_step.get(w.id)
-                    said = f"still booting ({step})" if step else "never reported to the headnode"
-                    self.ui.track(w.id, WORKER, "failed", f"timed out ({said})")
-                    failed.append((w, CloudError(
-                        f"worker {w.id} {said} after {int(BOOT_TIMEOUT)}s; see `swiftrun logs "
-                        f"--boot {w.id}`")))
-                break
-            time.sleep(delay)
-            delay = min(delay * 1.5, 3.0)
-        return failed
-
-    def _pin_reported(self, node: Node, hostkey: str, *, allow_new: bool) -> None:
-        """Pin a worker's host key as its boot report gave it (first contact only)."""
-        parts = hostkey.split()
-        if len(parts) < 2 or not node.host_key_alias:
-            return
-        target = self.target(node)
-        if self.remote.is_pinned(target) or not allow_new:
-            return
-        self.remote.pin(node.host_key_alias, parts[0], parts[1])
+        return workers_ready(self, head, workers, created)
 
     def _ready(self, node: Node, *, allow_new: bool) -> None:
         try:
