@@ -494,15 +494,17 @@ class Cluster:
                 self.remote.forget(victims)
             return victims
 
-    def stop_headnode(self) -> str | None:
+    def stop_headnode(self) -> tuple[str | None, list[Node]]:
+        """(the headnode stopped, or None; the live workers, which keep running and billing)."""
         self._need_elastic("stop-headnode")
         with self.lock():
-            head = self.headnode_of(self.nodes())
+            nodes = self.nodes()
+            head, workers = self.headnode_of(nodes), self.workers_of(nodes)
             if not head or not head.live:
-                return None
+                return None, workers
             self.seen.forget()
             self.provider.stop(self.name, [head.id])
-            return head.id
+            return head.id, workers
 
     def down(self, *, delete_key: bool = False) -> dict:
         """Terminate, wait until terminated, then delete the security group. Idempotent."""
