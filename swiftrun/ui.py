@@ -3,6 +3,12 @@
 Progress goes to stderr, data (tables, swift.conf, JSON) to stdout. On a terminal it is coloured
 with rich; anywhere else it is plain lines, and a heartbeat line while waiting keeps CI runners
 from killing a job that looks silent. rich is imported only when a terminal needs it.
+
+Nodes being brought up report their state through ``track`` (pending, running, ssh, booting:
+<step>, ready, failed). Inside ``nodes_view`` a terminal shows them live (rich Live: one row per
+node with its state and elapsed time, a spinner, the total); anywhere else each change is one
+timestamped line, and nothing is said while nothing changes. ``node_states`` is the same record
+for a JSON document.
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ class UI:
         self._console = None
         self._lock = threading.Lock()
         self.warnings: list[str] = []
+        self._t0 = time.monotonic()
+        self._nodes: dict[str, dict] = {}     # node id -> its state record (see ``track``)
+        self._live = None                     # the rich Live of ``nodes_view``, while it runs
+        self._title = ""
+        global _current
+        _current = self
 
     def _rich(self):
         if self._console is None:
@@ -74,6 +86,130 @@ class UI:
             yield
         finally:
             stop.set()
+
+
+    # -- nodes coming up -------------------------------------------------------------------------
+    def track(self, node_id: str, role: str, state: str, step: str = "") -> None:
+        """``node_id`` is now in ``state`` (pending, running, ssh, booting, ready, failed; a
+        booting node names its boot ``step``, a failed one its message). Said once per change."""
+        now = time.monotonic()
+        with self._lock:
+            rec = self._nodes.get(node_id)
+            if rec is None:
+                rec = self._nodes[node_id] = {"id": node_id, "role": role, "state": "", "step": "",
+                                              "start": now, "end": None, "changes": []}
+            if (rec["state"], rec["step"]) == (state, step):
+                return
+            rec.update(state=state, step=step, end=now if state in ("ready", "failed") else None)
+            rec["changes"].append({"state": state, "step": step or None,
+                                   "at_s": round(now - self._t0, 3)})
+            live = self._live
+        if live is not None or self.quiet:
+            return      # the live view shows it at its next refresh
+        text = f"{state}: {step}" if step else state
+        if self.tty:
+            self._emit(f"    {role} {node_id}: {text}", "red" if state == "failed" else "dim")
+        else:
+            self._emit(f"{time.strftime('%H:%M:%S')} {role} {node_id}: {text} "
+                       f"({int(now - rec['start'])}s)")
+
+    def node_states(self) -> list[dict]:
+        """Every tracked node: its last state and step, seconds since it was first seen until it
+        was ready or failed (or until now), and each change (``at_s`` from the command's start)."""
+        now = time.monotonic()
+        with self._lock:
+            return [{"id": r["id"], "role": r["role"], "state": r["state"], "step": r["step"] or None,
+                     "elapsed_s": round((r["end"] or now) - r["start"], 3),
+                     "changes": list(r["changes"])} for r in self._nodes.values()]
+
+    @contextmanager
+    def nodes_view(self, title: str):
+        """While the body runs, show the tracked nodes live on a terminal (elsewhere ``track``
+        prints each change). Nested views are one view."""
+        if self._live is not None or not self.tty or self.quiet:
+            yield
+            return
+        from rich.live import Live
+
+        self._title, self._spinners = title, {}
+        live = Live(get_renderable=self._render, console=self._rich(), refresh_per_second=8,
+                    redirect_stdout=False, redirect_stderr=False)
+        with live:
+            self._live = live
+            try:
+                yield
+            finally:
+                self._live = None
+                live.refresh()
+
+    def _render(self):
+        from rich.console import Group
+        from rich.spinner import Spinner
+        from rich.table import Table
+        from rich.text import Text
+
+        now = time.monotonic()
+        with self._lock:
+            recs = [dict(r) for r in self._nodes.values()]
+        table = Table.grid(padding=(0, 2))
+        counts: dict[str, int] = {}
+        for r in recs:
+            counts[r["state"]] = counts.get(r["state"], 0) + 1
+            if r["state"] == "ready":
+                icon = Text("✓", style="green")
+            elif r["state"] == "failed":
+                icon = Text("✗", style="bold red")
+            else:
+                icon = self._spinners.setdefault(r["id"], Spinner("dots", style="cyan"))
+            text = f"{r['state']}: {r['step']}" if r["step"] else r["state"]
+            table.add_row(icon, r["role"], r["id"], Text(text, style="red" if r["state"] == "failed"
+                                                          else None),
+                          f"{int((r['end'] or now) - r['start'])}s")
+        order = ("ready", "failed", "booting", "ssh", "running", "pending")
+        parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+        parts += [f"{n} {s}" for s, n in counts.items() if s not in order]
+        total = (f"{self._title}: {len(recs)} node(s)" + (f", {', '.join(parts)}" if parts else "")
+                 + f", {int(now - self._t0)}s")
+        done = recs and all(r["state"] in ("ready", "failed") for r in recs)
+        if done:
+            return Group(table, Text(total, style="bold"))
+        footer = self._spinners.setdefault("", Spinner("dots", style="cyan"))
+        footer.update(text=Text(total, style="bold"))
+        return Group(table, footer)
+
+
+_current: UI | None = None
+
+
+@contextmanager
+def slow_notice(text: str, after: float = 1.0):
+    """Say ``text`` (``asking EC2 in us-west-2 ...``) on stderr once per process, if the body
+    takes longer than ``after`` seconds: a long wait is never silent. Quiet UIs say nothing."""
+    global _noticed
+    if _noticed:
+        yield
+        return
+    done = threading.Event()
+
+    def say():
+        global _noticed
+        if not done.wait(after) and not _noticed:
+            _noticed = True
+            ui = _current
+            if ui is None:
+                print(text, file=sys.stderr, flush=True)
+            elif not ui.quiet:
+                ui._emit(text, "dim")
+
+    thread = threading.Thread(target=say, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+_noticed = False
 
 
 def out(text: str = "") -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import signal
 
 from tests.test_faults import (
-    Proc, assert_nothing_left, head_of, instances, role_of, sr, tick_project)
+    Proc, assert_nothing_left, groups, head_of, instances, key_pairs, role_of, sr, tick_project)
 
 
 def run_files(cloud, head_id: str, suffix: str) -> dict[str, str]:
@@ -87,3 +87,5 @@ def test_sigint_during_up_terminates_what_it_launched(cloud, tmp_path):
     up.finish(130)
     assert "up interrupted: terminating the 2 instance(s) it created" in up.stderr, up.report()
     assert instances(cloud, name) == []
+    # and the security group and key pair that this up made (issue 14 #7a)
+    assert groups(cloud, name) == [] and key_pairs(cloud) == [], up.report()

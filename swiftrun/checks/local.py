@@ -27,7 +27,7 @@ _SOURCES = {
 
 
 def check_credentials(project, provider) -> Check:
-    from swiftrun.cloud.ec2 import credential_source
+    from swiftrun.cloud.session import credential_source
 
     try:
         session = provider.session

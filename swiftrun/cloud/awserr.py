@@ -1,8 +1,9 @@
 """What an AWS call becomes when it cannot be made at all, the same for EC2, IAM and S3.
 
-Refusals (ClientError) stay with each caller, which knows what the operation meant; these two
-failures mean the same thing everywhere: no credentials (the user must say which), or no route
-to the endpoint. Nothing here imports botocore until a call is made.
+Refusals (ClientError) stay with each caller, which knows what the operation meant (``PLAIN``
+holds the EC2 provider's words for the common ones); these two failures mean the same thing
+everywhere: no credentials (the user must say which), or no route to the endpoint, said at the
+first attempt (``fail_fast_until_reached``). Nothing here imports botocore until a call is made.
 """
 
 from __future__ import annotations
@@ -16,17 +17,67 @@ NO_CREDENTIALS = ("no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_I
                   "(the IAM credentials.csv)")
 
 
+# Plain words for the EC2 refusals people meet when launching (the EC2 provider adds them).
+PLAIN = {
+    "UnauthorizedOperation": "these AWS credentials may not do this ({op}); ask for ec2:{op} permission",
+    "AuthFailure": "AWS rejected the credentials; check them with `aws sts get-caller-identity`",
+    "InstanceLimitExceeded": "the account's instance limit in this region is reached; terminate "
+                             "instances or ask AWS for a higher limit",
+    "VcpuLimitExceeded": "the account's vCPU limit for this instance family is reached; use a "
+                         "smaller type or fewer workers, or ask AWS for a higher limit",
+    "InsufficientInstanceCapacity": "AWS has no capacity for this instance type in this zone right "
+                                    "now; try another type or zone, or later",
+    "InvalidAMIID.NotFound": "the image does not exist in this region; check [ec2] image",
+    "InvalidAMIID.Malformed": "the image id is malformed; check [ec2] image",
+    "OptInRequired": "this region or service needs to be enabled for the account first",
+    "InvalidKeyPair.NotFound": "the key pair is missing in this region",
+    "InvalidParameterValue": "EC2 refused a value",
+    "Unsupported": "this instance type is not offered here; try another type or zone",
+    "SpotMaxPriceTooLow": "the spot price is above the maximum price allowed here right now",
+    "MaxSpotInstanceCountExceeded": "the account's spot instance limit in this region is reached",
+}
+
+
 @contextmanager
-def reaching(what: str):
-    """Turn botocore's no-credentials and cannot-connect errors into one-line swiftrun errors."""
+def reaching(what: str, endpoint=lambda: ""):
+    """Turn botocore's no-credentials and cannot-connect errors into one-line swiftrun errors
+    (``endpoint()``: the URL asked, when the error does not say)."""
     import botocore.exceptions as bex
+    from botocore.parsers import ResponseParserError
 
     try:
         yield
     except bex.NoCredentialsError:
         raise ConfigError(NO_CREDENTIALS) from None
-    except bex.EndpointConnectionError as exc:
-        raise CloudError(f"cannot reach {what}: {exc}") from None
+    except ResponseParserError:     # something answered, but not in AWS's words
+        raise CloudError(
+            f"{what} at {endpoint() or 'its endpoint'} did not answer as AWS does (a proxy or "
+            "captive portal in the way?): check the network, HTTPS_PROXY and, if set, "
+            "AWS_ENDPOINT_URL") from None
+    except bex.ConnectionError as exc:     # refused, timed out, no route, proxy, TLS
+        url = exc.kwargs.get("endpoint_url") or endpoint() or "its endpoint"
+        why = str(exc.kwargs.get("error") or exc)
+        low = why.lower()
+        why = ("timed out" if "timed out" in low else "connection refused" if "refused" in low
+               else "its name does not resolve" if "resolve" in low else why.splitlines()[0][:160])
+        raise CloudError(
+            f"cannot reach {what} at {url} ({why}): check the network and any proxy "
+            "(HTTPS_PROXY), the region ([ec2] region, SWIFTRUN_REGION) and, if set, "
+            "AWS_ENDPOINT_URL") from None
+
+
+def fail_fast_until_reached(provider):
+    """A botocore ``needs-retry`` handler: until the endpoint has answered once
+    (``provider.reached``), a connection that cannot be made is not retried (botocore's own
+    retries would keep a wrong endpoint silent for 13-25 s); afterwards it is, as usual."""
+    import botocore.exceptions as bex
+
+    def handler(caught_exception=None, **_):
+        if not provider.reached and isinstance(caught_exception, bex.ConnectionError):
+            raise caught_exception
+        return None
+
+    return handler
 
 
 def aws_config_problem(project, kind: str, path: str = "") -> str:

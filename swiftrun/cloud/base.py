@@ -98,6 +98,11 @@ class Provider(ABC):
         """Delete the cluster's shared resources; returns what was deleted. Idempotent."""
         return []
 
+    def undo_prepare(self, cluster: str) -> list[str]:
+        """Delete what ``prepare`` created in this process (after a failed launch); returns what
+        was deleted. Never what was there before."""
+        return []
+
     def resolve_image(self, role: str) -> str:
         return ""
 

@@ -13,14 +13,16 @@ import uuid
 from pathlib import Path
 
 from swiftrun import environ
-from swiftrun.cloud.awserr import NO_CREDENTIALS, aws_config_problem, reaching
+from swiftrun.cloud.awserr import PLAIN as _PLAIN, fail_fast_until_reached, reaching
 from swiftrun.cloud.base import (
     GONE_STATES, HEADNODE, TAG_CLUSTER, TAG_ROLE, TAG_SHAPE, LaunchSpec, Node, Provider)
 from swiftrun.cloud.keys import public_key_of, write_new_key
 from swiftrun.cloud.launch import architecture as _arch
+from swiftrun.cloud.session import make_session
 from swiftrun.errors import CloudError, ConfigError
 from swiftrun.node.layout import CLUSTER_PORTS
 from swiftrun.paths import state_home
+from swiftrun.ui import slow_notice
 
 CANONICAL_OWNER = "099720109477"
 UBUNTU_NAME = "ubuntu/images/*/ubuntu-noble-24.04-{arch}-server-*"
@@ -33,51 +35,6 @@ CAPACITY_CODES = ("InsufficientInstanceCapacity", "Unsupported", "SpotMaxPriceTo
 # while. Such answers are retried (with backoff) for this long, then reported in plain words.
 CONSISTENCY_TIMEOUT = environ.seconds("SWIFTRUN_EC2_CONSISTENCY_TIMEOUT")
 INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
-
-# Plain words for the errors people meet when launching.
-_PLAIN = {
-    "UnauthorizedOperation": "these AWS credentials may not do this ({op}); ask for ec2:{op} permission",
-    "AuthFailure": "AWS rejected the credentials; check them with `aws sts get-caller-identity`",
-    "InstanceLimitExceeded": "the account's instance limit in this region is reached; terminate "
-                             "instances or ask AWS for a higher limit",
-    "VcpuLimitExceeded": "the account's vCPU limit for this instance family is reached; use a "
-                         "smaller type or fewer workers, or ask AWS for a higher limit",
-    "InsufficientInstanceCapacity": "AWS has no capacity for this instance type in this zone right "
-                                    "now; try another type or zone, or later",
-    "InvalidAMIID.NotFound": "the image does not exist in this region; check [ec2] image",
-    "InvalidAMIID.Malformed": "the image id is malformed; check [ec2] image",
-    "OptInRequired": "this region or service needs to be enabled for the account first",
-    "InvalidKeyPair.NotFound": "the key pair is missing in this region",
-    "InvalidParameterValue": "EC2 refused a value",
-    "Unsupported": "this instance type is not offered here; try another type or zone",
-    "SpotMaxPriceTooLow": "the spot price is above the maximum price allowed here right now",
-    "MaxSpotInstanceCountExceeded": "the account's spot instance limit in this region is reached",
-}
-
-
-def make_session(project):
-    """A boto3 session from the project: credentials.csv, a profile, or the standard chain."""
-    import boto3
-    import botocore.exceptions
-
-    from swiftrun.project.credentials import session_kwargs
-
-    try:
-        session = boto3.Session(**session_kwargs(project))
-        creds = session.get_credentials()
-    except botocore.exceptions.ProfileNotFound:
-        raise ConfigError(aws_config_problem(project, "profile")) from None
-    except botocore.exceptions.ConfigParseError as exc:
-        raise ConfigError(aws_config_problem(project, "parse", exc.kwargs.get("path", ""))) from None
-    if creds is None:
-        raise ConfigError(NO_CREDENTIALS)
-    return session
-
-
-def credential_source(session) -> str:
-    creds = session.get_credentials()
-    return getattr(creds, "method", "unknown") if creds else "none"
-
 
 class EC2Provider(Provider):
     name = "ec2"
@@ -92,6 +49,8 @@ class EC2Provider(Provider):
         self._roots: dict[str, tuple[str, int | None]] = {}
         self._profile_arn: str | None = None
         self.api_calls = 0
+        self.reached = False     # EC2 answered once: from then on a lost connection is retried
+        self.made: list[tuple[str, str]] = []   # (kind, id) that prepare() created, in order
 
     # -- plumbing --------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -110,22 +69,27 @@ class EC2Provider(Provider):
             from botocore.config import Config
 
             cfg = Config(retries={"mode": "standard", "max_attempts": 10},
-                         connect_timeout=10, read_timeout=60, user_agent_extra="swiftrun")
+                         connect_timeout=5, read_timeout=60, user_agent_extra="swiftrun")
             self._ec2 = self.session.client("ec2", config=cfg)
             self._ec2.meta.events.register("before-call.ec2", self._count)
+            self._ec2.meta.events.register_first("needs-retry.ec2", fail_fast_until_reached(self))
         return self._ec2
 
     def _count(self, **_):
         self.api_calls += 1
 
     def _call(self, op: str, **kwargs):
-        """One EC2 call with its errors put in plain words."""
+        """One EC2 call with its errors put in plain words; a wait over a second is said."""
         import botocore.exceptions as bex
 
-        with reaching(f"EC2 in {self.project.ec2.region}"):
+        region = self.project.ec2.region
+        with reaching(f"EC2 in {region}", lambda: self.ec2.meta.endpoint_url), slow_notice(f"asking EC2 in {region} ..."):
             try:
-                return getattr(self.ec2, op)(**kwargs)
+                reply = getattr(self.ec2, op)(**kwargs)
+                self.reached = True
+                return reply
             except bex.ClientError as exc:
+                self.reached = True     # it answered
                 raise self._plain(exc, op) from None
 
     def _plain(self, exc, op: str) -> CloudError:
@@ -236,6 +200,7 @@ class EC2Provider(Provider):
                                   hint="make an ed25519 key (ssh-keygen -t ed25519) and use that")
         else:
             public = write_new_key(path)
+            self.made.append(("key file", str(path)))
         try:
             self._call("import_key_pair", KeyName=name, PublicKeyMaterial=public.encode(),
                        TagSpecifications=[{"ResourceType": "key-pair",
@@ -244,6 +209,7 @@ class EC2Provider(Provider):
             # A retried call whose first attempt went through (its reply was lost): it is there.
             if getattr(exc, "code", "") != "InvalidKeyPair.Duplicate":
                 raise
+        self.made.append(("key pair", name))
         return path
 
     def security_group(self, cluster: str, *, create: bool = True) -> str | None:
@@ -283,8 +249,11 @@ class EC2Provider(Provider):
             if getattr(exc, "code", "") != "InvalidGroup.Duplicate":
                 raise
             self._sg_id = None
-            return self.security_group(cluster, create=False)
+            sg = self.security_group(cluster, create=False)
+            self.made.append(("security group", sg))
+            return sg
         self._sg_id = sg
+        self.made.append(("security group", sg))
         self._ensure_rules({"GroupId": sg, "IpPermissions": []})
         return sg
 
@@ -531,25 +500,11 @@ class EC2Provider(Provider):
         Only resources carrying this cluster's tag are deleted: a group or key named in the
         project but made by hand stays.
         """
-        done = []
         reply = self._call("describe_security_groups", Filters=[
             {"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}])
         deadline = time.monotonic() + timeout
-        for group in reply.get("SecurityGroups", []):
-            delay = 1.0
-            while True:
-                try:
-                    self._call("delete_security_group", GroupId=group["GroupId"])
-                    done.append(f"security group {group['GroupName']} ({group['GroupId']})")
-                    break
-                except CloudError as exc:
-                    code = getattr(exc, "code", "")
-                    if code == "InvalidGroup.NotFound":
-                        break
-                    if code != "DependencyViolation" or time.monotonic() > deadline:
-                        raise
-                    time.sleep(delay)
-                    delay = min(delay * 2, 15)
+        done = [f"security group {g['GroupName']} ({g['GroupId']})"
+                for g in reply.get("SecurityGroups", []) if self._delete_group(g["GroupId"], deadline)]
         self._sg_id = None
         from swiftrun.cloud.iam import delete_s3fs_profile
 
@@ -567,6 +522,37 @@ class EC2Provider(Provider):
             for kp in reply.get("KeyPairs", []):
                 self._call("delete_key_pair", KeyName=kp["KeyName"])
                 done.append(f"key pair {kp['KeyName']} (the local key file is kept)")
+        return done
+
+    def _delete_group(self, group_id: str, deadline: float) -> bool:
+        """Delete a security group, retrying while ENIs of terminated instances let go of it."""
+        delay = 1.0
+        while True:
+            try:
+                self._call("delete_security_group", GroupId=group_id)
+                return True
+            except CloudError as exc:
+                code = getattr(exc, "code", "")
+                if code == "InvalidGroup.NotFound":
+                    return False
+                if code != "DependencyViolation" or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 15)
+
+    def undo_prepare(self, cluster: str, timeout: float = 300) -> list[str]:
+        """Delete what ``prepare`` created in this process (a failed `up`'s security group, key
+        pair and key file), newest first; never a group or key pair that was there before."""
+        done, deadline = [], time.monotonic() + timeout
+        while self.made:
+            kind, what = self.made.pop()
+            if kind == "security group" and self._delete_group(what, deadline):
+                self._sg_id = None
+            elif kind == "key pair":
+                self._call("delete_key_pair", KeyName=what)
+            elif kind == "key file":
+                Path(what).unlink(missing_ok=True)
+            done.append(f"{kind} {what}")
         return done
 
     def describe_plan(self) -> dict:

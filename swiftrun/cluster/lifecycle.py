@@ -251,21 +251,23 @@ class Cluster:
                 launched = self.provider.launch(self.name, spec)
                 created += [n.id for n in launched]
                 head = launched[0]
-                self.ui.node(f"headnode {head.id}", f"{head.state}, private ip {head.private_ip}")
+                self.ui.track(head.id, HEADNODE, head.state)
             new_workers: list[Node] = []
             if need_workers:
                 new_workers = self._launch_workers(head, need_workers)
                 created += [n.id for n in new_workers]
             fresh = [n.id for n in [head] + new_workers if n.id in created]
-            if fresh:
-                with self.ui.waiting("instances to be running"):
+            with self.ui.nodes_view("Bringing up"):
+                if fresh:
                     running = {n.id: n for n in self.provider.wait_running(self.name, fresh)}
-                head = running.get(head.id, head)
-                new_workers = [running.get(n.id, n) for n in new_workers]
-            all_nodes = [head] + workers + new_workers
-            if wait:
-                all_nodes = self.wait_ready(all_nodes, fresh=True, created=created)
-                self.seen.remember(all_nodes)   # as DescribeInstances just said, and all ready
+                    for n in running.values():
+                        self.ui.track(n.id, n.role, n.state)
+                    head = running.get(head.id, head)
+                    new_workers = [running.get(n.id, n) for n in new_workers]
+                all_nodes = [head] + workers + new_workers
+                if wait:
+                    all_nodes = self.wait_ready(all_nodes, fresh=True, created=created)
+                    self.seen.remember(all_nodes)   # as DescribeInstances just said, and all ready
             return UpResult(nodes=all_nodes, created=created)
         except BaseException as exc:
             self.seen.forget()
@@ -279,10 +281,29 @@ class Cluster:
                 except SwiftrunError as texc:
                     self.ui.warn(f"could not terminate {', '.join(created)}: {texc}; "
                                  "run `swiftrun down`")
+                    keep_on_failure = True      # the group is still in use: down deletes it
             elif created:
                 self.ui.warn(f"kept {len(created)} instance(s) for debugging; `swiftrun down` "
                              "removes them")
+            if not keep_on_failure:
+                self._undo_prepare(created)
             raise
+
+    def _undo_prepare(self, terminated: list[str]) -> None:
+        """A failed `up` also deletes the security group and key pair it made itself (once its
+        instances are gone); what it found already stays. Best effort: `down` finds the rest."""
+        if not getattr(self.provider, "made", None):
+            return
+        try:
+            if terminated:
+                self.provider.wait_gone(self.name, terminated)
+            gone = self.provider.undo_prepare(self.name)
+        except (SwiftrunError, KeyboardInterrupt) as exc:
+            self.ui.warn(f"could not delete what this up created ({exc}); `swiftrun down "
+                         "--delete-key` removes it")
+            return
+        if gone:
+            self.ui.warn(f"deleted what this up created: {', '.join(gone)}")
 
     def _launched_unrecorded(self, before: list[Node], created: list[str]) -> list[str]:
         """Instances of this cluster that appeared during this `up` but are not in ``created``
@@ -325,7 +346,7 @@ class Cluster:
         if len(launched) < count:
             self.ui.warn(f"EC2 gave {len(launched)} of {count} workers (min_workers allows it)")
         for n in launched:
-            self.ui.node(f"worker {n.id}", n.state)
+            self.ui.track(n.id, WORKER, n.state)
         return launched
 
     # -- readiness ---------------------------------------------------------------------------
@@ -340,7 +361,7 @@ class Cluster:
         self._door = head
         workers = [n for n in nodes if n.role == WORKER]
         self.ui.step("Waiting for nodes to be ready" if fresh else "Checking nodes")
-        with self.ui.waiting("nodes to finish booting"):
+        with self.ui.nodes_view("Waiting for nodes" if fresh else "Checking nodes"):
             # a static host is nobody's launch: its key must be known already (never accept-new)
             elastic = self.provider.elastic
             self._ready(head, allow_new=head.id in created or
@@ -390,74 +411,20 @@ class Cluster:
             self.ui.node("headnode", f"serves {name[:24]}... ({len(data)} bytes) to the workers")
 
     def _workers_ready(self, head: Node, workers: list[Node], created: set) -> list:
-        """The workers' boot as the headnode's agent heard it: one command on the headnode's
-        connection per poll, for any number of workers, and no connection to any worker.
+        from swiftrun.cluster.agent import workers_ready
 
-        Each worker reports (state, step, message, its SSH host key) to the agent, which keeps
-        one JSON line per worker in $STATE/workers/. A worker that became ready has its host key
-        pinned from that report (it came over the headnode's authenticated connection), so a
-        later `connect worker0` through the headnode checks it. Returns [(worker, error)]."""
-        import json
-
-        target = self.target(head)
-        pending = {w.id: w for w in workers}
-        failed: list[tuple[Node, Exception]] = []
-        last_step: dict[str, str] = {}
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        delay = 0.3
-        probe = (f"cd {STATE_DIR}/workers 2>/dev/null && for f in {' '.join(sorted(pending))}; "
-                 f"do [ -f \"$f\" ] && cat \"$f\"; done; true")
-        while pending:
-            out = self.remote.run(target, probe, timeout=30).stdout
-            for line in out.splitlines():
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    continue
-                w = pending.get(str(doc.get("id", "")))
-                if w is None:
-                    continue
-                label = f"worker {w.id}"
-                state, step = doc.get("state", ""), doc.get("step", "")
-                if state == "ready":
-                    self._pin_reported(w, doc.get("hostkey", ""), allow_new=w.id in created)
-                    self.ui.node(label, "ready")
-                    del pending[w.id]
-                elif state == "failed":
-                    msg = doc.get("msg") or step or "no message"
-                    failed.append((w, CloudError(
-                        f"{label} failed to boot: {msg} (its headnode heard it; full log: "
-                        f"`swiftrun logs --boot {w.id}`)")))
-                    del pending[w.id]
-                elif step and step != last_step.get(w.id):
-                    self.ui.node(label, f"booting: {step}")
-                    last_step[w.id] = step
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                for w in pending.values():
-                    step = last_step.get(w.id)
-                    said = f"still booting ({step})" if step else "never reported to the headnode"
-                    failed.append((w, CloudError(
-                        f"worker {w.id} {said} after {int(BOOT_TIMEOUT)}s; see `swiftrun logs "
-                        f"--boot {w.id}`")))
-                break
-            time.sleep(delay)
-            delay = min(delay * 1.5, 3.0)
-        return failed
-
-    def _pin_reported(self, node: Node, hostkey: str, *, allow_new: bool) -> None:
-        """Pin a worker's host key as its boot report gave it (first contact only)."""
-        parts = hostkey.split()
-        if len(parts) < 2 or not node.host_key_alias:
-            return
-        target = self.target(node)
-        if self.remote.is_pinned(target) or not allow_new:
-            return
-        self.remote.pin(node.host_key_alias, parts[0], parts[1])
+        return workers_ready(self, head, workers, created)
 
     def _ready(self, node: Node, *, allow_new: bool) -> None:
+        try:
+            self._ready_or_raise(node, allow_new=allow_new)
+        except BaseException as exc:
+            self.ui.track(node.id, node.role, "failed", str(exc).split(";")[0][:100])
+            raise
+
+    def _ready_or_raise(self, node: Node, *, allow_new: bool) -> None:
         target = self.target(node)
+        self.ui.track(node.id, node.role, "ssh")
         if not self.provider.elastic:
             self.remote.wait(target, STATIC_SSH_TIMEOUT, allow_new=allow_new, hint=(
                 f"check that sshd runs on {target.host} and listens on port {target.port} "
@@ -470,7 +437,7 @@ class Cluster:
             self.remote.wait(target, SSH_TIMEOUT, allow_new=allow_new,
                              booting=node.id in getattr(self, "_created", ()))
         if not self.provider.elastic:
-            self.ui.node(target.label, "ssh ok")
+            self.ui.track(node.id, node.role, "ready")
             return
         deadline = time.monotonic() + BOOT_TIMEOUT
         delay, last_step = 0.3, None
@@ -480,7 +447,7 @@ class Cluster:
         while True:
             state = self.remote.run(target, probe, timeout=30).stdout.strip()
             if state == "READY":
-                self.ui.node(target.label, "ready")
+                self.ui.track(node.id, node.role, "ready")
                 return
             if state.startswith("FAILED"):
                 tail = self.remote.run(
@@ -490,7 +457,7 @@ class Cluster:
                                  f"{detail}; full log: `swiftrun logs --boot {node.id}`)")
             step = state.partition(" ")[2]
             if step and step != last_step:
-                self.ui.node(target.label, f"booting: {step}")
+                self.ui.track(node.id, node.role, "booting", step)
                 last_step = step
             if time.monotonic() > deadline:
                 raise CloudError(f"{target.label} still booting ({step or 'unknown step'}) after "
@@ -543,15 +510,17 @@ class Cluster:
                 self.remote.forget(victims)
             return victims
 
-    def stop_headnode(self) -> str | None:
+    def stop_headnode(self) -> tuple[str | None, list[Node]]:
+        """(the headnode stopped, or None; the live workers, which keep running and billing)."""
         self._need_elastic("stop-headnode")
         with self.lock():
-            head = self.headnode_of(self.nodes())
+            nodes = self.nodes()
+            head, workers = self.headnode_of(nodes), self.workers_of(nodes)
             if not head or not head.live:
-                return None
+                return None, workers
             self.seen.forget()
             self.provider.stop(self.name, [head.id])
-            return head.id
+            return head.id, workers
 
     def down(self, *, delete_key: bool = False) -> dict:
         """Terminate, wait until terminated, then delete the security group. Idempotent."""

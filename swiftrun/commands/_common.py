@@ -124,8 +124,8 @@ def _jsonable(obj):
 
 
 def node_doc(node) -> dict:
-    up = None   # not launched (yet): no uptime
-    if node.launched:
+    up = None   # not launched (yet), or stopped: no uptime (and no compute billed)
+    if node.launched and node.live:
         secs = (datetime.now(node.launched.tzinfo) - node.launched).total_seconds()
         up = int(max(0, secs))
     return {"id": node.id, "name": node.name, "role": node.role, "state": node.state,

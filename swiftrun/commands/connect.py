@@ -12,6 +12,16 @@ from swiftrun.commands._common import Env, project_options
 from swiftrun.errors import ClusterNotFound, UsageError
 
 
+def connect_names(cluster, nodes) -> dict[str, str]:
+    """Node id -> the name `connect` takes for it (headnode, worker0..N-1), for the running
+    nodes, in the order `pick` counts them; `list` shows these."""
+    live = [n for n in nodes if n.live]
+    head = cluster.headnode_of(live)
+    names = {head.id: "headnode"} if head and head.live else {}
+    names.update({w.id: f"worker{i}" for i, w in enumerate(cluster.workers_of(live))})
+    return names
+
+
 def pick(cluster, which: str | None):
     nodes = [n for n in cluster.nodes() if n.live]
     if not nodes:
@@ -28,7 +38,7 @@ def pick(cluster, which: str | None):
         if not 0 <= i < len(workers):
             raise UsageError(f"{which}: the cluster has {len(workers)} worker(s): worker0.."
                              f"worker{len(workers) - 1}")
-        return workers[i]
+        return workers[i]     # the order of connect_names
     for n in nodes:
         if which in (n.id, n.name, n.public_ip, n.private_ip):
             return n

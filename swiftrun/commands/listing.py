@@ -11,7 +11,8 @@ from swiftrun.commands.run import cluster_name_of, json_errors, run_cost
 @click.command("list")
 @project_options
 def list_cmd(project_file, cluster_name, json_mode, yes, quiet):
-    """List the cluster's nodes: name, role, state, type, public/private IP, uptime, cost."""
+    """List the cluster's nodes: name (as `connect` takes it), role, state, type, public/private
+    IP, uptime (running nodes only), cost (running nodes only)."""
     env = Env(project_file, cluster_name, json_mode, yes, quiet)
     with json_errors(env, cluster=cluster_name_of(env)):
         return _list(env)
@@ -20,9 +21,12 @@ def list_cmd(project_file, cluster_name, json_mode, yes, quiet):
 def _list(env: Env) -> int:
     from swiftrun.cloud.pricing import describe_running
 
+    from swiftrun.commands.connect import connect_names
+
     cluster = env.cluster()
     found = cluster.nodes()
-    nodes = [node_doc(n) for n in found]
+    names = connect_names(cluster, found)   # the names `connect` takes, not the Name tags
+    nodes = [{**node_doc(n), "connect_as": names.get(n.id)} for n in found]
     cost = run_cost(env, found, live_only=True)   # live nodes only: stopped ones bill no instance hours
     if env.json_mode:
         env.emit({"cluster": cluster.name, "nodes": nodes, "cost": cost})
@@ -31,7 +35,7 @@ def _list(env: Env) -> int:
         env.ui.info(f"cluster {cluster.name}: no nodes")
         return 0
     cols = ["name", "role", "state", "type", "public_ip", "private_ip", "uptime", "id"]
-    rows = [[str(n["name"] or "-"), n["role"], n["state"], n["type"], n["public_ip"] or "-",
+    rows = [[n["connect_as"] or "-", n["role"], n["state"], n["type"], n["public_ip"] or "-",
              n["private_ip"] or "-", human_duration(n["uptime_s"]), n["id"]] for n in nodes]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths)).rstrip())

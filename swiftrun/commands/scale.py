@@ -45,11 +45,21 @@ def remove(count, project_file, cluster_name, json_mode, yes, quiet):
 @project_options
 def stop_headnode(project_file, cluster_name, json_mode, yes, quiet):
     """Stop the headnode (its disk is kept; `swiftrun up` starts it again)."""
+    from swiftrun.cloud.pricing import running_cost, usd
+
     env = Env(project_file, cluster_name, json_mode, yes, quiet)
     cluster = env.cluster()
-    stopped = cluster.stop_headnode()
+    stopped, workers = cluster.stop_headnode()
+    per_hour = None
+    if workers:     # stopping the headnode stops none of them: say what keeps billing
+        per_hour = running_cost(workers, env.project.ec2.region, project=env.project)["per_hour"]
+        rate = f"{usd(per_hour)}/h" if per_hour is not None else "price unknown"
+        env.ui.warn(f"{len(workers)} worker(s) of cluster {cluster.name} keep running and billing "
+                    f"({rate}): `swiftrun down` terminates the whole cluster, `swiftrun remove "
+                    f"{len(workers)}` only the workers")
     if json_mode:
-        env.emit({"cluster": cluster.name, "stopped": stopped})
+        env.emit({"cluster": cluster.name, "stopped": stopped,
+                  "workers_running": [n.id for n in workers], "workers_per_hour": per_hour})
     else:
         env.ui.info(f"stopped headnode {stopped}" if stopped else "no running headnode")
     return 0

@@ -33,7 +33,8 @@ def _up(env: Env, keep_on_failure: bool) -> int:
                                       ("per_hour", "source", "estimate", "unknown")}
     if env.json_mode:
         env.emit({"cluster": cluster.name, "reused": result.reused, "created": result.created,
-                  "nodes": [node_doc(n) for n in result.nodes], "api_calls": result.api_calls,
+                  "nodes": [node_doc(n) for n in result.nodes],
+                  "node_states": env.ui.node_states(), "api_calls": result.api_calls,
                   "seconds": round(result.seconds, 3), "cost": cost})
     else:
         head = cluster.headnode_of(result.nodes)
