@@ -232,11 +232,14 @@ class Cluster:
         self.seen.forget()     # from here on the cluster changes
         try:
             from swiftrun.checks.base import raise_on_failure
-            from swiftrun.checks.cloud import prelaunch, prepared_dry_run   # fail before paying
+            from swiftrun.checks.cloud import (  # fail before paying
+                existing_group_checks, up_checks, worker_dry_run)
 
-            raise_on_failure(prelaunch(p, self.provider, cluster=self.name), self.ui)
-            self.provider.prepare(self.name)
-            raise_on_failure(prepared_dry_run(p, self.provider, self.name), self.ui)
+            raise_on_failure(up_checks(p, self.provider, fresh=not nodes), self.ui)
+            self.provider.prepare(self.name, fresh=not nodes)
+            raise_on_failure(existing_group_checks(p, self.provider), self.ui)
+            if need_workers:
+                raise_on_failure(worker_dry_run(p, self.provider, self.name), self.ui)
             if head and head.state in ("stopped", "stopping"):
                 self.ui.node("headnode", f"starting stopped {head.id}")
                 self.provider.start(self.name, [head.id])
@@ -256,10 +259,12 @@ class Cluster:
             if need_workers:
                 new_workers = self._launch_workers(head, need_workers)
                 created += [n.id for n in new_workers]
-            fresh = [n.id for n in [head] + new_workers if n.id in created]
-            if fresh:
-                with self.ui.waiting("instances to be running"):
-                    running = {n.id: n for n in self.provider.wait_running(self.name, fresh)}
+            if head.id in created or head.state != "running":
+                # Only the headnode is waited for (its public address is the way in); the
+                # workers' boot is learnt from it. The same calls describe the new workers.
+                with self.ui.waiting("the headnode to be running"):
+                    running = {n.id: n for n in self.provider.wait_running(
+                        self.name, [head.id], also=[n.id for n in new_workers])}
                 head = running.get(head.id, head)
                 new_workers = [running.get(n.id, n) for n in new_workers]
             all_nodes = [head] + workers + new_workers
@@ -347,7 +352,9 @@ class Cluster:
                         (elastic and not self.remote.is_pinned(self.target(head))))
             failed: list[tuple[Node, Exception]] = []
             if workers and self.provider.elastic:
-                failed = self._workers_ready(head, workers, created)
+                from swiftrun.cluster.readiness import workers_ready
+
+                failed, workers = workers_ready(self, head, workers, created, BOOT_TIMEOUT)
             elif workers:
                 with ThreadPoolExecutor(max_workers=min(16, len(workers))) as pool:
                     futs = {pool.submit(self._ready, w, allow_new=w.id in created): w
@@ -372,73 +379,6 @@ class Cluster:
             else:
                 raise failed[0][1]
         return [head] + workers
-
-    def _workers_ready(self, head: Node, workers: list[Node], created: set) -> list:
-        """The workers' boot as the headnode's agent heard it: one command on the headnode's
-        connection per poll, for any number of workers, and no connection to any worker.
-
-        Each worker reports (state, step, message, its SSH host key) to the agent, which keeps
-        one JSON line per worker in $STATE/workers/. A worker that became ready has its host key
-        pinned from that report (it came over the headnode's authenticated connection), so a
-        later `connect worker0` through the headnode checks it. Returns [(worker, error)]."""
-        import json
-
-        target = self.target(head)
-        pending = {w.id: w for w in workers}
-        failed: list[tuple[Node, Exception]] = []
-        last_step: dict[str, str] = {}
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        delay = 0.3
-        probe = (f"cd {STATE_DIR}/workers 2>/dev/null && for f in {' '.join(sorted(pending))}; "
-                 f"do [ -f \"$f\" ] && cat \"$f\"; done; true")
-        while pending:
-            out = self.remote.run(target, probe, timeout=30).stdout
-            for line in out.splitlines():
-                try:
-                    doc = json.loads(line)
-                except ValueError:
-                    continue
-                w = pending.get(str(doc.get("id", "")))
-                if w is None:
-                    continue
-                label = f"worker {w.id}"
-                state, step = doc.get("state", ""), doc.get("step", "")
-                if state == "ready":
-                    self._pin_reported(w, doc.get("hostkey", ""), allow_new=w.id in created)
-                    self.ui.node(label, "ready")
-                    del pending[w.id]
-                elif state == "failed":
-                    msg = doc.get("msg") or step or "no message"
-                    failed.append((w, CloudError(
-                        f"{label} failed to boot: {msg} (its headnode heard it; full log: "
-                        f"`swiftrun logs --boot {w.id}`)")))
-                    del pending[w.id]
-                elif step and step != last_step.get(w.id):
-                    self.ui.node(label, f"booting: {step}")
-                    last_step[w.id] = step
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                for w in pending.values():
-                    step = last_step.get(w.id)
-                    said = f"still booting ({step})" if step else "never reported to the headnode"
-                    failed.append((w, CloudError(
-                        f"worker {w.id} {said} after {int(BOOT_TIMEOUT)}s; see `swiftrun logs "
-                        f"--boot {w.id}`")))
-                break
-            time.sleep(delay)
-            delay = min(delay * 1.5, 3.0)
-        return failed
-
-    def _pin_reported(self, node: Node, hostkey: str, *, allow_new: bool) -> None:
-        """Pin a worker's host key as its boot report gave it (first contact only)."""
-        parts = hostkey.split()
-        if len(parts) < 2 or not node.host_key_alias:
-            return
-        target = self.target(node)
-        if self.remote.is_pinned(target) or not allow_new:
-            return
-        self.remote.pin(node.host_key_alias, parts[0], parts[1])
 
     def _ready(self, node: Node, *, allow_new: bool) -> None:
         target = self.target(node)
