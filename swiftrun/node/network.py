@@ -5,9 +5,10 @@ boot (there is no NAT in a default VPC): the headnode is the workers' door for e
 swiftrun does (their boot reports, the Swift tarball the headnode keeps for them, SSH through
 ProxyJump). ``[ec2] worker_public_ip = "auto"`` decides from the project:
 
-- a custom image (``[ec2] worker_image`` or ``image``, e.g. from ``swiftrun image build``) is taken
-  to have Perl baked in, and Swift is in it or comes from the headnode: no address;
-- stock Ubuntu (``"auto"``) has no Perl package for worker.pl: apt needs the mirrors;
+- a custom image with Swift baked in (no ``[swift] install_url``; ``swiftrun image build``
+  makes one) has Perl too: no address;
+- stock Ubuntu (``"auto"``), or any image Swift is installed on at boot, may lack the Perl
+  modules worker.pl needs: apt needs the mirrors (the headnode still hands them Swift);
 - a worker init script may download anything, and s3fs talks to S3: both need the network.
 """
 
@@ -29,6 +30,9 @@ def worker_network(project) -> tuple[bool, str]:
     needs = []
     if (getattr(ec2, "worker_image", "") or getattr(ec2, "image", "auto")) == "auto":
         needs.append("stock Ubuntu: apt installs Perl")
+    elif getattr(getattr(project, "swift", None), "install_url", ""):
+        # Swift installed at boot: not a baked image, so Perl may come from apt too
+        needs.append("an image without Swift baked in: apt may install Perl")
     if getattr(ec2, "worker_init_script", None):
         needs.append("the worker init script may download")
     if getattr(getattr(project, "s3fs", None), "bucket", ""):
