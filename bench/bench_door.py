@@ -15,6 +15,10 @@ EC2 calls are moto's own count of the requests; client SSH connections are the t
 (one line per new connection from this machine); peak RSS is the swiftrun process's own
 (``wait4``), its ssh children not included. No assertions; the last line is
 `BENCH_SUMMARY {json}` for bench/run_all.py.
+
+200 workers need more than 2 cores here: 200 sshd, boot scripts and worker.pl (each polling at
+~1% CPU) took the load average to 160 on the 2-core machine, and the moto server behind them
+stopped answering in time (read timeouts) after the cold `up` of 200 had finished.
 """
 
 from __future__ import annotations
@@ -130,7 +134,8 @@ def main() -> None:
                 "down": {"calls": down[1], "ssh": down[2], "s": round(down[0], 2),
                          "rss_mib": round(down[3], 1)},
             })
-            print(f"... {n} workers done", file=sys.stderr, flush=True)
+            # said at once: a size that does not finish (the test cloud starved) keeps the others
+            print(f"... {n} workers: {json.dumps(rows[-1])}", flush=True)
     finally:
         for proj in kept:
             if env is not None:

@@ -113,6 +113,10 @@ def test_a_worker_failing_at_boot_is_named_with_its_step_without_a_connection_to
     worker = next(i for i in insts if tags(i)["swiftrun:role"] == "worker")
     assert worker.get("PublicIpAddress")     # an init script may download: it has one
     assert set(opened(conns)) == {head["PublicIpAddress"]}, opened(conns)   # never the worker
+    # its boot log, through the headnode, with the host key it reported pinned
+    boot = swiftrun("logs", "--boot", "worker0", cwd=proj, env={"TESTCLOUD_PROXY_LOG": str(conns)})
+    assert "no licence server" in boot.stdout and "FAILED in step worker_init" in boot.stdout
+    assert set(opened(conns)) == {head["PublicIpAddress"]}, opened(conns)
     swiftrun("down", cwd=proj)
 
 

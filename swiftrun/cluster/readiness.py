@@ -62,6 +62,9 @@ def workers_ready(cluster, head: Node, workers: list[Node], created: set,
                 ready.add(w.id)
                 del pending[w.id]
             elif state == "failed":
+                # pinned too: `logs --boot workerN` (kept with --keep-on-failure) goes through
+                # the headnode and checks the key the worker reported
+                pin_reported(cluster, w, doc.get("hostkey", ""), allow_new=w.id in created)
                 msg = doc.get("msg") or "no message"
                 failed.append((w, CloudError(
                     f"{label} failed to boot at step {step or 'unknown'}: {msg} (its headnode "
