@@ -1,4 +1,4 @@
-"""How many EC2 API calls `up` makes for 1, 10 and 100 workers (and a warm `up`, and `down`).
+"""How many EC2 API calls `up` makes for 1, 10, 50 and 200 workers (and a warm `up`, and `down`).
 
 Runs against a local moto server (started and stopped here, by PID). Readiness over SSH makes
 no EC2 calls and is skipped (wait=False), so the figures are the provisioning calls alone.
@@ -45,7 +45,7 @@ def main() -> int:
         from swiftrun.project import load_project
 
         rows = []
-        for n in (1, 10, 100):
+        for n in (1, 10, 50, 200):
             proj = work / f"p{n}"
             proj.mkdir()
             (proj / "swiftrun.toml").write_text(
@@ -65,7 +65,8 @@ def main() -> int:
         for n, cold, warm, down in rows:
             print(f"{n:>8} {cold:>10} {warm:>10} {down:>6}")
         constant = len({r[1] for r in rows}) == 1
-        print(f"summary: api_calls_up={rows[0][1]}/{rows[1][1]}/{rows[2][1]} for 1/10/100 workers; "
+        print(f"summary: api_calls_up={'/'.join(str(r[1]) for r in rows)} for "
+              f"{'/'.join(str(r[0]) for r in rows)} workers; "
               f"warm={rows[0][2]}; constant_in_N={'yes' if constant else 'no'}")
     finally:
         server.stop()

@@ -27,6 +27,7 @@ BENCHES = {
     "stream": ("bench_stream.py", [], ["--log-mb", "20"]),
     "warm_run": ("bench_warm_run.py", [], ["--repeat", "3"]),
     "api_calls": ("bench_api_calls.py", [], []),
+    "door": ("bench_door.py", [], ["--sizes", "1", "10", "--repeat", "3"]),
 }
 
 

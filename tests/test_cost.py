@@ -14,6 +14,8 @@ from swiftrun.cloud import pricing as cost
 from swiftrun.cloud.base import Node
 from tests.support.cli import swiftrun
 
+IP = 0.005      # one public IPv4 address per hour; these projects' workers have one (stock image)
+
 
 def project(workers=2, head="t3.small", worker="c5.large", spot=False, region="us-east-1",
             provider="ec2"):
@@ -57,18 +59,23 @@ def test_unknown_type_is_price_unknown():
     assert p.usd is None and p.source == cost.SRC_UNKNOWN
     doc = cost.cluster_estimate(project(worker="zz9.plural"), offline=True)
     assert doc["per_hour"] is None and doc["unknown"] == ["zz9.plural"]
-    assert doc["known_per_hour"] == 0.0208
+    assert doc["known_per_hour"] == pytest.approx(0.0208 + 3 * IP)
     assert "price unknown" in cost.describe_estimate(doc)
 
 
 def test_cluster_total_and_words():
     doc = cost.cluster_estimate(project(workers=3), offline=True)
-    assert doc["per_hour"] == pytest.approx(0.0208 + 3 * 0.085)
+    assert doc["per_hour"] == pytest.approx(0.0208 + 3 * 0.085 + 4 * IP)
     assert doc["sources"] == ["table"] and "price table of" in doc["source"]
     text = cost.describe_estimate(doc)
-    assert "1 x t3.small" in text and "3 x c5.large" in text and "~$0.2758/h" in text
+    assert "1 x t3.small" in text and "3 x c5.large" in text and "~$0.2958/h" in text
+    assert "4 x public IPv4" in text
     none = cost.cluster_estimate(project(workers=0), offline=True)
-    assert none["per_hour"] == 0.0208 and len(none["items"]) == 1
+    assert none["per_hour"] == pytest.approx(0.0208 + IP) and len(none["items"]) == 1
+    # workers without a public address ([ec2] worker_public_ip = false) cost none
+    private = project(workers=3)
+    private.ec2.worker_public_ip = False
+    assert cost.cluster_estimate(private, offline=True)["public_ipv4"]["count"] == 1
     static = cost.cluster_estimate(project(provider="static"), offline=True)
     assert static["per_hour"] is None and "static" in static["source"]
 
@@ -167,7 +174,7 @@ def test_api_failure_falls_back_to_the_table(monkeypatch, tmp_path):
     book = cost.PriceBook("us-east-1", project=project(), use_api=True,
                           cache_file=tmp_path / "p.json")
     doc = cost.cluster_estimate(project(), book=book)
-    assert doc["per_hour"] == pytest.approx(0.0208 + 2 * 0.085)
+    assert doc["per_hour"] == pytest.approx(0.0208 + 2 * 0.085 + 3 * IP)
     assert doc["sources"] == ["table"] and "AccessDenied" in doc["api_error"]
     assert "Pricing API not used" in cost.describe_estimate(doc)
 
@@ -204,8 +211,11 @@ def test_plan_json_carries_the_estimate(tmp_path):
     (proj / "a.swift").write_text("trace(1);\n")
     doc = json.loads(swiftrun("plan", "a.swift", "--json", cwd=proj,
                               env={"SWIFTRUN_HOME": str(tmp_path / "h")}).stdout)
-    assert doc["cost"]["per_hour"] == pytest.approx(0.0208 + 4 * 0.096)
+    # 5 public IPv4 addresses: stock Ubuntu workers need the internet at boot (apt)
+    assert doc["cost"]["per_hour"] == pytest.approx(0.0208 + 4 * 0.096 + 5 * 0.005)
+    assert doc["cost"]["public_ipv4"] == {"count": 5, "usd_per_hour": 0.005}
     assert doc["cost"]["sources"] == ["table"]
     text = swiftrun("run", "a.swift", "--dry-run", cwd=proj,
                     env={"SWIFTRUN_HOME": str(tmp_path / "h")}).stdout
     assert "cost:" in text and "4 x m5.large" in text and "price table of" in text
+    assert "5 x public IPv4 $0.0050/h" in text

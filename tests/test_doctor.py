@@ -153,9 +153,10 @@ def test_all_traffic_from_the_world_is_revoked_and_ssh_kept(cloud, tmp_path):
     assert code == 1 and "all traffic from 0.0.0.0/0" in sgc["detail"] and "tcp port 8080 from ::/0" in sgc["detail"]
     code, checks, _ = doctor(proj, "--fix")
     sgc = one(checks, "security group")
-    # the coaster-reaching rule is revoked, ssh re-opened for ssh_cidr; port 8080 stays advice
+    # the coaster-reaching rule is revoked; port 8080 stays advice. ssh from ssh_cidr is not
+    # re-opened in this group: it belongs to the headnode's door group, which `up` makes
     assert "revoked all traffic from 0.0.0.0/0" in sgc["detail"]
-    assert f"allowed tcp 22 from {cloud.caller_cidr}" in sgc["detail"]
+    assert f"allowed tcp 22 from {cloud.caller_cidr}" not in sgc["detail"]
     assert sgc["status"] == FAIL and "8080" in sgc["detail"] and "revoke it" in sgc["fix"]
     cloud.ec2.revoke_security_group_ingress(GroupId=sg, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}])
@@ -553,7 +554,7 @@ def test_an_ipv6_ssh_cidr_becomes_an_ipv6_rule(cloud, tmp_path):
     provider = make_provider(load_project(proj / "swiftrun.toml"))
     provider.security_group("v6")
     group = next(g for g in cloud.ec2.describe_security_groups()["SecurityGroups"]
-                 if g["GroupName"] == provider.project.security_group_name)
+                 if g["GroupName"] == provider.project.security_group_name + "-door")
     ssh = [p for p in group["IpPermissions"] if p.get("FromPort") == 22]
     assert [r["CidrIpv6"] for p in ssh for r in p.get("Ipv6Ranges", [])] == ["2001:db8::7/128"]
     assert not [r for p in ssh for r in p.get("IpRanges", [])]

@@ -30,7 +30,7 @@ def test_lifecycle_up_reuse_scale_list_connect_down(cloud, tmp_path):
     roles = sorted(tags(i)["swiftrun:role"] for i in insts)
     assert roles == ["headnode", "worker", "worker", "worker"]
     assert all(tags(i)["Name"].startswith("life-") for i in insts)
-    assert len(cluster_groups(cloud, "life")) == 1
+    assert len(cluster_groups(cloud, "life")) == 2    # the cluster group and the headnode's door
     # Workers were told the headnode's private IP at launch.
     head = next(i for i in insts if tags(i)["swiftrun:role"] == "headnode")
     worker = next(i for i in insts if tags(i)["swiftrun:role"] == "worker")

@@ -72,7 +72,8 @@ def test_launch_in_a_private_subnet_asks_for_a_public_ip(aws_env, moto_server, t
     assert node.public_ip and desc.get("PublicIpAddress") == node.public_ip
     assert desc["SubnetId"] == subnet and desc["VpcId"] == vpc
     groups = {g["GroupId"] for nic in desc["NetworkInterfaces"] for g in nic["Groups"]}
-    assert groups == {prov.security_group("lt")}
+    # the headnode is in the cluster group and the door group (port 22 from ssh_cidr)
+    assert groups == set(prov.launch_groups("lt", HEADNODE)) and len(groups) == 2
 
 
 def test_a_headnode_without_public_ip_is_named_at_once(aws_env, moto_server, tmp_path):
@@ -144,7 +145,8 @@ def test_dry_run_sends_the_launch_s_own_parameters(aws_env, moto_server, tmp_pat
     for dry, role, ip in ((sent[0], HEADNODE, None), (sent[1], WORKER, DRY_RUN_HEADNODE_IP)):
         launch = prov.launch_params("lt", spec_for(p, role, headnode_ip=ip))
         assert {k: v for k, v in dry.items() if k != "DryRun"} == launch
-        assert dry["KeyName"] == p.key_name and dry["SecurityGroupIds"] == [prov.security_group("lt")]
+        assert dry["KeyName"] == p.key_name
+        assert dry["SecurityGroupIds"] == prov.launch_groups("lt", role)
         assert dry["IamInstanceProfile"]["Arn"].endswith("/swiftrun-lt-s3fs")    # iam:PassRole
         tags = {t["Key"]: t["Value"] for t in dry["TagSpecifications"][0]["Tags"]}
         assert tags["swiftrun:cluster"] == "lt" and tags["swiftrun:role"] == role  # ec2:CreateTags
@@ -263,7 +265,9 @@ def test_only_a_few_ssh_rules_of_swiftrun_are_kept_for_a_moving_caller(aws_env, 
 
     ec2 = ec2_client(moto_server)
     p = project(tmp_path)
-    sg = EC2Provider(p).security_group("lt")
+    first = EC2Provider(p)
+    first.security_group("lt")
+    sg = first._door_id           # this machine's port 22 is in the door group (headnode only)
     by_hand = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                "IpRanges": [{"CidrIp": "192.0.2.10/32", "Description": "office"}]}
     ec2.authorize_security_group_ingress(GroupId=sg, IpPermissions=[by_hand])

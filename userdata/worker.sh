@@ -90,5 +90,13 @@ install_deadman
 [[ -n $HEADNODE_IP ]] || die "HEADNODE_IP is not set"
 write_worker_unit "$HEADNODE_IP"
 start_units swiftrun-worker.service swiftrun-deadman.timer
+# "ready" (what `up` hears through the headnode) means worker.pl runs, not only that it was
+# started: a run right after `up` finds every worker's slots. Not fatal: it restarts itself.
+for ((i = 0; i < 240; i++)); do
+    systemctl is-active --quiet swiftrun-worker.service && break
+    sleep 0.25
+done
+systemctl is-active --quiet swiftrun-worker.service \
+    || log "swiftrun-worker.service is not active yet ($(systemctl is-active swiftrun-worker.service 2>/dev/null || true)); it restarts until it reaches the headnode"
 
 finish

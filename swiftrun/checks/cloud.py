@@ -65,14 +65,7 @@ def check_images(project, provider) -> list[Check]:
                              "that exists in this region"))
             continue
         if image_id not in seen:
-            try:
-                reply = provider._call("describe_images", ImageIds=[image_id])
-                seen[image_id] = (reply.get("Images") or [None])[0]
-            except CloudError as exc:
-                if getattr(exc, "code", "").startswith("InvalidAMIID"):
-                    seen[image_id] = None
-                else:
-                    raise
+            seen[image_id] = provider.image_info(image_id)   # asked once per process
         image = seen[image_id]
         if not image:
             out.append(Check(name, FAIL, f"image {image_id} does not exist in {project.ec2.region}",
@@ -154,7 +147,8 @@ _DRY_FIX = {
 }
 
 
-def check_dry_run(project, provider, cluster: str | None = None) -> list[Check]:
+def check_dry_run(project, provider, cluster: str | None = None,
+                  roles: tuple[str, ...] | None = None) -> list[Check]:
     """``RunInstances`` with ``DryRun=True`` and the launch's own parameters (cloud/launch.py:
     tags, instance profile, security group, key pair, user data, metadata options), so EC2 also
     checks ec2:CreateTags and iam:PassRole. It answers DryRunOperation when it would have worked."""
@@ -169,6 +163,8 @@ def check_dry_run(project, provider, cluster: str | None = None) -> list[Check]:
     wants = []
     for role, itype, spot in ((HEADNODE, p.ec2.headnode_type, False),
                               (WORKER, p.ec2.worker_type, p.ec2.spot)):
+        if roles is not None and role not in roles:
+            continue
         image = provider.resolve_image(role)
         if any(w[1:] == (itype, spot, image) for w in wants):
             continue
@@ -218,8 +214,7 @@ def check_dry_run(project, provider, cluster: str | None = None) -> list[Check]:
 
 def check_key_pair(project, provider) -> Check:
     name, path = project.key_name, Path(provider.key_file())
-    reply = provider._call("describe_key_pairs", Filters=[{"Name": "key-name", "Values": [name]}])
-    pairs = reply.get("KeyPairs", [])
+    pairs = provider.key_pairs()        # asked once per process: `up` makes the pair with it
     if not pairs:
         how = "imports the public half of " + str(path) if path.exists() else "makes a new key"
         return Check("key pair", OK, f"{name} is not in {project.ec2.region} yet; `swiftrun up` {how}")
@@ -315,16 +310,20 @@ def _rule(perm: dict, **extra) -> dict:
 
 
 def check_security_group(project, provider, *, fix: bool = False) -> Check:
-    name = project.security_group_name
-    filters = [{"Name": "group-name", "Values": [name]}]
+    from swiftrun.cloud.groups import door_group_name
+
+    name, door_name = project.security_group_name, door_group_name(project)
+    filters = [{"Name": "group-name", "Values": [name, door_name]}]
     vpc = provider._vpc_of_subnet()
     if vpc:
         filters.append({"Name": "vpc-id", "Values": [vpc]})
-    groups = provider._call("describe_security_groups", Filters=filters).get("SecurityGroups", [])
+    found = provider._call("describe_security_groups", Filters=filters).get("SecurityGroups", [])
+    groups = [g for g in found if g["GroupName"] == name]
+    door = next((g for g in found if g["GroupName"] == door_name), None)
     if not groups:
-        return Check("security group", OK, f"{name} does not exist yet; `swiftrun up` creates it: "
-                     f"port 22 from [ec2] ssh_cidr, ports {'/'.join(map(str, CLUSTER_PORTS))} inside "
-                     "the group only")
+        return Check("security group", OK, f"{name} does not exist yet; `swiftrun up` creates it "
+                     f"(ports {'/'.join(map(str, CLUSTER_PORTS))} inside the group only, every node) "
+                     f"and {door_name} (port 22 from [ec2] ssh_cidr, the headnode only)")
     group = groups[0]
     gid = group["GroupId"]
     owner = {t["Key"]: t["Value"] for t in group.get("Tags", [])}.get("swiftrun:cluster")
@@ -360,12 +359,14 @@ def check_security_group(project, provider, *, fix: bool = False) -> Check:
                     "IpProtocol": "tcp", "FromPort": port, "ToPort": port,
                     "UserIdGroupPairs": [{"GroupId": gid, "Description": "swiftrun, cluster only"}]}])
                 did.append(f"allowed tcp {port} inside the group")
-        if cidr and not _ssh_ok(perms, cidr):
+        if cidr and door and not _ssh_ok(door.get("IpPermissions", []), cidr):
             from swiftrun.cloud.sgrules import ssh_rule
 
-            provider._call("authorize_security_group_ingress", GroupId=gid,
+            provider._call("authorize_security_group_ingress", GroupId=door["GroupId"],
                            IpPermissions=[ssh_rule(cidr)])     # stamped: counted as swiftrun's
-            did.append(f"allowed tcp 22 from {cidr}")
+            did.append(f"allowed tcp 22 from {cidr} in {door_name}")
+            door = provider._call("describe_security_groups",
+                                  GroupIds=[door["GroupId"]])["SecurityGroups"][0]
         if did:
             reply = provider._call("describe_security_groups", GroupIds=[gid])
             group = reply["SecurityGroups"][0]
@@ -397,12 +398,16 @@ def check_security_group(project, provider, *, fix: bool = False) -> Check:
     if cidr is None:
         return Check("security group", WARN, f"{label}: coaster ports inside the group only{done}; "
                      f"port 22 not checked: {cidr_problem}", "set [ec2] ssh_cidr to your address/32")
-    if not _ssh_ok(perms, cidr):
-        return Check("security group", WARN, f"{label} does not open port 22 to {cidr}: SSH from "
-                     f"here will time out{done}",
+    if door is None:
+        return Check("security group", OK, f"{label}: ports {'/'.join(map(str, CLUSTER_PORTS))} "
+                     f"inside the group only; `swiftrun up` creates {door_name} (port 22 from "
+                     f"{cidr}, the headnode only){done}")
+    if not _ssh_ok(door.get("IpPermissions", []), cidr):
+        return Check("security group", WARN, f"{door_name} does not open port 22 to {cidr}: SSH "
+                     f"from here to the headnode will time out{done}",
                      "`swiftrun up` or `swiftrun doctor --fix` adds the rule for [ec2] ssh_cidr")
-    return Check("security group", OK, f"{label}: port 22 from {cidr}, ports "
-                 f"{'/'.join(map(str, CLUSTER_PORTS))} inside the group only{done}")
+    return Check("security group", OK, f"{label}: ports {'/'.join(map(str, CLUSTER_PORTS))} "
+                 f"inside the group only; {door_name}: port 22 from {cidr}, the headnode only{done}")
 
 
 def check_s3fs_bucket(project, provider) -> Check:
@@ -434,6 +439,54 @@ def is_ec2(provider) -> bool:
     from swiftrun.cloud.ec2 import EC2Provider
 
     return isinstance(provider, EC2Provider)
+
+
+def up_checks(project, provider, *, fresh: bool = True) -> list[Check]:
+    """What `up` asks before making anything, in as few EC2 calls as it can (doctor asks the
+    rest): where Swift comes from (no call), the key pair when a key file is here to compare
+    (one call, which `up` then reuses), the images (one call, reused for the launch). A region
+    EC2 does not know fails the very first call; an instance type not offered, a missing
+    permission or a quota fail the worker dry run (after the key pair and groups are made,
+    which cost nothing) or the headnode's own launch, before anything is paid for."""
+    if not is_ec2(provider):
+        return []
+    items = [("swift on the nodes", lambda: check_swift_source(project))]
+    if Path(provider.key_file()).exists():
+        items.append(("key pair", lambda: check_key_pair(project, provider)))
+    items.append(("images", lambda: check_images(project, provider)))
+    if project.ec2.security_group or not fresh:
+        # a group named in the project (made by hand), or a cluster that exists: look before
+        # `prepare` touches it. swiftrun's own groups on a cold `up` are checked after (if found).
+        items.append(("security group", lambda: check_security_group(project, provider)))
+        provider.groups_checked = True
+    out: list[Check] = []
+    for name, fn in items:
+        out += run_check(name, fn, section="cloud")
+    return out
+
+
+def existing_group_checks(project, provider) -> list[Check]:
+    """The security group check, when `up` found the cluster group already there (made by hand,
+    or by an earlier `up` and changed since): one more call, never on a cold `up` of swiftrun's
+    own groups."""
+    if (not is_ec2(provider) or not getattr(provider, "groups_existed", False)
+            or getattr(provider, "groups_checked", False)):
+        return []
+    return run_check("security group", lambda: check_security_group(project, provider),
+                     section="cloud")
+
+
+def worker_dry_run(project, provider, cluster: str) -> list[Check]:
+    """The workers' launch as a dry run, once ``prepare`` made the key pair, groups and profile:
+    the headnode's own launch is its check (nothing is paid for when it fails), the workers'
+    must be checked before the headnode is paid for."""
+    if not is_ec2(provider):
+        return []
+    from swiftrun.cloud.base import WORKER
+
+    return run_check("dry-run launch",
+                     lambda: check_dry_run(project, provider, cluster, roles=(WORKER,)),
+                     section="cloud")
 
 
 def prelaunch(project, provider, *, fix: bool = False, timeout: float | None = None,

@@ -73,14 +73,15 @@ class Provider(ABC):
     def preflight(self) -> None:
         """Cheap checks that fail before anything is created (credentials, region, image)."""
 
-    def prepare(self, cluster: str) -> None:
+    def prepare(self, cluster: str, *, fresh: bool = False) -> None:
         """Create (or find) the shared resources a launch needs: key pair, security group."""
 
     def launch(self, cluster: str, spec: LaunchSpec) -> list[Node]:
         raise NotImplementedError(f"the {self.name} provider cannot launch machines")
 
-    def wait_running(self, cluster: str, ids: list[str], timeout: float) -> list[Node]:
-        return [n for n in self.find_nodes(cluster) if n.id in ids]
+    def wait_running(self, cluster: str, ids: list[str], timeout: float = 600,
+                     also: list[str] = ()) -> list[Node]:
+        return [n for n in self.find_nodes(cluster) if n.id in ids or n.id in also]
 
     def terminate(self, cluster: str, ids: list[str]) -> None:
         raise NotImplementedError(f"the {self.name} provider cannot terminate machines")

@@ -45,8 +45,10 @@ class EC2Provider(Provider):
         self._session = session
         self._ec2 = None
         self._sg_id: str | None = None
+        self._door_id: str | None = None
+        self._key_pairs: list[dict] | None = None
+        self._image_docs: dict[str, dict | None] = {}
         self._images: dict[str, str] = {}
-        self._roots: dict[str, tuple[str, int | None]] = {}
         self._profile_arn: str | None = None
         self.api_calls = 0
         self.reached = False     # EC2 answered once: from then on a lost connection is retried
@@ -184,113 +186,66 @@ class EC2Provider(Provider):
         key never crosses the network.
         """
         name, path = self.project.key_name, self.key_file()
-        reply = self._call("describe_key_pairs", Filters=[{"Name": "key-name", "Values": [name]}])
-        in_region = bool(reply.get("KeyPairs"))
-        if in_region and not path.exists():
-            raise ConfigError(
-                f"key pair {name!r} exists in {self.project.ec2.region} but its private key file "
-                f"{path} is missing: set [ssh] key_file to the .pem you kept, or delete the key pair "
-                f"(aws ec2 delete-key-pair --key-name {name}) so swiftrun can make a new one")
-        if in_region:
-            return path
-        if path.exists():
+        missing = (f"key pair {name!r} exists in {self.project.ec2.region} but its private key "
+                   f"file {path} is missing: set [ssh] key_file to the .pem you kept, or delete the "
+                   f"key pair (aws ec2 delete-key-pair --key-name {name}) so swiftrun can make a "
+                   "new one")
+        made = False
+        if path.exists():       # a key pair made for it before, most likely: ask first
+            if self.key_pairs():
+                return path
             public = public_key_of(path)
             if public.startswith("ecdsa-"):     # the loader refuses it first; ImportKeyPair would
                 raise ConfigError(f"[ssh] key_file {path} is an ECDSA key, which EC2 cannot import",
                                   hint="make an ed25519 key (ssh-keygen -t ed25519) and use that")
-        else:
-            public = write_new_key(path)
+        else:                   # no key here: import a new one without asking first
+            public, made = write_new_key(path), True
             self.made.append(("key file", str(path)))
         try:
             self._call("import_key_pair", KeyName=name, PublicKeyMaterial=public.encode(),
                        TagSpecifications=[{"ResourceType": "key-pair",
                                            "Tags": self._tags(cluster)}])
         except CloudError as exc:
-            # A retried call whose first attempt went through (its reply was lost): it is there.
             if getattr(exc, "code", "") != "InvalidKeyPair.Duplicate":
                 raise
-        self.made.append(("key pair", name))
+            # A retried call whose first attempt went through (its reply was lost) is ours; a
+            # pair made elsewhere is not, and the key just made here is of no use for it.
+            from swiftrun.cloud.keys import fingerprint_verdict
+
+            self._key_pairs = None
+            pairs = self.key_pairs()
+            if made and not (pairs and fingerprint_verdict(
+                    path, pairs[0].get("KeyFingerprint", "")) == "match"):
+                path.unlink(missing_ok=True)
+                self.made.remove(("key file", str(path)))
+                raise ConfigError(missing) from None
+            if not made:
+                return path
+        self.made.append(("key pair", name))     # a failed `up` deletes it again (undo_prepare)
         return path
 
-    def security_group(self, cluster: str, *, create: bool = True) -> str | None:
-        if self._sg_id:
-            return self._sg_id
-        name = self.project.security_group_name
-        filters = [{"Name": "group-name", "Values": [name]}]
-        vpc = self._vpc_of_subnet()
-        if vpc:     # the same name may exist in other VPCs; only the subnet's can be used
-            filters.append({"Name": "vpc-id", "Values": [vpc]})
-        reply = self._call("describe_security_groups", Filters=filters)
-        groups = reply.get("SecurityGroups", [])
-        if groups:
-            tags = {t["Key"]: t["Value"] for t in groups[0].get("Tags", [])}
-            if not self.project.ec2.security_group and tags.get(TAG_CLUSTER) != cluster:
-                # swiftrun's own name, but not swiftrun's group for this cluster: changing its
-                # rules (or deleting it at `down`) would touch something that is not ours
-                raise CloudError(
-                    f"security group {name} ({groups[0]['GroupId']}) exists but was not made by "
-                    f"swiftrun for cluster {cluster!r} (no tag {TAG_CLUSTER}={cluster}): delete "
-                    "or rename it, or set [ec2] security_group to use it on purpose")
-            self._sg_id = groups[0]["GroupId"]
-            self._ensure_rules(groups[0])
-            return self._sg_id
-        if not create:
-            return None
-        kwargs = {"GroupName": name, "Description": f"swiftrun cluster {cluster}",
-                  "TagSpecifications": [{"ResourceType": "security-group",
-                                         "Tags": self._tags(cluster)}]}
-        vpc = self._vpc_of_subnet()
-        if vpc:
-            kwargs["VpcId"] = vpc
-        try:
-            sg = self._call("create_security_group", **kwargs)["GroupId"]
-        except CloudError as exc:
-            # A retried call whose first attempt went through: find the group it made.
-            if getattr(exc, "code", "") != "InvalidGroup.Duplicate":
-                raise
-            self._sg_id = None
-            sg = self.security_group(cluster, create=False)
-            self.made.append(("security group", sg))
-            return sg
-        self._sg_id = sg
-        self.made.append(("security group", sg))
-        self._ensure_rules({"GroupId": sg, "IpPermissions": []})
-        return sg
+    def key_pairs(self) -> list[dict]:
+        """DescribeKeyPairs for the project's key name, asked once per process."""
+        if self._key_pairs is None:
+            reply = self._call("describe_key_pairs", Filters=[
+                {"Name": "key-name", "Values": [self.project.key_name]}])
+            self._key_pairs = reply.get("KeyPairs", [])
+        return self._key_pairs
 
-    def _ensure_rules(self, group: dict) -> None:
-        """The group lets this machine in on port 22 (a laptop's address changes) and the nodes
-        reach each other on the coaster ports. Checked on every reuse too: a swiftrun killed
-        between creating the group and authorizing its rules left a group without them."""
-        from swiftrun.cloud.sgrules import has_ssh, ssh_rule, stale_caller_rules
+    def security_group(self, cluster: str, *, create: bool = True, fresh: bool = False) -> str | None:
+        """The cluster group, on every node (cloud/groups.py); the door group is found or made
+        in the same pass."""
+        if not self._sg_id:
+            from swiftrun.cloud.groups import ensure_groups
 
-        sg, cidr = group["GroupId"], self.ssh_cidr()
-        have = group.get("IpPermissions", [])
-        have_ports = {p.get("FromPort") for p in have
-                      if any(pair.get("GroupId") == sg for pair in p.get("UserIdGroupPairs", []))}
-        perms = []
-        if not has_ssh(have, cidr):
-            # A new address of this machine: the oldest of swiftrun's own ssh rules make room,
-            # so they do not pile up to the group's rule quota (cloud/sgrules.py).
-            for old in stale_caller_rules(have):
-                try:
-                    self._call("revoke_security_group_ingress", GroupId=sg, IpPermissions=[old])
-                except CloudError as exc:
-                    if getattr(exc, "code", "") != "InvalidPermission.NotFound":
-                        raise
-            perms.append(ssh_rule(cidr))
-        perms += [{"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
-                   "UserIdGroupPairs": [{"GroupId": sg, "Description": "swiftrun, cluster only"}]}
-                  for p in COASTER_PORTS if p not in have_ports]
-        for perm in perms:   # one by one: a rule that is already there fails only its own call
-            try:
-                # A group made a moment ago may not be known to the next call yet.
-                self._eventually(f"adding rules to security group {sg}",
-                                 lambda perm=perm: self._call("authorize_security_group_ingress",
-                                                              GroupId=sg, IpPermissions=[perm]),
-                                 ("InvalidGroup.NotFound",))
-            except CloudError as exc:
-                if getattr(exc, "code", "") != "InvalidPermission.Duplicate":
-                    raise
+            self._sg_id, self._door_id = ensure_groups(self, cluster, create=create, fresh=fresh)
+        return self._sg_id
+
+    def launch_groups(self, cluster: str, role: str) -> list[str]:
+        """The groups a node of ``role`` launches in: the headnode in both, a worker in the
+        cluster group alone (its port 22 answers the cluster only)."""
+        sg = self.security_group(cluster)
+        return [sg] + ([self._door_id] if role == HEADNODE and self._door_id else [])
 
     def _vpc_of_subnet(self) -> str | None:
         if not self.project.ec2.subnet_id:
@@ -308,9 +263,11 @@ class EC2Provider(Provider):
 
         return f"{public_address()}/32"
 
-    def prepare(self, cluster: str) -> None:
+    def prepare(self, cluster: str, *, fresh: bool = False) -> None:
+        """Key pair, security groups, instance profile. ``fresh``: the cluster has no instance
+        (a cold `up`), so what is missing is made without asking first."""
         self.ensure_key_pair(cluster)
-        self.security_group(cluster)
+        self.security_group(cluster, fresh=fresh)
         if self.project.s3fs.bucket:
             from swiftrun.cloud.iam import ensure_s3fs_profile
 
@@ -335,7 +292,20 @@ class EC2Provider(Provider):
                 raise CloudError(f"no Ubuntu 24.04 {arch} image found in {self.project.ec2.region}; "
                                  "set [ec2] image to an AMI id")
             self._images[arch] = images[-1]["ImageId"]
+            self._image_docs[images[-1]["ImageId"]] = images[-1]    # its root device too
         return self._images[arch]
+
+    def image_info(self, image_id: str) -> dict | None:
+        """The DescribeImages entry of ``image_id`` (None: no such image), asked once."""
+        if image_id not in self._image_docs:
+            try:
+                reply = self._call("describe_images", ImageIds=[image_id])
+                self._image_docs[image_id] = (reply.get("Images") or [None])[0]
+            except CloudError as exc:
+                if not getattr(exc, "code", "").startswith("InvalidAMIID"):
+                    raise
+                self._image_docs[image_id] = None
+        return self._image_docs[image_id]
 
     def unreachable(self, node: Node) -> tuple[str, str] | None:
         from swiftrun.cloud.launch import NO_PUBLIC_IP_FIX, no_public_ip
@@ -352,7 +322,7 @@ class EC2Provider(Provider):
             self.project, spec, key_name=self.project.key_name,
             tags=self._tags(cluster, spec.role, {TAG_SHAPE: spec.shape, **spec.extra_tags}),
             volume_tags=self._tags(cluster, spec.role),
-            security_group=self.security_group(cluster), profile_arn=self._profile_arn,
+            security_group=self.launch_groups(cluster, spec.role), profile_arn=self._profile_arn,
             userdata=_payload(spec.userdata),
             root=self.image_root(spec.image) if self.project.ec2.volume_size_gb else ("", None))
 
@@ -360,10 +330,7 @@ class EC2Provider(Provider):
         """The image's root device and its snapshot size (cloud/launch.py:image_root)."""
         from swiftrun.cloud.launch import image_root
 
-        if image_id not in self._roots:
-            images = self._call("describe_images", ImageIds=[image_id]).get("Images") or [{}]
-            self._roots[image_id] = image_root(images[0])
-        return self._roots[image_id]
+        return image_root(self.image_info(image_id) or {})
 
     def launch(self, cluster: str, spec: LaunchSpec) -> list[Node]:
         if spec.count <= 0:
@@ -404,14 +371,16 @@ class EC2Provider(Provider):
             raise err
         raise last
 
-    def wait_running(self, cluster: str, ids: list[str], timeout: float = 600) -> list[Node]:
-        """Poll until every id is running; ids not yet visible (eventual consistency) are waited for."""
+    def wait_running(self, cluster: str, ids: list[str], timeout: float = 600,
+                     also: list[str] = ()) -> list[Node]:
+        """Poll until every id is running; ids not yet visible (eventual consistency) are waited
+        for. ``also``: described in the same calls and returned as they are, not waited for."""
         deadline = time.monotonic() + timeout
         delay = 0.2
         while True:
-            nodes = {n.id: n for n in self._describe(ids)}
+            nodes = {n.id: n for n in self._describe(list(ids) + list(also))}
             if nodes and all(nodes.get(i) and nodes[i].state == "running" for i in ids):
-                return [nodes[i] for i in ids]
+                return [nodes[i] for i in ids] + [nodes[i] for i in also if i in nodes]
             dead = [n for n in nodes.values() if n.state in GONE_STATES]
             if dead:
                 raise CloudError(f"instance {dead[0].id} went {dead[0].state} while starting "
@@ -505,7 +474,7 @@ class EC2Provider(Provider):
         deadline = time.monotonic() + timeout
         done = [f"security group {g['GroupName']} ({g['GroupId']})"
                 for g in reply.get("SecurityGroups", []) if self._delete_group(g["GroupId"], deadline)]
-        self._sg_id = None
+        self._sg_id = self._door_id = None
         from swiftrun.cloud.iam import delete_s3fs_profile
 
         # Always look: the bucket may have been dropped from the project since `up`. Without s3fs
@@ -547,7 +516,7 @@ class EC2Provider(Provider):
         while self.made:
             kind, what = self.made.pop()
             if kind == "security group" and self._delete_group(what, deadline):
-                self._sg_id = None
+                self._sg_id = self._door_id = None
             elif kind == "key pair":
                 self._call("delete_key_pair", KeyName=what)
             elif kind == "key file":
@@ -559,6 +528,7 @@ class EC2Provider(Provider):
         p = self.project
         return {"region": p.ec2.region, "key_pair": p.key_name, "key_file": str(self.key_file()),
                 "security_group": p.security_group_name, "ssh_cidr": p.ec2.ssh_cidr,
+                "door_group": f"{p.security_group_name}-door",
                 "coaster_ports": list(COASTER_PORTS)}
 
 

@@ -13,6 +13,7 @@ import re
 
 from swiftrun.cloud.base import LaunchSpec, Node
 from swiftrun.errors import ConfigError
+from swiftrun.node.network import worker_public_ip
 
 # IMDSv2 only (a token from PUT /latest/api/token): accounts may require it by policy, and it
 # keeps a request forged through a node's web app from reading the instance role's keys. The
@@ -52,12 +53,15 @@ def root_too_small(project, image_id: str, snapshot_gib: int | None) -> str | No
 
 
 def run_params(project, spec: LaunchSpec, *, tags: list[dict], volume_tags: list[dict],
-               key_name: str | None, security_group: str | None, profile_arn: str | None,
+               key_name: str | None, security_group: list[str] | str | None,
+               profile_arn: str | None,
                userdata: bytes | None, root: tuple[str, int | None] = ("/dev/sda1", None)) -> dict:
     """RunInstances keyword arguments (without ClientToken, Placement or DryRun).
 
-    ``key_name``, ``security_group`` and ``profile_arn`` are left out when None (a dry run
-    before ``prepare`` made them). ``root`` is :func:`image_root` of ``spec.image``: the root
+    ``key_name``, ``security_group`` (the group ids the node launches in) and ``profile_arn`` are
+    left out when None (a dry run before ``prepare`` made them). A worker without a public IP
+    (``[ec2] worker_public_ip``) says so on its network interface: a default subnet would map
+    one. ``root`` is :func:`image_root` of ``spec.image``: the root
     device ``[ec2] volume_size_gb`` resizes, and the least size EC2 takes for it."""
     kwargs: dict = {
         "ImageId": spec.image, "InstanceType": spec.instance_type,
@@ -70,16 +74,20 @@ def run_params(project, spec: LaunchSpec, *, tags: list[dict], volume_tags: list
     }
     if key_name:
         kwargs["KeyName"] = key_name
-    if project.ec2.subnet_id:
+    groups = [security_group] if isinstance(security_group, str) else list(security_group or [])
+    public = spec.role != "worker" or worker_public_ip(project)
+    if project.ec2.subnet_id or not public:
         # Outside a default subnet EC2 maps a public IP only when the subnet says so (off unless
         # set): ask for one on the primary interface, which then carries subnet and group.
-        nic: dict = {"DeviceIndex": 0, "SubnetId": project.ec2.subnet_id,
-                     "AssociatePublicIpAddress": True, "DeleteOnTermination": True}
-        if security_group:
-            nic["Groups"] = [security_group]
+        nic: dict = {"DeviceIndex": 0, "AssociatePublicIpAddress": public,
+                     "DeleteOnTermination": True}
+        if project.ec2.subnet_id:
+            nic["SubnetId"] = project.ec2.subnet_id
+        if groups:
+            nic["Groups"] = groups
         kwargs["NetworkInterfaces"] = [nic]
-    elif security_group:
-        kwargs["SecurityGroupIds"] = [security_group]
+    elif groups:
+        kwargs["SecurityGroupIds"] = groups
     if userdata is not None:
         kwargs["UserData"] = userdata     # gzip: cloud-init unpacks it; 16 KB limit on what is sent
     if profile_arn:
@@ -107,21 +115,30 @@ def dry_run_params(provider, cluster: str, spec: LaunchSpec) -> dict:
     runs the dry run again once ``prepare`` has made them."""
     from swiftrun.cloud.base import TAG_SHAPE
 
-    project = provider.project
-    keys = provider._call("describe_key_pairs",
-                          Filters=[{"Name": "key-name", "Values": [project.key_name]}])
-    filters = [{"Name": "group-name", "Values": [project.security_group_name]}]
-    vpc = provider._vpc_of_subnet()
-    if vpc:
-        filters.append({"Name": "vpc-id", "Values": [vpc]})
-    groups = provider._call("describe_security_groups", Filters=filters).get("SecurityGroups", [])
+    from swiftrun.cloud.groups import door_group_name
     from swiftrun.node.userdata import payload
 
+    project = provider.project
+    if provider._sg_id:     # prepared in this process: the key pair and groups exist
+        key_name, groups = project.key_name, provider.launch_groups(cluster, spec.role)
+    else:
+        keys = provider._call("describe_key_pairs",
+                              Filters=[{"Name": "key-name", "Values": [project.key_name]}])
+        key_name = project.key_name if keys.get("KeyPairs") else None
+        names = [project.security_group_name] + ([door_group_name(project)]
+                                                 if spec.role == "headnode" else [])
+        filters = [{"Name": "group-name", "Values": names}]
+        vpc = provider._vpc_of_subnet()
+        if vpc:
+            filters.append({"Name": "vpc-id", "Values": [vpc]})
+        found = {g["GroupName"]: g["GroupId"] for g in provider._call(
+            "describe_security_groups", Filters=filters).get("SecurityGroups", [])}
+        groups = [found[n] for n in names if n in found] or None
     kwargs = run_params(
-        project, spec, key_name=project.key_name if keys.get("KeyPairs") else None,
+        project, spec, key_name=key_name,
         tags=provider._tags(cluster, spec.role, {TAG_SHAPE: spec.shape, **spec.extra_tags}),
         volume_tags=provider._tags(cluster, spec.role),
-        security_group=provider._sg_id or (groups[0]["GroupId"] if groups else None),
+        security_group=groups,
         profile_arn=provider._profile_arn, userdata=payload(spec.userdata),
         root=provider.image_root(spec.image) if project.ec2.volume_size_gb else ("", None))
     kwargs.update(DryRun=True, MinCount=1, MaxCount=1)

@@ -305,7 +305,16 @@ def cluster_estimate(project, *, book: PriceBook | None = None, offline: bool = 
         items.append({"role": role, "count": count, "type": itype, "spot": spot,
                       "usd_per_hour": p.usd, "source": p.source, "label": p.label,
                       "estimate": p.estimate})
-    return _rate_doc(items, [book.price(i["type"], spot=i["spot"]) for i in items], book)
+    doc = _rate_doc(items, [book.price(i["type"], spot=i["spot"]) for i in items], book)
+    from swiftrun.node.network import PUBLIC_IPV4_USD_PER_HOUR, public_addresses
+
+    # AWS bills each public IPv4 address by the hour: the headnode's, and the workers' if any
+    ips = public_addresses(project)
+    doc["public_ipv4"] = {"count": ips, "usd_per_hour": PUBLIC_IPV4_USD_PER_HOUR}
+    for key in ("per_hour", "known_per_hour"):
+        if doc.get(key) is not None:
+            doc[key] = round(doc[key] + ips * PUBLIC_IPV4_USD_PER_HOUR, 5)
+    return doc
 
 
 def _rate_doc(items: list[dict], prices: list[Price], book: PriceBook) -> dict:
@@ -385,6 +394,9 @@ def describe_estimate(doc: dict) -> str:
     total = (f"~{usd(doc['per_hour'])}/h" if doc["per_hour"] is not None else
              f"price unknown ({', '.join(doc['unknown'])} not priced; the rest "
              f"~{usd(doc.get('known_per_hour', 0))}/h)")
+    ips = doc.get("public_ipv4")
+    if ips and ips.get("count"):
+        parts.append(f"{ips['count']} x public IPv4 {usd(ips['usd_per_hour'])}/h")
     text = f"{total}: {' + '.join(parts)} (Linux, {doc.get('region', '')}; {doc['source']})"
     if doc.get("estimate"):
         text += f"; spot estimated at {table()['spot_ratio']:g} x on-demand"

@@ -232,11 +232,14 @@ class Cluster:
         self.seen.forget()     # from here on the cluster changes
         try:
             from swiftrun.checks.base import raise_on_failure
-            from swiftrun.checks.cloud import prelaunch, prepared_dry_run   # fail before paying
+            from swiftrun.checks.cloud import (  # fail before paying
+                existing_group_checks, up_checks, worker_dry_run)
 
-            raise_on_failure(prelaunch(p, self.provider, cluster=self.name), self.ui)
-            self.provider.prepare(self.name)
-            raise_on_failure(prepared_dry_run(p, self.provider, self.name), self.ui)
+            raise_on_failure(up_checks(p, self.provider, fresh=not nodes), self.ui)
+            self.provider.prepare(self.name, fresh=not nodes)
+            raise_on_failure(existing_group_checks(p, self.provider), self.ui)
+            if need_workers:
+                raise_on_failure(worker_dry_run(p, self.provider, self.name), self.ui)
             if head and head.state in ("stopped", "stopping"):
                 self.ui.node("headnode", f"starting stopped {head.id}")
                 self.provider.start(self.name, [head.id])
@@ -256,10 +259,12 @@ class Cluster:
             if need_workers:
                 new_workers = self._launch_workers(head, need_workers)
                 created += [n.id for n in new_workers]
-            fresh = [n.id for n in [head] + new_workers if n.id in created]
             with self.ui.nodes_view("Bringing up"):
-                if fresh:
-                    running = {n.id: n for n in self.provider.wait_running(self.name, fresh)}
+                if head.id in created or head.state != "running":
+                    # Only the headnode is waited for (its public address is the way in); the
+                    # workers' boot is learnt from it. The same calls describe the new workers.
+                    running = {n.id: n for n in self.provider.wait_running(
+                        self.name, [head.id], also=[n.id for n in new_workers])}
                     for n in running.values():
                         self.ui.track(n.id, n.role, n.state)
                     head = running.get(head.id, head)
@@ -370,7 +375,9 @@ class Cluster:
                 self._serve(head)
             failed: list[tuple[Node, Exception]] = []
             if workers and self.provider.elastic:
-                failed = self._workers_ready(head, workers, created)
+                from swiftrun.cluster.readiness import workers_ready
+
+                failed, workers = workers_ready(self, head, workers, created, BOOT_TIMEOUT)
             elif workers:
                 with ThreadPoolExecutor(max_workers=min(16, len(workers))) as pool:
                     futs = {pool.submit(self._ready, w, allow_new=w.id in created): w
@@ -409,11 +416,6 @@ class Cluster:
                                                f"mv -f {path}.tmp {path}; }}",
                             stdin=data, timeout=120, check=True)
             self.ui.node("headnode", f"serves {name[:24]}... ({len(data)} bytes) to the workers")
-
-    def _workers_ready(self, head: Node, workers: list[Node], created: set) -> list:
-        from swiftrun.cluster.agent import workers_ready
-
-        return workers_ready(self, head, workers, created)
 
     def _ready(self, node: Node, *, allow_new: bool) -> None:
         try:

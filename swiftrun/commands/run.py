@@ -48,8 +48,13 @@ def _plan_text(doc: dict) -> str:
              f"cluster:  {doc['cluster']} ({doc['provider']})"]
     for inst in doc.get("instances", []):
         spot = " spot" if inst["spot"] else ""
+        ip = "" if inst.get("public_ip", True) else ", no public IPv4"
         lines.append(f"launch:   {inst['count']} x {inst['role']} {inst['type']}{spot} "
-                     f"image {inst['image']}")
+                     f"image {inst['image']}{ip}")
+    if doc.get("worker_public_ip"):
+        w = doc["worker_public_ip"]
+        lines.append(f"network:  workers {'get a public IPv4 address' if w['public'] else 'get no public IPv4 address'}"
+                     f": {w['why']} ([ec2] worker_public_ip); only the headnode takes SSH from here")
     for key, value in doc.get("resources", {}).items():
         lines.append(f"  {key}: {value}")
     if doc.get("swift_source"):

@@ -25,6 +25,7 @@ import shlex
 from pathlib import Path
 
 from swiftrun.errors import ConfigError
+from swiftrun.node.network import worker_public_ip
 from swiftrun.node.layout import AGENT_PORT, COASTER_PORT, HEADNODE, WORKER, WORKER_PORT
 from swiftrun.node.swift import boot_settings
 from swiftrun.paths import data_dir
@@ -172,7 +173,7 @@ def _settings(project: Project, role: str, cluster: str, headnode_ip: str | None
         "WORKER_PORT": str(WORKER_PORT),
         "AGENT_PORT": str(AGENT_PORT),
         # a worker without one cannot reach the internet: it waits for the headnode's copy
-        "WORKER_PUBLIC_IP": "1" if role == "worker" and getattr(project.ec2, "worker_public_ip", True) else "",
+        "WORKER_PUBLIC_IP": "1" if role == WORKER and worker_public_ip(project) else "",
         # no workers: the headnode runs worker.pl itself, so the apps still have somewhere to run
         "HEAD_WORKER": "1" if role == "headnode" and project.cluster.workers == 0 else "",
     }

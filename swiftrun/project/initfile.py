@@ -52,6 +52,7 @@ KEY_DOCS: dict[tuple[str, str], str] = {
     ("ec2", "subnet_id"): "launch into this subnet (nodes get a public IP); empty: the default VPC",
     ("ec2", "availability_zones"): "zones to try, in order; empty: any",
     ("ec2", "worker_init_script"): "script run on every worker at boot",
+    ("ec2", "worker_public_ip"): "public IPv4 for workers (billed hourly); \"auto\": only if they need the internet at boot",
     ("ec2", "volume_size_gb"): "root disk size, at least the image's (8 on Ubuntu); 0: the image's",
     ("ssh", "user"): "login user on the nodes",
     ("ssh", "key_file"): "private key; empty: ~/.swiftrun/keys/<key name>.pem (created)",

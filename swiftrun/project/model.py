@@ -50,6 +50,7 @@ class Ec2Settings:
     availability_zones: tuple[str, ...] = ()
     worker_init_script: Path | None = None
     volume_size_gb: int = 0                # 0 = the image's default root volume
+    worker_public_ip: bool | str = "auto"  # "auto": only when workers need the internet at boot
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,17 @@ def _v_bool(example: bool):
     return check
 
 
+def _v_auto_bool(value, ctx):
+    """true, false or "auto"."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and ctx.coerce and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, bool):
+        return value
+    raise _Bad('must be true, false or "auto"', ctx.set("auto"))
+
+
 def _v_enum(choices: tuple[str, ...], what: str = ""):
     def check(value, ctx):
         s = _as_str(value, ctx, choices[0])
@@ -457,6 +468,7 @@ _SCHEMA: dict[str, dict[str, Callable[[Any, _Ctx], Any]]] = {
         "worker_init_script": _v_path(True, "create the script or fix the path, which is relative to "
                                             "the project file's directory; or remove the line"),
         "volume_size_gb": _v_int(0, 16384, 0),
+        "worker_public_ip": _v_auto_bool,
     },
     "ssh": {
         "user": _v_str("ubuntu", r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", "must be a login name like ubuntu",

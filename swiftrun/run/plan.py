@@ -22,12 +22,17 @@ def plan(project, script: Path) -> dict:
            "cluster": project.cluster.name, "provider": project.cluster.provider,
            "script": str(script), "swift_conf": conf.text, "resources": provider.describe_plan()}
     if provider.elastic:
+        from swiftrun.node.network import worker_network
+
         p = project
+        public, why = worker_network(p)
         out["instances"] = [
             {"role": HEADNODE, "count": 1, "type": p.ec2.headnode_type, "image": p.ec2.image,
-             "spot": False},
+             "spot": False, "public_ip": True},
             {"role": WORKER, "count": p.cluster.workers, "type": p.ec2.worker_type,
-             "image": p.ec2.worker_image or p.ec2.image, "spot": p.ec2.spot}]
+             "image": p.ec2.worker_image or p.ec2.image, "spot": p.ec2.spot,
+             "public_ip": public}]
+        out["worker_public_ip"] = {"public": public, "why": why}
         scripts = render_all(p, p.cluster.name)
         # what EC2 gets (gzip) against its 16 KB limit
         out["userdata_bytes"] = {k: len(payload(v)) for k, v in scripts.items()}

@@ -1,0 +1,173 @@
+"""One door at any size (issue 13): EC2 calls, client SSH connections, wall time and peak RSS of
+`swiftrun up` (cold, then warm) and `down` for 1, 10, 50 and 200 workers.
+
+Run: python bench/bench_door.py [--sizes 1 10 50 200] [--repeat 7]
+Starts its own test cloud (moto server, a network namespace, an sshd, a boot script and a real
+worker.pl per instance: needs root and nftables; stopped by PID at the end). Workers boot the
+baked image (Swift and Perl in it), so they launch without a public IPv4 address, as
+`[ec2] worker_public_ip = "auto"` decides.
+
+Fair: a 1-worker cluster stays up the whole time, and every warm `up` of the N-worker cluster
+is timed in turns with a warm `up` of that one (A B A B ..., ``--repeat`` pairs), so both see
+the same machine load; medians with [min-max]. A cold `up` and a `down` are one sample each per
+size (each launches or terminates N instances; the test cloud's boots dominate their time).
+EC2 calls are moto's own count of the requests; client SSH connections are the test proxy's log
+(one line per new connection from this machine); peak RSS is the swiftrun process's own
+(``wait4``), its ssh children not included. No assertions; the last line is
+`BENCH_SUMMARY {json}` for bench/run_all.py.
+
+200 workers need more than 2 cores here: 200 sshd, boot scripts and worker.pl (each polling at
+~1% CPU) took the load average to 160 on the 2-core machine, and the moto server behind them
+stopped answering in time (read timeouts) after the cold `up` of 200 had finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from bench_warm_run import child_env, diff, ec2_calls, test_cloud_env  # noqa: E402
+from loopback import spread  # noqa: E402
+from tests.support import netns  # noqa: E402
+from tests.support.cli import SWIFTRUN, toml_project  # noqa: E402
+from tests.support.cloud import SIM_REGIONS, MotoServer, TestCloud, write_amis_file  # noqa: E402
+from tests.support.nodeimage import Images, engine_unavailable  # noqa: E402
+
+
+def measured(args, cwd: Path, env: dict, moto: MotoServer, log: Path, timeout: float = 1800):
+    """Run swiftrun ARGS: (wall s, EC2 calls, client SSH connections, peak RSS MiB, stdout)."""
+    log.unlink(missing_ok=True)
+    before = ec2_calls(moto)
+    out = log.with_suffix(".out")
+    t = time.perf_counter()
+    with open(out, "w") as fh, open(log.with_suffix(".err"), "w") as err:
+        proc = subprocess.Popen(SWIFTRUN.split() + list(args), cwd=cwd, stdout=fh, stderr=err,
+                                stdin=subprocess.DEVNULL,
+                                env={**env, "TESTCLOUD_PROXY_LOG": str(log)})
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()          # by its PID
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"swiftrun {' '.join(args)} exited {proc.returncode}:\n"
+                           f"{log.with_suffix('.err').read_text()[-3000:]}")
+    calls = sum(diff(ec2_calls(moto), before).values())
+    conns = len(log.read_text().split()) if log.exists() else 0
+    return wall, calls, conns, usage.ru_maxrss / 1024, out.read_text()
+
+
+def project(base: Path, tc, name: str, workers: int) -> Path:
+    proj = base / name
+    shutil.copytree(ROOT / "examples" / "p4", proj)
+    (proj / "swiftrun.toml").unlink()
+    toml_project(proj, tc, name=name, workers=workers, image=tc.baked_ami)
+    return proj
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1, 10, 50, 200])
+    ap.add_argument("--repeat", type=int, default=7, help="warm A/B pairs per size (default 7)")
+    args = ap.parse_args()
+    why = netns.unavailable() or engine_unavailable()
+    if why:
+        print(f"test cloud unavailable here ({why}): nothing measured")
+        return
+    base = Path(tempfile.mkdtemp(prefix="bench-door-"))
+    moto = tc = None
+    kept: list[Path] = []
+    env = None
+    rows = []
+    try:
+        moto = MotoServer(faults=True, workdir=base / "moto",
+                          amis_file=write_amis_file(base / "amis.json"))
+        moto.start(warm_up=SIM_REGIONS)
+        cenv = test_cloud_env(moto, base)
+        os.environ.update(cenv)
+        tc = TestCloud(moto, cenv, base / "cloud", Images(base / "images").prepare()).start()
+        env = child_env({**cenv, "SWIFTRUN_BOOT_TIMEOUT": "1200", "SWIFTRUN_SSH_TIMEOUT": "300"})
+        logs = base / "logs"
+        logs.mkdir()
+        ref = project(base, tc, "doorref", 1)        # the 1-worker cluster the warm ups pair with
+        kept.append(ref)
+        measured(["up"], ref, env, moto, logs / "ref-cold.log")
+        for n in args.sizes:
+            proj = project(base, tc, f"door{n}", n)
+            kept.append(proj)
+            cold = measured(["up", "--json"], proj, env, moto, logs / f"{n}-cold.log")
+            warm, ref_warm = [], []
+            for k in range(args.repeat):        # A B A B: N workers, then the 1-worker cluster
+                warm.append(measured(["up", "--json"], proj, env, moto, logs / f"{n}-warm{k}.log"))
+                ref_warm.append(measured(["up", "--json"], ref, env, moto,
+                                         logs / f"{n}-ref{k}.log"))
+            down = measured(["down"], proj, env, moto, logs / f"{n}-down.log")
+            kept.remove(proj)
+            rows.append({
+                "workers": n,
+                "cold": {"calls": cold[1], "ssh": cold[2], "s": round(cold[0], 2),
+                         "rss_mib": round(cold[3], 1)},
+                "warm": {"calls": max(w[1] for w in warm), "ssh": max(w[2] for w in warm),
+                         "s": [round(w[0], 3) for w in warm],
+                         "rss_mib": round(max(w[3] for w in warm), 1)},
+                "warm_1": [round(w[0], 3) for w in ref_warm],
+                "down": {"calls": down[1], "ssh": down[2], "s": round(down[0], 2),
+                         "rss_mib": round(down[3], 1)},
+            })
+            # said at once: a size that does not finish (the test cloud starved) keeps the others
+            print(f"... {n} workers: {json.dumps(rows[-1])}", flush=True)
+    finally:
+        for proj in kept:
+            if env is not None:
+                subprocess.run(SWIFTRUN.split() + ["down"], cwd=proj, env=env, capture_output=True,
+                               stdin=subprocess.DEVNULL, timeout=900)
+        if tc is not None:
+            tc.stop()
+        if moto is not None:
+            moto.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+    print(f"swiftrun up/down on the test cloud (baked image, workers without public IPv4); warm: "
+          f"{args.repeat} pairs interleaved with a 1-worker cluster's warm up, median [min-max]")
+    print(f"{'workers':>7}  {'cold calls':>10} {'ssh':>4} {'wall s':>7} {'RSS MiB':>8}  "
+          f"{'warm calls':>10} {'ssh':>4} {'warm ms (N)':>22} {'warm ms (1 worker)':>22} {'RSS MiB':>8}  "
+          f"{'down calls':>10} {'ssh':>4} {'wall s':>7}")
+    for r in rows:
+        c, w, d = r["cold"], r["warm"], r["down"]
+        print(f"{r['workers']:>7}  {c['calls']:>10} {c['ssh']:>4} {c['s']:>7.1f} {c['rss_mib']:>8.1f}  "
+              f"{w['calls']:>10} {w['ssh']:>4} {spread(w['s']):>22} "
+              f"{spread(r['warm_1']):>22} {w['rss_mib']:>8.1f}  "
+              f"{d['calls']:>10} {d['ssh']:>4} {d['s']:>7.1f}")
+    summary = {f"n{r['workers']}": {
+        "cold_calls": r["cold"]["calls"], "cold_ssh": r["cold"]["ssh"], "cold_s": r["cold"]["s"],
+        "cold_rss_mib": r["cold"]["rss_mib"], "warm_calls": r["warm"]["calls"],
+        "warm_ssh": r["warm"]["ssh"], "warm_s": statistics.median(r["warm"]["s"]),
+        "warm_1_worker_s": statistics.median(r["warm_1"]),
+        "warm_vs_1_worker": round(statistics.median(r["warm"]["s"])
+                                  / statistics.median(r["warm_1"]), 2),
+        "warm_rss_mib": r["warm"]["rss_mib"], "down_calls": r["down"]["calls"]} for r in rows}
+    print("BENCH_SUMMARY " + json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The workers' boot as the headnode's agent heard it (userdata/agent.py): no SSH to any worker.
+
+Each worker reports (state, step, message, its SSH host key) to the agent on the headnode, which
+keeps one JSON line per worker in ``$STATE/workers/``. ``up`` reads them all with one command on
+the headnode's open connection per poll, for any number of workers: the client's connections
+and processes stay the same from 1 worker to 1000. A worker that became ready has its host key
+pinned from that report (it came over the headnode's authenticated connection), so a later
+``connect worker0`` through the headnode checks it; one that failed is named (``workerN``, its
+id) with the step it failed in and its own message, still without a connection to it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+from swiftrun.cloud.base import WORKER, Node
+from swiftrun.errors import CloudError
+from swiftrun.node.layout import STATE_DIR
+
+
+def worker_names(workers: list[Node]) -> dict[str, str]:
+    """id -> ``workerN`` as `connect workerN` counts them (oldest launch first, then by id)."""
+    order = sorted(workers, key=lambda n: (str(n.launched or ""), n.id))
+    return {n.id: f"worker{i}" for i, n in enumerate(order)}
+
+
+def probe_command(ids) -> str:
+    """One shell command printing the agent's line of each of ``ids`` that reported."""
+    return (f"cd {STATE_DIR}/workers 2>/dev/null && for f in {' '.join(sorted(ids))}; "
+            f"do [ -f \"$f\" ] && cat \"$f\"; done; true")
+
+
+def workers_ready(cluster, head: Node, workers: list[Node], created: set,
+                  timeout: float) -> tuple[list[tuple[Node, Exception]], list[Node]]:
+    """Wait until every worker reported ready or failed (or ``timeout``). Returns
+    ([(worker, error)], the workers, those that are ready marked running)."""
+    target = cluster.target(head)
+    names = worker_names(workers)
+    pending = {w.id: w for w in workers}
+    ready: set[str] = set()
+    failed: list[tuple[Node, Exception]] = []
+    last_step: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    delay = 0.3
+    while pending:
+        out = cluster.remote.run(target, probe_command(pending), timeout=30).stdout
+        for line in out.splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            w = pending.get(str(doc.get("id", "")))
+            if w is None:
+                continue
+            label = f"{names[w.id]} ({w.id})"
+            state, step = doc.get("state", ""), doc.get("step", "")
+            if state == "ready":
+                pin_reported(cluster, w, doc.get("hostkey", ""), allow_new=w.id in created)
+                cluster.ui.track(w.id, WORKER, "ready")
+                ready.add(w.id)
+                del pending[w.id]
+            elif state == "failed":
+                # pinned too: `logs --boot workerN` (kept with --keep-on-failure) goes through
+                # the headnode and checks the key the worker reported
+                pin_reported(cluster, w, doc.get("hostkey", ""), allow_new=w.id in created)
+                msg = doc.get("msg") or "no message"
+                cluster.ui.track(w.id, WORKER, "failed", f"{step}: {msg}" if step else msg)
+                failed.append((w, CloudError(
+                    f"{label} failed to boot at step {step or 'unknown'}: {msg} (its headnode "
+                    f"heard it; full log: `swiftrun logs --boot {names[w.id]}`)")))
+                del pending[w.id]
+            elif step and step != last_step.get(w.id):
+                cluster.ui.track(w.id, WORKER, "booting", step)
+                last_step[w.id] = step
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            for w in pending.values():
+                step = last_step.get(w.id)
+                said = f"still booting (step {step})" if step else "never reported to the headnode"
+                cluster.ui.track(w.id, WORKER, "failed", f"timed out ({said})")
+                failed.append((w, CloudError(
+                    f"{names[w.id]} ({w.id}) {said} after {int(timeout)}s; see `swiftrun logs "
+                    f"--boot {names[w.id]}`")))
+            break
+        time.sleep(delay)
+        delay = min(delay * 1.5, 3.0)
+    # a worker that reported ready is running, whatever the launch's reply said
+    return failed, [replace(w, state="running") if w.id in ready else w for w in workers]
+
+
+def pin_reported(cluster, node: Node, hostkey: str, *, allow_new: bool) -> None:
+    """Pin a worker's host key as its boot report gave it (first contact only)."""
+    parts = hostkey.split()
+    if len(parts) < 2 or not node.host_key_alias:
+        return
+    target = cluster.target(node)
+    if cluster.remote.is_pinned(target) or not allow_new:
+        return
+    cluster.remote.pin(node.host_key_alias, parts[0], parts[1])

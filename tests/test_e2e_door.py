@@ -1,0 +1,150 @@
+"""Issue 13 end to end: the user's machine talks to the headnode only, at any number of workers.
+
+Workers without a public IPv4 address boot from a baked image, report to the headnode, run the
+jobs and are reached through it; port 22 on a worker answers the cluster, not the caller; a
+worker that fails at boot is named with its step without any connection to it; a cluster of
+many workers comes up cold and warm in a bounded number of EC2 calls and client connections.
+200 workers is the bench's (bench/bench_door.py): every instance here is a namespace, an sshd, a
+boot script and a worker.pl on the test machine, and CI has 2 cores and 20 minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from tests.support.cli import cluster_instances, swiftrun, toml_project
+from tests.test_e2e_run import copy_example
+
+MANY = 24     # workers in the scale test (the bench goes to 200)
+
+
+def tags(inst):
+    return {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+
+
+def calls(cloud) -> int:
+    return sum(cloud.fault_state()["calls"].values())
+
+
+def opened(log) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def test_workers_without_public_ip_boot_run_jobs_and_are_reached_through_the_headnode(cloud, tmp_path):
+    proj = copy_example("p4", tmp_path / "p4", cloud, name="noip", workers=2, image=cloud.baked_ami)
+    # plan says it, and counts only the headnode's address in the cost
+    plan = json.loads(swiftrun("plan", "p4.swift", "--json", cwd=proj).stdout)
+    assert plan["worker_public_ip"]["public"] is False and "custom" in plan["worker_public_ip"]["why"]
+    assert plan["cost"]["public_ipv4"]["count"] == 1
+    text = swiftrun("plan", "p4.swift", cwd=proj).stdout
+    assert "workers get no public IPv4 address" in text and "1 x public IPv4" in text
+
+    conns = tmp_path / "conns.log"
+    doc = json.loads(swiftrun("p4.swift", "--keep-cluster", "--json", cwd=proj,
+                              env={"TESTCLOUD_PROXY_LOG": str(conns)}).stdout)
+    assert doc["exit_code"] == 0
+    numbers = [int(x) for x in (proj / "unsorted.txt").read_text().split()]
+    assert [int(x) for x in (proj / "sorted.txt").read_text().split()] == sorted(numbers)
+    insts = cluster_instances(cloud, "noip")
+    workers = [i for i in insts if tags(i)["swiftrun:role"] == "worker"]
+    head = next(i for i in insts if tags(i)["swiftrun:role"] == "headnode")
+    assert len(workers) == 2 and all(not w.get("PublicIpAddress") for w in workers), workers
+    assert head.get("PublicIpAddress")
+    # the jobs ran on the workers (swift.log names the worker blocks that ran them)
+    log = (proj / "run001" / "swift.log").read_text()
+    assert any(w["InstanceId"] in log for w in workers)
+    assert set(opened(conns)) == {head["PublicIpAddress"]}, opened(conns)
+
+    out = swiftrun("connect", "worker0", "--", "hostname", cwd=proj,
+                   env={"TESTCLOUD_PROXY_LOG": str(conns)})
+    assert out.stdout.strip()
+    assert set(opened(conns)) == {head["PublicIpAddress"]}       # through the headnode
+    printed = swiftrun("connect", "worker0", "--print", cwd=proj).stdout
+    assert "ProxyCommand=" in printed and any(w["PrivateIpAddress"] in printed for w in workers)
+    swiftrun("down", cwd=proj)
+    assert cluster_instances(cloud, "noip") == []
+
+
+def test_a_worker_s_port_22_answers_the_cluster_not_the_caller(cloud, tmp_path):
+    """Stock image: the workers need the internet at boot, so they have a public address; still
+    the caller cannot reach their sshd (only the headnode's door group opens 22 to ssh_cidr)."""
+    proj = tmp_path / "proj"
+    toml_project(proj, cloud, name="shut", workers=1)
+    swiftrun("up", cwd=proj)
+    insts = cluster_instances(cloud, "shut")
+    worker = next(i for i in insts if tags(i)["swiftrun:role"] == "worker")
+    head = next(i for i in insts if tags(i)["swiftrun:role"] == "headnode")
+    assert worker.get("PublicIpAddress"), "a stock-image worker has a public address by default"
+
+    def banner(host: str) -> str:
+        argv = cloud.proxy_command.replace("%h", host).replace("%p", "22").split()
+        try:
+            res = subprocess.run(argv, input=b"", capture_output=True, timeout=20,
+                                 env={"TESTCLOUD_PROXY_TIMEOUT": "3", "PATH": "/usr/bin:/bin"})
+        except subprocess.TimeoutExpired as exc:
+            return (exc.stdout or b"").decode(errors="replace")
+        return res.stdout.decode(errors="replace")
+
+    assert banner(head["PublicIpAddress"]).startswith("SSH-")        # the door answers
+    assert not banner(worker["PublicIpAddress"]).startswith("SSH-")  # a worker does not
+    # ... but the headnode reaches it (connect worker0 goes through it)
+    assert swiftrun("connect", "worker0", "--", "echo", "inside", cwd=proj).stdout.strip() == "inside"
+    swiftrun("down", cwd=proj)
+
+
+def test_a_worker_failing_at_boot_is_named_with_its_step_without_a_connection_to_it(cloud, tmp_path):
+    proj = tmp_path / "proj"
+    (proj).mkdir()
+    (proj / "init.sh").write_text("#!/bin/sh\necho 'no licence server' >&2\nexit 7\n")
+    toml_project(proj, cloud, name="bad", workers=1, image=cloud.baked_ami)
+    toml = proj / "swiftrun.toml"
+    toml.write_text(toml.read_text().replace("[ec2]\n", '[ec2]\nworker_init_script = "init.sh"\n', 1))
+    conns = tmp_path / "conns.log"
+    res = swiftrun("up", "--keep-on-failure", cwd=proj, check=False,
+                   env={"TESTCLOUD_PROXY_LOG": str(conns)})
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("swiftrun: error")]
+    assert len(errors) == 1, res.stderr
+    assert "worker0 (i-" in errors[0] and "at step worker_init" in errors[0], errors[0]
+    assert "exited with status 7" in errors[0]
+    insts = cluster_instances(cloud, "bad")
+    head = next(i for i in insts if tags(i)["swiftrun:role"] == "headnode")
+    worker = next(i for i in insts if tags(i)["swiftrun:role"] == "worker")
+    assert worker.get("PublicIpAddress")     # an init script may download: it has one
+    assert set(opened(conns)) == {head["PublicIpAddress"]}, opened(conns)   # never the worker
+    # its boot log, through the headnode, with the host key it reported pinned
+    boot = swiftrun("logs", "--boot", "worker0", cwd=proj, env={"TESTCLOUD_PROXY_LOG": str(conns)})
+    assert "no licence server" in boot.stdout and "FAILED in step worker_init" in boot.stdout
+    assert set(opened(conns)) == {head["PublicIpAddress"]}, opened(conns)
+    swiftrun("down", cwd=proj)
+
+
+def test_many_workers_cold_and_warm_up_a_run_and_down_through_one_door(cloud, tmp_path):
+    proj = copy_example("p4", tmp_path / "p4", cloud, name="many", workers=MANY,
+                        image=cloud.baked_ami)
+    conns = tmp_path / "cold.log"
+    before = calls(cloud)
+    up = json.loads(swiftrun("up", "--json", cwd=proj, timeout=900,
+                             env={"TESTCLOUD_PROXY_LOG": str(conns),
+                                  "SWIFTRUN_BOOT_TIMEOUT": "600"}).stdout)
+    cold = calls(cloud) - before
+    assert len(up["created"]) == MANY + 1 and cold <= 12, (cold, cloud.fault_state()["calls"])
+    assert len(opened(conns)) <= 2 and len(set(opened(conns))) == 1, opened(conns)
+    assert all(n["state"] == "running" for n in up["nodes"])
+
+    warm_log = tmp_path / "warm.log"
+    before = calls(cloud)
+    again = json.loads(swiftrun("up", "--json", cwd=proj, timeout=300,
+                                env={"TESTCLOUD_PROXY_LOG": str(warm_log)}).stdout)
+    assert again["reused"] and calls(cloud) - before == 1
+    assert len(opened(warm_log)) <= 2
+
+    run_log = tmp_path / "run.log"
+    doc = json.loads(swiftrun("p4.swift", "--json", cwd=proj, timeout=600,
+                              env={"TESTCLOUD_PROXY_LOG": str(run_log)}).stdout)
+    assert doc["exit_code"] == 0 and doc["dissolved"]
+    numbers = [int(x) for x in (proj / "unsorted.txt").read_text().split()]
+    assert [int(x) for x in (proj / "sorted.txt").read_text().split()] == sorted(numbers)
+    assert len(opened(run_log)) <= 2
+    assert cluster_instances(cloud, "many") == []
