@@ -80,6 +80,8 @@ def plan_upload(local_root: Path | str, manifest: Manifest, rules: IgnoreRules, 
     send, delete, carried = [], [], {}
     for rel, entry in local.items():
         prev = old.get(rel)
+        if entry == prev:           # equal tuples (C speed): unchanged
+            continue
         if not entry.same_local(prev):
             send.append(rel)
             if prev is not None and prev.type != entry.type:
