@@ -20,6 +20,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 import tarfile
 import tempfile
 import threading
@@ -30,6 +31,7 @@ from typing import Iterable
 
 
 from swiftrun.errors import RemoteError
+from swiftrun.sync import pulling
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.ignore import compile_glob, glob_matches
 from swiftrun.sync.manifest import Entry, Manifest, _ancestors, _local_entry, _safe_rel
@@ -202,6 +204,55 @@ def _receive(chan: Pipe, names: list[str], local_root: Path, staging: str,
     return staged
 
 
+def _file_mode(mode: int) -> int:
+    """What tarfile's data filter leaves of a regular file's mode: no setuid/setgid/sticky, no
+    group or other write, owner read-write, and execute for others only if the owner has it."""
+    mode = (mode & 0o755) | 0o600
+    return mode if mode & 0o100 else mode & ~0o011
+
+
+def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], local_root: Path,
+          staging: str, report: FetchReport) -> dict[str, _Staged] | None:
+    """``_receive``'s work by rsync: the names land in ``staging`` under their own paths, then
+    each is judged as the tar path judges a member (nothing through a staged symlink; links
+    absolute or leading out of the root refused; modes as the data filter leaves them). After
+    a partial transfer a file of another size than listed counts as not arrived (it may be cut
+    short). None when the node has no rsync (the tar stream goes instead)."""
+    done = pulling.rsync_pull(conn, remote_root, names, staging, RETRY_HINT)
+    if done is None:
+        return None
+    staged: dict[str, _Staged] = {}
+    cache: dict[str, bool] = {}
+    real_root = os.path.realpath(local_root)
+    for name in names:
+        path = os.path.join(staging, name)
+        if not _inside(staging, name, cache):
+            continue
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue                # not arrived: _check_arrived tells why
+        if stat.S_ISREG(st.st_mode):
+            if done != "complete" and st.st_size != listing[name].size:
+                continue
+            staged[name] = _Staged("f", st.st_mtime_ns, _file_mode(st.st_mode), path)
+            report.bytes += st.st_size
+        elif stat.S_ISDIR(st.st_mode):
+            staged[name] = _Staged("d", st.st_mtime_ns, (st.st_mode & 0o755) | 0o700)
+        elif stat.S_ISLNK(st.st_mode):
+            target = os.readlink(path)
+            lands = os.path.realpath(os.path.join(real_root, os.path.dirname(name), target))
+            if os.path.isabs(target) or os.path.commonpath([real_root, lands]) != real_root:
+                report.skipped.add(name)
+                report.refused.append(f"{name}: link to {target} leads out of the project")
+                continue
+            staged[name] = _Staged("l", st.st_mtime_ns, 0o777, target=target)
+        else:
+            report.skipped.add(name)
+            report.refused.append(f"{name}: unsupported type (hard link or device)")
+    return staged
+
+
 def _inside(local_root: str, rel: str, cache: dict[str, bool]) -> bool:
     """True if no existing ancestor of ``rel`` under the root is a symlink (nothing written through
     a link can land outside the root)."""
@@ -362,7 +413,11 @@ def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | 
     staging = tempfile.mkdtemp(prefix="fetch-", dir=staging_parent)
     installing = False
     try:
-        staged = _stream(conn, remote_root, names, local_root, staging, report, timeout)
+        staged = None
+        if pulling.worth_it(conn, len(names), sum(listing[n].size for n in names)):
+            staged = _pull(conn, remote_root, names, listing, local_root, staging, report)
+        if staged is None:
+            staged = _stream(conn, remote_root, names, local_root, staging, report, timeout)
         _check_arrived(conn, remote_root, names, listing, staged, report, timeout)
         installing = True
         _install(local_root, staged, listing, manifest, report)
