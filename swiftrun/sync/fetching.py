@@ -154,6 +154,7 @@ class _Staged:
     mode: int
     temp: str | None = None
     target: str | None = None
+    ready: bool = False         # the staged file has this mode and mtime already (rsync set them)
 
 
 def _receive(chan: Pipe, names: list[str], local_root: Path, staging: str,
@@ -235,7 +236,9 @@ def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], l
         if stat.S_ISREG(st.st_mode):
             if done != "complete" and st.st_size != listing[name].size:
                 continue
-            staged[name] = _Staged("f", st.st_mtime_ns, _file_mode(st.st_mode), path)
+            mode = _file_mode(st.st_mode)
+            staged[name] = _Staged("f", st.st_mtime_ns, mode, path,
+                                   ready=mode == stat.S_IMODE(st.st_mode))
             report.bytes += st.st_size
         elif stat.S_ISDIR(st.st_mode):
             staged[name] = _Staged("d", st.st_mtime_ns, (st.st_mode & 0o755) | 0o700)
@@ -273,13 +276,18 @@ def _clear(path: str, keep_dir: bool) -> None:
         shutil.rmtree(path)
 
 
-def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None) -> None:
+def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None, *,
+                 vacant: bool = False, made: set[str] | None = None) -> None:
     """Put one staged entry in place: files and symlinks by rename (atomic), dirs by mkdir.
 
-    ``ours``: the manifest's entry for ``rel`` (what the sync itself put there)."""
+    ``ours``: the manifest's entry for ``rel`` (what the sync itself put there); ``vacant``:
+    the caller just saw nothing at ``rel``; ``made``: parent directories known to exist."""
     dest = os.path.join(root, rel)
     parent = os.path.dirname(dest)
-    os.makedirs(parent, exist_ok=True)
+    if made is None or parent not in made:
+        os.makedirs(parent, exist_ok=True)
+        if made is not None:
+            made.add(parent)
     if s.type == "d":
         # A remote directory where a local file or symlink stands: the file is the user's, and so
         # is a symlink unless it is exactly the one the sync put there. Refuse rather than delete.
@@ -292,7 +300,7 @@ def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None) -> 
             raise FileExistsError(f"a file stands where the directory goes (move {dest} away)")
         os.makedirs(dest, exist_ok=True)
         return
-    if os.path.isdir(dest) and not os.path.islink(dest):
+    if not vacant and os.path.isdir(dest) and not os.path.islink(dest):
         # A remote file where a local directory stands. An empty one goes; one with files in
         # it is the user's (nothing we synced put it there with that name), so it stays and the
         # run says so instead of deleting a tree to make room.
@@ -302,13 +310,14 @@ def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None) -> 
                                         f"(move {dest} away)")
         os.rmdir(dest)
     if s.type == "f":
-        os.chmod(s.temp, s.mode)
-        os.utime(s.temp, ns=(s.mtime_ns, s.mtime_ns))
+        if not s.ready:
+            os.chmod(s.temp, s.mode)
+            os.utime(s.temp, ns=(s.mtime_ns, s.mtime_ns))
         new = s.temp
     else:
         new = os.path.join(parent, f".swiftrun-link-{secrets.token_hex(4)}")
         os.symlink(s.target, new)
-    if os.path.isdir(dest):
+    if not vacant and os.path.isdir(dest):
         _clear(dest, keep_dir=False)
     os.replace(new, dest)
 
@@ -333,6 +342,7 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
     link_cache: dict[str, bool] = {}
     touched_dirs: set[str] = set()
     blocked: set[str] = set()       # directories that could not be installed
+    made: set[str] = set()          # parent directories known to exist
     for rel in sorted(staged):
         s = staged[rel]
         stuck = next((a for a in _ancestors(rel) if a in blocked), None)
@@ -356,7 +366,7 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
                 report.conflicts.append(f"{rel} (your version is in {saved})")
             elif conflict:
                 report.conflicts.append(rel)
-            _install_one(root, rel, s, prev)
+            _install_one(root, rel, s, prev, vacant=local is None, made=made)
         except OSError as exc:
             blocked.add(rel)
             report.failed.append(f"{rel}: {exc}")
