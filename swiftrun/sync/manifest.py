@@ -105,6 +105,12 @@ class Manifest:
 
     def save(self, path: Path) -> None:
         """Atomic write (temp file + rename) so an interrupted save leaves the old manifest."""
+        os.replace(self.write_aside(path), path)
+
+    def write_aside(self, path: Path) -> str:
+        """Write the manifest beside ``path`` (a temp file there, returned) without replacing
+        it: an upload does this while the remote side works, and renames it into place only
+        once the upload succeeded (``discard`` otherwise)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {"version": MANIFEST_VERSION, "remote_root": self.remote_root, "sync_id": self.sync_id,
@@ -113,11 +119,16 @@ class Manifest:
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(json.dumps(data, separators=(",", ":")))  # C encoder; dump() is ~10x slower
-            os.replace(tmp, path)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            discard(tmp)
             raise
+        return tmp
+
+
+def discard(tmp: str | None) -> None:
+    if tmp:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 # a component that is empty, '.' or '..'; an absolute path; a NUL
