@@ -2,10 +2,11 @@
 
 ``fetch`` lists the remote tree with one ``find -printf`` (round trip 1), picks what is new or
 changed relative to the manifest (or matches ``outputs``, or lies in ``extra_dirs``; never
-``.swiftrun/``, ``.git/``, ``__pycache__/``) and pulls it in one ``tar -c`` stream (round trip 2).
-Contents land in a staging directory first and are moved into place per file with ``os.replace``
-only after the whole stream arrived and the remote tar exited 0, so a dropped connection never
-leaves a half-written file where a good one was.
+``.swiftrun/``, ``.git/``, ``__pycache__/``) and pulls it (round trip 2): in one ``tar -c``
+stream when it is small, by rsync over the same open master when it is many files or many bytes
+(``pulling.py``). Contents land in a staging directory first and are moved into place per file
+with ``os.replace`` only after the whole transfer arrived and the remote tar (or rsync) exited
+well, so a dropped connection never leaves a half-written file where a good one was.
 
 The conflict rules (``_install`` and ``_install_one``): a file edited here and changed by the run
 is copied aside to ``<name>.local`` before the run's version goes in place; a local directory with
