@@ -16,7 +16,9 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "p4" / "p4.swift"
 HEAVY = ("boto3", "botocore", "fabric", "paramiko", "invoke", "rich", "watchdog")
 
 
@@ -28,6 +30,20 @@ def timed(argv: list[str], repeat: int) -> float:
         subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, check=True)
         times.append(time.perf_counter() - t)
     return statistics.median(times) * 1000
+
+
+def dry_run_pairs(cli: list[str], repeat: int) -> tuple[list[float], list[float]]:
+    """`swiftrun --dry-run examples/p4/p4.swift` and `python -c pass`, A B interleaved."""
+    a_cmd = cli + ["--dry-run", str(EXAMPLE)]
+    b_cmd = [sys.executable, "-c", "pass"]
+    subprocess.run(a_cmd, capture_output=True, stdin=subprocess.DEVNULL)   # warm the caches
+    a, b = [], []
+    for _ in range(repeat):
+        for argv, acc in ((a_cmd, a), (b_cmd, b)):
+            t = time.perf_counter()
+            subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, check=True)
+            acc.append(time.perf_counter() - t)
+    return a, b
 
 
 def heavy_imports(args: list[str]) -> list[str]:
@@ -56,12 +72,21 @@ def main() -> None:
     print(f"  swiftrun --help:       {help_ms:7.1f} ms  (+{help_ms - base:.1f} ms)")
     print(f"  swiftrun --version:    {version:7.1f} ms  (+{version - base:.1f} ms)")
     print(f"  swiftrun run --help:   {run_help:7.1f} ms  (+{run_help - base:.1f} ms)")
+    dry, py = dry_run_pairs(cli, max(args.repeat, 7))
+    dry_ratio = statistics.median(dry) / statistics.median(py)
+    print(f"  --dry-run p4.swift:    {statistics.median(dry) * 1000:7.1f} ms "
+          f"[{min(dry) * 1000:.0f}-{max(dry) * 1000:.0f}] against python -c pass "
+          f"{statistics.median(py) * 1000:.1f} ms [{min(py) * 1000:.0f}-{max(py) * 1000:.0f}], "
+          f"interleaved: {dry_ratio:.1f}x")
     heavy = {a: heavy_imports(a.split()) for a in ("--help", "run --help")}
     for a, mods in heavy.items():
         print(f"  heavy modules imported by `swiftrun {a}`: {', '.join(mods) or 'none'}")
     print("BENCH_SUMMARY " + json.dumps({
         "python_ms": round(base, 1), "help_ms": round(help_ms, 1),
         "help_overhead_ms": round(help_ms - base, 1), "run_help_overhead_ms": round(run_help - base, 1),
+        "dry_run": {"swiftrun_ms": round(statistics.median(dry) * 1000, 1),
+                    "python_ms": round(statistics.median(py) * 1000, 1),
+                    "ratio": round(dry_ratio, 2)},
         "heavy_imports": heavy}))
 
 

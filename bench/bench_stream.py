@@ -39,6 +39,7 @@ from pathlib import Path
 
 from loopback import interleaved, loopback_node, ratio, spread
 
+from swiftrun.run import control
 from swiftrun.run.control import follow, start_run
 
 HERE = Path(__file__).resolve().parent
@@ -63,6 +64,36 @@ class Lines:
 
     def flush(self) -> None:
         pass
+
+
+class CountingSink:
+    """follow()'s ``out`` for the replay: /dev/null, counting every byte that reaches it,
+    whether written from Python or moved there by the kernel (``control._splice``), so the
+    check sees the whole console arrived (follow() itself returns only its head)."""
+
+    def __init__(self, fh):
+        self.fh, self.count = fh, 0
+        inner = control._splice
+
+        def counted(src: int, dest: int):
+            moved = inner(src, dest)
+            self.count += moved or 0
+            return moved
+
+        control._splice = counted
+
+    def fileno(self) -> int:
+        return self.fh.fileno()
+
+    def write(self, data: bytes) -> int:
+        self.count += len(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 class QuietUI:
@@ -165,11 +196,12 @@ def main() -> None:
                 (runs / f"replay-{side}.exit").write_text("0\n")
                 (runs / f"replay-{side}.pid").write_text("1\n")
             got = {}
-            sink = open(os.devnull, "wb")
+            sink = CountingSink(open(os.devnull, "wb"))
 
             def follow_replay(k: int) -> None:
-                code, text = follow(node.remote, node.target, str(root), "replay-sw", ui, out=sink)
-                got[("sw", k)] = (code, len(text))
+                sink.count = 0
+                code, _ = follow(node.remote, node.target, str(root), "replay-sw", ui, out=sink)
+                got[("sw", k)] = (code, sink.count)
 
             def cat_replay(k: int) -> None:
                 res = subprocess.run(node.ssh(f"cat {shlex.quote(str(runs / 'replay-hand.log'))}"),

@@ -19,7 +19,7 @@ import pytest
 from swiftrun import sync
 from swiftrun.errors import ConfigError, RemoteError
 from swiftrun.remote import Link, Remote, Target
-from swiftrun.sync import fetching, manifest, uploading
+from swiftrun.sync import fetching, manifest, pulling, uploading
 from tests.support.sshd import LoopbackSshd, keygen
 
 FAKE_TAR = """#!/bin/sh
@@ -89,16 +89,21 @@ def conn(node, tmp_path, request, monkeypatch):
     stream it falls back to (no rsync on one side, or thousands of removals)."""
     if request.param == "tar":
         monkeypatch.setattr(uploading, "_have_rsync", lambda: False)
-    else:                               # rsync for every upload, however small
+        monkeypatch.setattr(pulling, "worth_it", lambda *a: False)
+    else:                               # rsync for every upload and fetch, however small
         monkeypatch.setattr(uploading, "RSYNC_MIN_BYTES", 0)
         monkeypatch.setattr(uploading, "RSYNC_MIN_FILES", 0)
+        monkeypatch.setattr(pulling, "PULL_MIN_BYTES", 0)
+        monkeypatch.setattr(pulling, "PULL_MIN_FILES", 0)
     c = connect(node, tmp_path / "cluster")
     yield c
     c.remote.close()
 
 
 @pytest.fixture
-def tar_mode(node):
+def tar_mode(node, monkeypatch):
+    """The node's tar wrapper misbehaving on purpose; fetches then go by the tar stream."""
+    monkeypatch.setattr(pulling, "worth_it", lambda *a: False)
     mode_file = node[3] / "tar.mode"
 
     def set_mode(mode: str) -> None:
@@ -492,6 +497,7 @@ def test_connection_drop_mid_fetch(node, dirs, monkeypatch, tmp_path):
         return chan
 
     monkeypatch.setattr(fetching, "_exec", exec_then_drop)
+    monkeypatch.setattr(pulling, "worth_it", lambda *a: False)     # the tar stream drops here
     with pytest.raises(RemoteError, match="connection dropped.*swiftrun fetch"):
         sync.fetch(c, local, str(remote), state_file=dirs[2], timeout=10)
     assert (local / "notes.txt").read_text() == "original"
@@ -502,6 +508,32 @@ def test_connection_drop_mid_fetch(node, dirs, monkeypatch, tmp_path):
         assert sorted(sync.fetch(c2, local, str(remote), state_file=dirs[2]).files) == ["a_big.bin", "notes.txt"]
     finally:
         c2.remote.close()
+        c.remote.close()
+
+
+def test_rsync_fetch_cut_short_leaves_local_files_intact(node, dirs, monkeypatch, tmp_path):
+    """The remote rsync killed mid-transfer: nothing local replaced, no staging left, and the
+    retry brings everything."""
+    local, remote, _ = dirs
+    c = connect(node, tmp_path / "cluster")
+    try:
+        write(local, "notes.txt", "original")
+        sync.upload(c, local, str(remote), state_file=dirs[2])
+        write(remote, "a_big.bin", os.urandom(8 << 20))
+        write(remote, "notes.txt", "changed by the run")
+        real = pulling._rsync_path
+        monkeypatch.setattr(pulling, "_rsync_path", lambda root: real(root).replace(
+            'exec rsync "$@"', 'rsync "$@" & p=$!; sleep 0.05; kill -9 $p; exit 12'))
+        with pytest.raises(RemoteError, match="swiftrun fetch"):
+            sync.fetch(c, local, str(remote), state_file=dirs[2])
+        assert (local / "notes.txt").read_text() == "original"
+        assert not (local / "a_big.bin").exists()
+        assert not list((local / ".swiftrun").glob("fetch-*"))
+        monkeypatch.undo()
+        rep = sync.fetch(c, local, str(remote), state_file=dirs[2])
+        assert sorted(rep.files) == ["a_big.bin", "notes.txt"]
+        assert (local / "a_big.bin").read_bytes() == (remote / "a_big.bin").read_bytes()
+    finally:
         c.remote.close()
 
 

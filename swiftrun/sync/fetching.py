@@ -2,10 +2,11 @@
 
 ``fetch`` lists the remote tree with one ``find -printf`` (round trip 1), picks what is new or
 changed relative to the manifest (or matches ``outputs``, or lies in ``extra_dirs``; never
-``.swiftrun/``, ``.git/``, ``__pycache__/``) and pulls it in one ``tar -c`` stream (round trip 2).
-Contents land in a staging directory first and are moved into place per file with ``os.replace``
-only after the whole stream arrived and the remote tar exited 0, so a dropped connection never
-leaves a half-written file where a good one was.
+``.swiftrun/``, ``.git/``, ``__pycache__/``) and pulls it (round trip 2): in one ``tar -c``
+stream when it is small, by rsync over the same open master when it is many files or many bytes
+(``pulling.py``). Contents land in a staging directory first and are moved into place per file
+with ``os.replace`` only after the whole transfer arrived and the remote tar (or rsync) exited
+well, so a dropped connection never leaves a half-written file where a good one was.
 
 The conflict rules (``_install`` and ``_install_one``): a file edited here and changed by the run
 is copied aside to ``<name>.local`` before the run's version goes in place; a local directory with
@@ -20,6 +21,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 import tarfile
 import tempfile
 import threading
@@ -30,6 +32,7 @@ from typing import Iterable
 
 
 from swiftrun.errors import RemoteError
+from swiftrun.sync import pulling
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.ignore import compile_glob, glob_matches
 from swiftrun.sync.manifest import Entry, Manifest, _ancestors, _local_entry, _safe_rel
@@ -152,6 +155,7 @@ class _Staged:
     mode: int
     temp: str | None = None
     target: str | None = None
+    ready: bool = False         # the staged file has this mode and mtime already (rsync set them)
 
 
 def _receive(chan: Pipe, names: list[str], local_root: Path, staging: str,
@@ -202,6 +206,57 @@ def _receive(chan: Pipe, names: list[str], local_root: Path, staging: str,
     return staged
 
 
+def _file_mode(mode: int) -> int:
+    """What tarfile's data filter leaves of a regular file's mode: no setuid/setgid/sticky, no
+    group or other write, owner read-write, and execute for others only if the owner has it."""
+    mode = (mode & 0o755) | 0o600
+    return mode if mode & 0o100 else mode & ~0o011
+
+
+def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], local_root: Path,
+          staging: str, report: FetchReport) -> dict[str, _Staged] | None:
+    """``_receive``'s work by rsync: the names land in ``staging`` under their own paths, then
+    each is judged as the tar path judges a member (nothing through a staged symlink; links
+    absolute or leading out of the root refused; modes as the data filter leaves them). After
+    a partial transfer a file of another size than listed counts as not arrived (it may be cut
+    short). None when the node has no rsync (the tar stream goes instead)."""
+    done = pulling.rsync_pull(conn, remote_root, names, staging, RETRY_HINT)
+    if done is None:
+        return None
+    staged: dict[str, _Staged] = {}
+    cache: dict[str, bool] = {}
+    real_root = os.path.realpath(local_root)
+    for name in names:
+        path = os.path.join(staging, name)
+        if not _inside(staging, name, cache):
+            continue
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue                # not arrived: _check_arrived tells why
+        if stat.S_ISREG(st.st_mode):
+            if done != "complete" and st.st_size != listing[name].size:
+                continue
+            mode = _file_mode(st.st_mode)
+            staged[name] = _Staged("f", st.st_mtime_ns, mode, path,
+                                   ready=mode == stat.S_IMODE(st.st_mode))
+            report.bytes += st.st_size
+        elif stat.S_ISDIR(st.st_mode):
+            staged[name] = _Staged("d", st.st_mtime_ns, (st.st_mode & 0o755) | 0o700)
+        elif stat.S_ISLNK(st.st_mode):
+            target = os.readlink(path)
+            lands = os.path.realpath(os.path.join(real_root, os.path.dirname(name), target))
+            if os.path.isabs(target) or os.path.commonpath([real_root, lands]) != real_root:
+                report.skipped.add(name)
+                report.refused.append(f"{name}: link to {target} leads out of the project")
+                continue
+            staged[name] = _Staged("l", st.st_mtime_ns, 0o777, target=target)
+        else:
+            report.skipped.add(name)
+            report.refused.append(f"{name}: unsupported type (hard link or device)")
+    return staged
+
+
 def _inside(local_root: str, rel: str, cache: dict[str, bool]) -> bool:
     """True if no existing ancestor of ``rel`` under the root is a symlink (nothing written through
     a link can land outside the root)."""
@@ -222,13 +277,18 @@ def _clear(path: str, keep_dir: bool) -> None:
         shutil.rmtree(path)
 
 
-def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None) -> None:
+def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None, *,
+                 vacant: bool = False, made: set[str] | None = None) -> None:
     """Put one staged entry in place: files and symlinks by rename (atomic), dirs by mkdir.
 
-    ``ours``: the manifest's entry for ``rel`` (what the sync itself put there)."""
+    ``ours``: the manifest's entry for ``rel`` (what the sync itself put there); ``vacant``:
+    the caller just saw nothing at ``rel``; ``made``: parent directories known to exist."""
     dest = os.path.join(root, rel)
     parent = os.path.dirname(dest)
-    os.makedirs(parent, exist_ok=True)
+    if made is None or parent not in made:
+        os.makedirs(parent, exist_ok=True)
+        if made is not None:
+            made.add(parent)
     if s.type == "d":
         # A remote directory where a local file or symlink stands: the file is the user's, and so
         # is a symlink unless it is exactly the one the sync put there. Refuse rather than delete.
@@ -241,7 +301,7 @@ def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None) -> 
             raise FileExistsError(f"a file stands where the directory goes (move {dest} away)")
         os.makedirs(dest, exist_ok=True)
         return
-    if os.path.isdir(dest) and not os.path.islink(dest):
+    if not vacant and os.path.isdir(dest) and not os.path.islink(dest):
         # A remote file where a local directory stands. An empty one goes; one with files in
         # it is the user's (nothing we synced put it there with that name), so it stays and the
         # run says so instead of deleting a tree to make room.
@@ -251,13 +311,14 @@ def _install_one(root: str, rel: str, s: _Staged, ours: Entry | None = None) -> 
                                         f"(move {dest} away)")
         os.rmdir(dest)
     if s.type == "f":
-        os.chmod(s.temp, s.mode)
-        os.utime(s.temp, ns=(s.mtime_ns, s.mtime_ns))
+        if not s.ready:
+            os.chmod(s.temp, s.mode)
+            os.utime(s.temp, ns=(s.mtime_ns, s.mtime_ns))
         new = s.temp
     else:
         new = os.path.join(parent, f".swiftrun-link-{secrets.token_hex(4)}")
         os.symlink(s.target, new)
-    if os.path.isdir(dest):
+    if not vacant and os.path.isdir(dest):
         _clear(dest, keep_dir=False)
     os.replace(new, dest)
 
@@ -282,6 +343,7 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
     link_cache: dict[str, bool] = {}
     touched_dirs: set[str] = set()
     blocked: set[str] = set()       # directories that could not be installed
+    made: set[str] = set()          # parent directories known to exist
     for rel in sorted(staged):
         s = staged[rel]
         stuck = next((a for a in _ancestors(rel) if a in blocked), None)
@@ -305,7 +367,7 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
                 report.conflicts.append(f"{rel} (your version is in {saved})")
             elif conflict:
                 report.conflicts.append(rel)
-            _install_one(root, rel, s, prev)
+            _install_one(root, rel, s, prev, vacant=local is None, made=made)
         except OSError as exc:
             blocked.add(rel)
             report.failed.append(f"{rel}: {exc}")
@@ -362,7 +424,11 @@ def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | 
     staging = tempfile.mkdtemp(prefix="fetch-", dir=staging_parent)
     installing = False
     try:
-        staged = _stream(conn, remote_root, names, local_root, staging, report, timeout)
+        staged = None
+        if pulling.worth_it(conn, len(names), sum(listing[n].size for n in names)):
+            staged = _pull(conn, remote_root, names, listing, local_root, staging, report)
+        if staged is None:
+            staged = _stream(conn, remote_root, names, local_root, staging, report, timeout)
         _check_arrived(conn, remote_root, names, listing, staged, report, timeout)
         installing = True
         _install(local_root, staged, listing, manifest, report)

@@ -162,6 +162,7 @@ class IgnoreRules:
         self._nested_cache: dict[str, list[Rule]] = {}
         self._dir_cache: dict[str, bool] = {}
         self._parent_cache: dict[str, list[Rule]] = {}
+        self._child_cache: dict[tuple[str, bool], tuple[list[Rule], list[Rule]]] = {}
 
     @classmethod
     def from_dir(cls, root: Path | str, extra: Iterable[str] = (), *, nested: bool = True) -> "IgnoreRules":
@@ -204,6 +205,53 @@ class IgnoreRules:
                 if rule.matches(rel, is_dir):
                     verdict = not rule.negate
         return verdict
+
+    def _child_rules(self, parent: str, is_dir: bool) -> tuple[list[Rule], list[Rule]]:
+        """(always-rules, other rules in precedence order) that can match an entry of directory
+        ``parent`` of this kind: rules for directories only are dropped for files, and rules
+        of other directories' .gitignore files for everything."""
+        key = (parent, is_dir)
+        cached = self._child_cache.get(key)
+        if cached is None:
+            inside = parent + "/"
+
+            def fits(r: Rule) -> bool:
+                return (is_dir or not r.dir_only) and (not r.base or inside.startswith(r.base + "/"))
+
+            cached = self._child_cache[key] = (
+                [r for r in self._always if fits(r)],
+                [r for rules in (self._git_rules_for(parent), self._swift, self._extra)
+                 for r in rules if fits(r)])
+        return cached
+
+    def child_check(self, parent: str, is_dir: bool):
+        """For a walk that never enters an ignored directory: a function telling whether an
+        entry (its path relative to the root) of directory ``parent`` (not ignored) is
+        ignored, or None when no rule can match such an entry (nothing to ask)."""
+        always, rules = self._child_rules(parent, is_dir)
+        if not always and not rules:
+            return None
+
+        def check(rel: str) -> bool:
+            for rule in always:
+                if rule.matches(rel, is_dir):
+                    return True
+            verdict = False
+            for rule in rules:
+                if rule.matches(rel, is_dir):
+                    verdict = not rule.negate
+            return verdict
+
+        if not is_dir:
+            return check
+
+        def check_dir(rel: str) -> bool:
+            hit = self._dir_cache.get(rel)
+            if hit is None:
+                hit = self._dir_cache[rel] = check(rel)
+            return hit
+
+        return check_dir
 
     def ignored(self, rel: str, is_dir: bool) -> bool:
         """True if ``rel`` (posix, relative to the root) or any directory above it is ignored."""

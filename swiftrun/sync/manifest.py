@@ -13,8 +13,10 @@ import json
 import os
 import stat
 import tempfile
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from swiftrun.errors import ConfigError
 from swiftrun.sync.ignore import IgnoreRules
@@ -23,9 +25,11 @@ MANIFEST_VERSION = 1
 MTIME_TOLERANCE_NS = 1_000_000  # remote vs local mtime: tar/pax carry ~0.1 us; allow 1 ms
 
 
-@dataclass(frozen=True)
-class Entry:
-    """What the sync cares about for one path: type ('f', 'd', 'l'), size, mtime, mode, target."""
+class Entry(NamedTuple):
+    """What the sync cares about for one path: type ('f', 'd', 'l'), size, mtime, mode, target.
+
+    A tuple, so that a manifest of tens of thousands of entries loads (``_make``), compares
+    (``==``) and saves (JSON arrays) at C speed, not one Python call per field."""
 
     type: str
     size: int
@@ -34,7 +38,7 @@ class Entry:
     target: str | None = None
 
     def to_json(self) -> list:
-        return [self.type, self.size, self.mtime_ns, self.mode, self.target]
+        return list(self)
 
     @classmethod
     def from_json(cls, v: list) -> "Entry":
@@ -90,26 +94,51 @@ class Manifest:
             data = json.loads(Path(path).read_text())
             if data.get("version") != MANIFEST_VERSION:
                 return cls()
-            entries = {k: Entry.from_json(v) for k, v in data["entries"].items() if _safe_rel(k)}
+            entries = data["entries"]
+            if not all(map(_well_formed, entries.values())):
+                return cls()
+            make, unsafe = Entry._make, _UNSAFE_REL.search
+            entries = {k: make(v) for k, v in entries.items() if not unsafe(k)}
             return cls(data.get("remote_root", ""), data.get("sync_id"), entries)
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return cls()
 
     def save(self, path: Path) -> None:
         """Atomic write (temp file + rename) so an interrupted save leaves the old manifest."""
+        os.replace(self.write_aside(path), path)
+
+    def write_aside(self, path: Path) -> str:
+        """Write the manifest beside ``path`` (a temp file there, returned) without replacing
+        it: an upload does this while the remote side works, and renames it into place only
+        once the upload succeeded (``discard`` otherwise)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {"version": MANIFEST_VERSION, "remote_root": self.remote_root, "sync_id": self.sync_id,
-                "entries": {k: v.to_json() for k, v in sorted(self.entries.items())}}
+                "entries": dict(sorted(self.entries.items()))}     # an Entry is a JSON array
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(json.dumps(data, separators=(",", ":")))  # C encoder; dump() is ~10x slower
-            os.replace(tmp, path)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            discard(tmp)
             raise
+        return tmp
+
+
+def discard(tmp: str | None) -> None:
+    if tmp:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+# a component that is empty, '.' or '..'; an absolute path; a NUL
+_UNSAFE_REL = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|\x00")
+
+
+def _well_formed(v) -> bool:
+    """A manifest entry as ``save`` writes it: [type, size, mtime_ns, mode, target]."""
+    return (type(v) is list and len(v) == 5 and type(v[1]) is int and type(v[2]) is int
+            and type(v[3]) is int and type(v[0]) is str and (v[4] is None or type(v[4]) is str))
 
 
 def _safe_rel(rel: str) -> bool:
@@ -133,9 +162,12 @@ def scan(local_root: Path, rules: IgnoreRules) -> dict[str, Entry]:
     """Walk ``local_root`` without following symlinks, skipping ignored paths (pruning ignored dirs).
 
     A directory that cannot be listed or an entry that cannot be stat'ed (other than one that
-    vanished meanwhile) is a ConfigError: skipping it would make the upload delete it remotely."""
+    vanished meanwhile) is a ConfigError: skipping it would make the upload delete it remotely.
+    The walk costs one lstat per entry and, for a directory no rule can touch, no rule check."""
     out: dict[str, Entry] = {}
-    real_root = os.path.realpath(local_root)
+    real_root = None
+    make = Entry._make
+    is_reg, is_dir_mode, imode = stat.S_ISREG, stat.S_ISDIR, stat.S_IMODE
     stack = [("", str(local_root))]
     while stack:
         rel_dir, abs_dir = stack.pop()
@@ -145,8 +177,11 @@ def scan(local_root: Path, rules: IgnoreRules) -> dict[str, Entry]:
             continue
         except OSError as exc:
             raise _unreadable(abs_dir, exc) from exc
+        prefix = rel_dir + "/" if rel_dir else ""
+        file_ignored = rules.child_check(rel_dir, False)
+        dir_ignored = rules.child_check(rel_dir, True)
         for de in it:
-            rel = f"{rel_dir}/{de.name}" if rel_dir else de.name
+            rel = prefix + de.name
             try:
                 st = de.stat(follow_symlinks=False)
             except FileNotFoundError:
@@ -159,20 +194,27 @@ def scan(local_root: Path, rules: IgnoreRules) -> dict[str, Entry]:
                 if rules.ignored(rel, guess):
                     continue
                 raise _unreadable(de.path, exc) from exc
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if rules.ignored(rel, is_dir):
+            mode = st.st_mode
+            if is_reg(mode):
+                if file_ignored is None or not file_ignored(rel):
+                    out[rel] = make(("f", st.st_size, st.st_mtime_ns, imode(mode), None))
                 continue
-            target = os.readlink(de.path) if stat.S_ISLNK(st.st_mode) else None
-            if target is not None:
-                st = _link_stat(local_root, rel, de.path, target, real_root) or st
-                if not stat.S_ISLNK(st.st_mode):
-                    target = None       # sent as the file it points at
-            entry = Entry.from_stat(st, target)
-            if entry is None:
+            if is_dir_mode(mode):
+                if dir_ignored is None or not dir_ignored(rel):
+                    out[rel] = make(("d", 0, st.st_mtime_ns, imode(mode), None))
+                    stack.append((rel, de.path))
                 continue
-            out[rel] = entry
-            if is_dir:
-                stack.append((rel, de.path))
+            if file_ignored is not None and file_ignored(rel):
+                continue
+            if not stat.S_ISLNK(mode):
+                continue            # fifos, sockets, devices are never synced
+            target = os.readlink(de.path)
+            if real_root is None:
+                real_root = os.path.realpath(local_root)
+            st = _link_stat(local_root, rel, de.path, target, real_root) or st
+            entry = Entry.from_stat(st, target if stat.S_ISLNK(st.st_mode) else None)
+            if entry is not None:       # a link out of the root goes as the file it points at
+                out[rel] = entry
     return out
 
 

@@ -22,6 +22,7 @@ import shlex
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Callable, Iterable
 from swiftrun.errors import ConfigError, RemoteError
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.ignore import IgnoreRules
-from swiftrun.sync.manifest import Entry, Manifest, _ancestors, scan
+from swiftrun.sync.manifest import Entry, Manifest, _ancestors, discard, scan
 from swiftrun.sync.sensitive import refuse_secrets
 
 MISMATCH_EXIT = 75              # remote: "sync-id differs, data discarded"
@@ -80,6 +81,8 @@ def plan_upload(local_root: Path | str, manifest: Manifest, rules: IgnoreRules, 
     send, delete, carried = [], [], {}
     for rel, entry in local.items():
         prev = old.get(rel)
+        if entry == prev:           # equal tuples (C speed): unchanged
+            continue
         if not entry.same_local(prev):
             send.append(rel)
             if prev is not None and prev.type != entry.type:
@@ -312,6 +315,33 @@ def _send_rsync(link, local_root: Path, remote_root: str, plan: UploadPlan, expe
     return True
 
 
+class _Aside:
+    """A manifest written to a temp file beside ``state_file`` in a thread."""
+
+    def __init__(self, state_file: Path, manifest: Manifest):
+        self.state_file, self.tmp, self.error = state_file, None, None
+        self.thread = threading.Thread(target=self._write, args=(manifest,), daemon=True)
+        self.thread.start()
+
+    def _write(self, manifest: Manifest) -> None:
+        try:
+            self.tmp = manifest.write_aside(self.state_file)
+        except BaseException as exc:    # raised by commit()
+            self.error = exc
+
+    def commit(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        os.replace(self.tmp, self.state_file)
+        self.tmp = None
+
+    def drop(self) -> None:
+        self.thread.join()
+        discard(self.tmp)
+        self.tmp = None
+
+
 def upload(conn, local_root: Path | str, remote_root: str, *, state_file: Path | str,
            exclude: Iterable[str] = (), warn_bytes: int = 200 * 2**20,
            timeout: float | None = 300.0,
@@ -347,18 +377,25 @@ def upload(conn, local_root: Path | str, remote_root: str, *, state_file: Path |
     full = not known
     channels = 1
     expect = manifest.sync_id if known else None
-    ok = _send_rsync(conn, local_root, remote_root, plan, expect, new_id)
-    via_rsync = ok is not None
-    if ok is None:
-        ok = _send(conn, local_root, remote_root, plan, expect, new_id, timeout)
-    if not ok:                      # remote was wiped, replaced or synced from elsewhere
-        full, channels = True, 2
-        plan = UploadPlan(plan.local, sorted(plan.local), [], {})
-        if not via_rsync or _send_rsync(conn, local_root, remote_root, plan, None, new_id) is None:
-            _send(conn, local_root, remote_root, plan, None, new_id, timeout)
-    entries = dict(plan.carried)
-    entries.update(plan.local)
-    Manifest(remote_root, new_id, entries).save(state_file)
+    # The new manifest is written aside while the remote side works (the wait releases the
+    # GIL), and renamed into place only once the upload succeeded.
+    aside = _Aside(state_file, Manifest(remote_root, new_id, {**plan.carried, **plan.local}))
+    try:
+        ok = _send_rsync(conn, local_root, remote_root, plan, expect, new_id)
+        via_rsync = ok is not None
+        if ok is None:
+            ok = _send(conn, local_root, remote_root, plan, expect, new_id, timeout)
+        if not ok:                      # remote was wiped, replaced or synced from elsewhere
+            full, channels = True, 2
+            plan = UploadPlan(plan.local, sorted(plan.local), [], {})
+            if not via_rsync or _send_rsync(conn, local_root, remote_root, plan, None, new_id) is None:
+                _send(conn, local_root, remote_root, plan, None, new_id, timeout)
+            aside.drop()
+            Manifest(remote_root, new_id, dict(plan.local)).save(state_file)
+        else:
+            aside.commit()
+    finally:
+        aside.drop()
     files = [e for e in plan.local.values() if e.type == "f"]
     sent = [plan.local[r] for r in plan.send]
     bytes_sent = sum(e.size for e in sent)
