@@ -88,9 +88,10 @@ def test_up_list_down_json_with_cluster_from_env_and_flag(cloud, tmp_path):
     doc = json.loads(up.stdout)
     assert doc["cluster"] == "ci-env" and len(doc["nodes"]) == 2 and not doc["reused"]
     assert {n["role"] for n in doc["nodes"]} == {"headnode", "worker"}
-    assert doc["cost"]["per_hour"] == pytest.approx(0.0208 + 0.085)
+    # t3.small + c5.large + a public IPv4 address each ($0.005/h; stock image: the worker needs one)
+    assert doc["cost"]["per_hour"] == pytest.approx(0.0208 + 0.085 + 2 * 0.005)
     assert doc["cost"]["sources"] == ["table"] and "price table" in doc["cost"]["source"]
-    assert doc["cost"]["estimate_before_launch"]["per_hour"] == pytest.approx(0.0208 + 0.085)
+    assert doc["cost"]["estimate_before_launch"]["per_hour"] == pytest.approx(0.0208 + 0.085 + 2 * 0.005)
     assert len(cluster_instances(cloud, "ci-env")) == 2
     assert cluster_instances(cloud, "fromfile") == []
 

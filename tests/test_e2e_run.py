@@ -261,7 +261,7 @@ def test_swift_path_puts_the_tools_on_the_workers_path_p3(cloud, tmp_path):
     assert found.stdout.split() == ["simulate", "simulate.sh", "stats", "stats.sh", "none"], found
     # a tool removed here is gone there after the next run
     (tmp_path / "app" / "stats.sh").unlink()
-    swiftrun("p3.swift", "--keep-cluster", cwd=proj, check=False)
+    again = swiftrun("p3.swift", "--keep-cluster", cwd=proj, check=False)
     left = cloud.sim.exec(worker, 'ls "$SWIFTRUN_NODE_ROOT/var/lib/swiftrun/tools/bin"')
-    assert "stats.sh" not in left.stdout.split() and "simulate" in left.stdout.split()
+    assert "stats.sh" not in left.stdout.split() and "simulate" in left.stdout.split(), again.stderr
     swiftrun("down", cwd=proj)

@@ -359,6 +359,15 @@ def running_cost(nodes, region: str, *, project=None, book: PriceBook | None = N
                          "hours": round(up / 3600, 4), "billed_hours": round(secs / 3600, 4),
                          "usd_per_hour": p.usd,
                          "usd": None if usd is None else round(usd, 6), "source": p.source})
+    # AWS bills each public IPv4 address by the hour, as long as the instance holds it
+    from swiftrun.node.network import PUBLIC_IPV4_USD_PER_HOUR
+
+    public = [n for n in nodes if getattr(n, "public_ip", None)]
+    rate += len(public) * PUBLIC_IPV4_USD_PER_HOUR
+    for n in public:
+        launched = n.launched if n.launched.tzinfo else n.launched.replace(tzinfo=timezone.utc)
+        secs = max(MIN_BILLED_SECONDS, (now - launched).total_seconds())
+        so_far += PUBLIC_IPV4_USD_PER_HOUR * secs / 3600
     source, sources = _sources(prices)
     doc = {"currency": "USD", "region": region,
            "per_hour": None if unknown else round(rate, 5),
@@ -366,6 +375,8 @@ def running_cost(nodes, region: str, *, project=None, book: PriceBook | None = N
            "nodes": per_node, "source": source or "no running nodes", "sources": sources,
            "estimate": any(p.estimate for p in prices), "unknown": sorted(unknown),
            "billing": "per second, 60 s minimum per instance start; EBS and traffic not included"}
+    if public:
+        doc["public_ipv4"] = {"count": len(public), "usd_per_hour": PUBLIC_IPV4_USD_PER_HOUR}
     if unknown:
         doc["known_so_far"] = round(so_far, 5)
     if book.api_error:

@@ -116,6 +116,7 @@ class Cluster:
             return None
         self.ui.node("reuse", f"headnode {head.id} and {len(workers)} workers, as seen "
                               "moments ago (its pinned host key answered)")
+        self._door = head       # the workers are reached through it, as after any `up`
         return UpResult(nodes=[head] + workers, reused=True)
 
     @staticmethod
