@@ -499,7 +499,7 @@ class InstanceSimulator:
                     for inst in res.get("Instances", []):
                         found[inst["InstanceId"]] = inst
             return found
-        except (BotoCoreError, ClientError, OSError) as exc:
+        except (BotoCoreError, ClientError, OSError, _parse_error()) as exc:
             self.poll_errors += 1
             log.warning("describe_instances in %s failed: %s", region, exc)
             return None
@@ -510,7 +510,7 @@ class InstanceSimulator:
         try:
             reply = self._clients[region].describe_security_groups()
             return {g["GroupId"]: g for g in reply.get("SecurityGroups", [])}
-        except (BotoCoreError, ClientError, OSError) as exc:
+        except (BotoCoreError, ClientError, OSError, _parse_error()) as exc:
             self.poll_errors += 1
             log.warning("describe_security_groups in %s failed: %s", region, exc)
             return None
@@ -607,7 +607,7 @@ class InstanceSimulator:
                     client.terminate_instances(InstanceIds=[inst.id])
                 else:
                     client.stop_instances(InstanceIds=[inst.id])
-        except (BotoCoreError, ClientError, OSError) as exc:  # retry next poll
+        except (BotoCoreError, ClientError, OSError, _parse_error()) as exc:  # retry next poll
             self.poll_errors += 1
             log.warning("acting on shutdown of %s: %s", inst.id, exc)
             return
@@ -655,7 +655,7 @@ class InstanceSimulator:
             from botocore.exceptions import BotoCoreError, ClientError
             try:
                 script = self._userdata(client, iid)
-            except (BotoCoreError, ClientError, OSError) as exc:  # moto hiccup: retry next poll
+            except (BotoCoreError, ClientError, OSError, _parse_error()) as exc:  # moto hiccup: retry next poll
                 self.poll_errors += 1
                 log.warning("userdata of %s: %s (will retry)", iid, exc)
                 with self._lock:
@@ -786,6 +786,14 @@ class InstanceSimulator:
                 for big in ("opt/swift", "usr/lib/jvm", "var/tmp"):
                     shutil.rmtree(inst.root / big, ignore_errors=True)
             log.info("instance %s powered off%s", inst.id, " and terminated" if terminated else "")
+
+
+def _parse_error() -> type:
+    """botocore's error for a reply it cannot parse (moto's HTML 500 page when it is overloaded):
+    not a BotoCoreError, yet as much a hiccup of the test cloud's API as a refused connection."""
+    from botocore.parsers import ResponseParserError
+
+    return ResponseParserError
 
 
 # --- disks -----------------------------------------------------------------------------------
