@@ -21,7 +21,6 @@ from swiftrun.errors import CloudError, ConfigError, SwiftrunError
 from swiftrun.node.layout import AGENT_PORT, CLUSTER_PORTS, COASTER_PORT, WORKER_PORT
 from swiftrun.project import WORLD_CIDRS
 
-WORLD = WORLD_CIDRS   # detected and revoked, never granted
 
 
 def _code(exc) -> str:
@@ -263,7 +262,10 @@ def _ports(perm: dict) -> str:
 
 def _world_open(perms: list[dict]) -> list[tuple[dict, str, str]]:
     """(permission, cidr, "IpRanges"/"Ipv6Ranges") for every rule that opens a port other than
-    tcp 22 to the whole internet (0.0.0.0/0 or ::/0)."""
+    tcp 22 to the whole internet (0.0.0.0/0 or ::/0): those are found and revoked, never granted.
+    Port 22 open to the world is the user's choice ([ec2] ssh_cidr, warned about at load), and it
+    opens only the headnode's door group: logins take the cluster's key only (no passwords) and
+    swiftrun checks the host key pinned for each instance, so a scan of the port learns nothing."""
     found = []
     for perm in perms:
         only_ssh = (perm.get("IpProtocol") in ("tcp", "6") and perm.get("FromPort") == 22
@@ -272,7 +274,7 @@ def _world_open(perms: list[dict]) -> list[tuple[dict, str, str]]:
             continue                     # ssh is meant to be reachable; ping has no ports
         for kind, key in (("IpRanges", "CidrIp"), ("Ipv6Ranges", "CidrIpv6")):
             for rng in perm.get(kind, []):
-                if rng.get(key) in WORLD:
+                if rng.get(key) in WORLD_CIDRS:
                     found.append((perm, rng[key], kind))
     return found
 

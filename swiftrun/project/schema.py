@@ -590,7 +590,7 @@ def _cross_checks(p: Project, entries: _Entries) -> list[str]:
                        f"use zones of {p.ec2.region} like {p.ec2.region}a, or change region")
     if p.ec2.ssh_cidr in WORLD_CIDRS:
         warnings.append(f"{where('ec2', 'ssh_cidr')}[ec2] ssh_cidr = \"{p.ec2.ssh_cidr}\" lets the whole "
-                        "internet try SSH on the nodes; \"auto\" allows only this machine")
+                        "internet try SSH on the headnode (key-only, host keys pinned); \"auto\": this machine")
     if c.provider == "ec2" and (p.static.headnode or p.static.workers):
         warnings.append(f"{where('static', 'headnode') or where('static', 'workers')}"
                         "[static] is ignored with provider = \"ec2\"")
