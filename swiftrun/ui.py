@@ -73,19 +73,14 @@ class UI:
     @contextmanager
     def waiting(self, what: str):
         """While the body runs, say every ``heartbeat`` seconds that we are still waiting."""
-        stop = threading.Event()
         start = time.monotonic()
 
-        def beat():
+        def beat(stop: threading.Event) -> None:
             while not stop.wait(self.heartbeat):
                 self.node("waiting", f"{what} ({int(time.monotonic() - start)}s)")
 
-        thread = threading.Thread(target=beat, daemon=True)
-        thread.start()
-        try:
+        with _beside(beat):
             yield
-        finally:
-            stop.set()
 
 
     # -- nodes coming up -------------------------------------------------------------------------
@@ -189,9 +184,8 @@ def slow_notice(text: str, after: float = 1.0):
     if _noticed:
         yield
         return
-    done = threading.Event()
 
-    def say():
+    def say(done: threading.Event) -> None:
         global _noticed
         if not done.wait(after) and not _noticed:
             _noticed = True
@@ -201,8 +195,15 @@ def slow_notice(text: str, after: float = 1.0):
             elif not ui.quiet:
                 ui._emit(text, "dim")
 
-    thread = threading.Thread(target=say, daemon=True)
-    thread.start()
+    with _beside(say):
+        yield
+
+
+@contextmanager
+def _beside(task):
+    """Run ``task(done)`` in a daemon thread while the body runs; ``done`` is set when it ends."""
+    done = threading.Event()
+    threading.Thread(target=task, args=(done,), daemon=True).start()
     try:
         yield
     finally:
