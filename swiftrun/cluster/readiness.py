@@ -15,15 +15,23 @@ import json
 import time
 from dataclasses import replace
 
-from swiftrun.cloud.base import WORKER, Node
+from swiftrun.cloud.base import HEADNODE, WORKER, Node
 from swiftrun.errors import CloudError
 from swiftrun.node.layout import STATE_DIR
 
 
-def worker_names(workers: list[Node]) -> dict[str, str]:
-    """id -> ``workerN`` as `connect workerN` counts them (oldest launch first, then by id)."""
-    order = sorted(workers, key=lambda n: (str(n.launched or ""), n.id))
-    return {n.id: f"worker{i}" for i, n in enumerate(order)}
+def connect_names(nodes: list[Node]) -> dict[str, str]:
+    """Node id -> the name `connect` takes (headnode, worker0..N-1), for the running nodes:
+    workers counted oldest launch first, then by id. `list`, `connect` and `up` all use it."""
+    live = [n for n in nodes if n.live]
+    names: dict[str, str] = {}
+    heads = [n for n in live if n.role == HEADNODE]
+    if heads:
+        names[heads[0].id] = "headnode"
+    workers = sorted((n for n in live if n.role == WORKER),
+                     key=lambda n: (str(n.launched or ""), n.id))
+    names.update({w.id: f"worker{i}" for i, w in enumerate(workers)})
+    return names
 
 
 def probe_command(ids) -> str:
@@ -37,7 +45,7 @@ def workers_ready(cluster, head: Node, workers: list[Node], created: set,
     """Wait until every worker reported ready or failed (or ``timeout``). Returns
     ([(worker, error)], the workers, those that are ready marked running)."""
     target = cluster.target(head)
-    names = worker_names(workers)
+    names = connect_names(workers)   # workerN as `connect workerN` counts them
     pending = {w.id: w for w in workers}
     ready: set[str] = set()
     failed: list[tuple[Node, Exception]] = []

@@ -13,13 +13,10 @@ from swiftrun.errors import ClusterNotFound, UsageError
 
 
 def connect_names(cluster, nodes) -> dict[str, str]:
-    """Node id -> the name `connect` takes for it (headnode, worker0..N-1), for the running
-    nodes, in the order `pick` counts them; `list` shows these."""
-    live = [n for n in nodes if n.live]
-    head = cluster.headnode_of(live)
-    names = {head.id: "headnode"} if head and head.live else {}
-    names.update({w.id: f"worker{i}" for i, w in enumerate(cluster.workers_of(live))})
-    return names
+    """Node id -> the name `connect` takes for it; `list` shows these."""
+    from swiftrun.cluster.readiness import connect_names as names
+
+    return names(nodes)
 
 
 def pick(cluster, which: str | None):
@@ -32,13 +29,13 @@ def pick(cluster, which: str | None):
         if not head:
             raise ClusterNotFound(f"cluster {cluster.name!r} has no running headnode")
         return head
-    workers = cluster.workers_of(nodes)
     if which.startswith("worker") and which[6:].isdigit():
-        i = int(which[6:])
-        if not 0 <= i < len(workers):
-            raise UsageError(f"{which}: the cluster has {len(workers)} worker(s): worker0.."
-                             f"worker{len(workers) - 1}")
-        return workers[i]     # the order of connect_names
+        ids = {name: i for i, name in connect_names(cluster, nodes).items()}
+        if which not in ids:
+            count = len(cluster.workers_of(nodes))
+            raise UsageError(f"{which}: the cluster has {count} worker(s): worker0.."
+                             f"worker{count - 1}")
+        return next(n for n in nodes if n.id == ids[which])
     for n in nodes:
         if which in (n.id, n.name, n.public_ip, n.private_ip):
             return n
