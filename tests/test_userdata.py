@@ -35,6 +35,7 @@ import pytest
 from swiftrun.errors import ConfigError
 from swiftrun.paths import data_dir
 from swiftrun.project import ClusterSettings, Project, SshSettings
+from swiftrun.node.layout import AGENT_PORT
 from swiftrun.node.userdata import USERDATA_LIMIT, payload, render_all, render_userdata, served_files
 from tests.support import netns
 from tests.support.cloud import _kill_pids, _pids_with_env, nvme_disk
@@ -632,18 +633,33 @@ def test_first_boot_waits_out_apt_daily(tmp_path, node, node_images):
     assert len(updates) > 3            # more tries than the 3 a failed download gets
 
 
+def headnode_keeps_the_tarball(tmp_path, node, node_images) -> None:
+    """The headnode's agent serving the Swift tarball it downloaded (files/swift-SHA.tar.gz), as
+    a real headnode's does for its workers; nothing else of the agent is there."""
+    files = tmp_path / "headnode-files"
+    (files / "files").mkdir(parents=True)
+    os.link(node_images.dist / SWIFT_TARBALL_NAME,
+            files / "files" / f"swift-{node_images.sha256.lower()}.tar.gz")
+    node.net.serve(files, tmp_path / "headnode.log", node="headnode", port=AGENT_PORT)
+
+
 def test_worker_installs_nothing_on_stock_ubuntu(tmp_path, node, node_images):
-    """Ubuntu has Perl with its modules: a worker needs neither apt nor Java."""
+    """Ubuntu has Perl with its modules: a worker needs neither apt nor Java, nor the internet
+    for Swift: it takes the tarball the headnode keeps."""
+    headnode_keeps_the_tarball(tmp_path, node, node_images)
     proc = node.boot(render_userdata(stock_project(tmp_path, node_images), "worker", cluster="tut",
                                      headnode_ip=HEADNODE_IP))
     assert_ready(node, proc)
+    assert "Swift tarball from the headnode" in node.log() and served(tmp_path, SWIFT_TARBALL_NAME) == 0
     assert not node.calls("apt-get")
     assert "java" not in node.sh("command -v java || echo none").stdout.replace("none", "")
 
 
 HIDE_PERL_MODULES = """package HidePerlModules;
-# an image with perl-base only: Getopt::Std, File::Copy & co. (perl-modules) are not there
-@INC = grep { !m{/share/perl/} } @INC;
+# an image with perl-base only: Getopt::Std, File::Copy & co. (perl-modules) are not there,
+# until the apt-get stand-in has installed `perl`
+@INC = grep { !m{/share/perl/} } @INC
+    unless -e "$ENV{SWIFTRUN_NODE_ROOT}/var/lib/dpkg/installed/perl";
 1;
 """
 
@@ -655,13 +671,11 @@ def test_worker_perl_modules_are_checked_and_installed(tmp_path, node, node_imag
     hide = {"PERL5LIB": str(node.extra_bin), "PERL5OPT": "-MHidePerlModules"}
     script = render_userdata(stock_project(tmp_path, node_images), "worker", cluster="tut",
                              headnode_ip=HEADNODE_IP)
-    # `apt-get install perl` brings the modules back (the stand-in records what it installed)
-    wrapper = node.extra_bin / "perl"
-    wrapper.write_text('#!/bin/bash\n[[ -e $SWIFTRUN_NODE_ROOT/var/lib/dpkg/installed/perl ]] '
-                       '&& unset PERL5OPT\nexec /usr/bin/perl "$@"\n')
-    wrapper.chmod(0o755)
+    headnode_keeps_the_tarball(tmp_path, node, node_images)
     assert_ready(node, node.boot(script, **hide))
-    assert "worker.pl needs Perl modules this image lacks: Can't locate" in node.log()
+    log = node.log()
+    assert "worker.pl needs Perl modules this image lacks: Can't locate" in log
+    assert "is not active yet" not in log              # the service's worker.pl compiles too
     installs = [c for c in node.calls("apt-get") if "install" in c]
     assert installs == [["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y",
                          "--no-install-recommends", "perl"]]

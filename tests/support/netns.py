@@ -153,6 +153,7 @@ class Network:
         self._public: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self.started = False
+        self._servers: list[subprocess.Popen] = []
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "Network":
@@ -171,39 +172,44 @@ class Network:
         UTS_DIR.mkdir(parents=True, exist_ok=True)
         return self
 
-    def serve(self, directory: Path, log: Path) -> None:
-        """The web host: an HTTP server at WEB:80 (gateway side) serving ``directory``; it also
-        answers the apt stand-in's mirror check. Stopped by PID in :meth:`close`."""
+    def serve(self, directory: Path, log: Path, node: str | None = None, port: int = 80) -> None:
+        """An HTTP server serving ``directory``: by default the web host (gateway side, WEB:80),
+        which also answers the apt stand-in's mirror check; with ``node``, one inside that node
+        at its address (a stand-in headnode's agent serving its files). Stopped by PID in
+        :meth:`close`."""
         import socket
         import sys
         import time
 
+        addr = self.nodes[node].ip if node else WEB
+        argv = [sys.executable, "-m", "http.server", str(port), "--bind", addr,
+                "--directory", str(directory)]
         with open(log, "ab") as out:
-            self._web = subprocess.Popen(
-                ["ip", "netns", "exec", self.gw, sys.executable, "-m", "http.server", "80",
-                 "--bind", WEB, "--directory", str(directory)],
+            proc = subprocess.Popen(
+                self.nodes[node].argv(argv) if node else ["ip", "netns", "exec", self.gw, *argv],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        self._servers.append(proc)
         deadline = time.monotonic() + 10
         while True:
             try:
-                with entered(self.gw):
-                    socket.create_connection((WEB, 80), timeout=0.5).close()
+                with entered(self.nodes[node].netns if node else self.gw):
+                    socket.create_connection((addr, port), timeout=0.5).close()
                 return
             except OSError:
-                if self._web.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"web host did not start: {Path(log).read_text()[-500:]}")
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"web host {addr}:{port} did not start: {Path(log).read_text()[-500:]}")
                 time.sleep(0.05)
 
     def close(self) -> None:
-        web = getattr(self, "_web", None)
-        if web is not None and web.poll() is None:
-            web.terminate()
-            try:
-                web.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                web.kill()
-                web.wait()
-        self._web = None
+        for web in self._servers:
+            if web.poll() is None:
+                web.terminate()
+                try:
+                    web.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    web.kill()
+                    web.wait()
+        self._servers.clear()
         for key in list(self.nodes):
             self.remove_node(key)
         if self.started:
