@@ -98,7 +98,10 @@ def test_static_host_without_key_file_uses_the_agent_and_must_be_known(host, age
     # without the agent there is no key at all: one line naming where keys were looked for
     res = swiftrun("connect", "--", "echo", "hi", cwd=proj, check=False, timeout=60,
                    env={**env, "SSH_AUTH_SOCK": str(tmp_path / "no-agent")})
-    assert "your SSH agent and ~/.ssh keys" in one_line_error(res)
+    line = one_line_error(res)
+    assert "your SSH agent and ~/.ssh keys" in line and "ssh-add" in line, line
+    # a host that has long been up and refuses the key is said at once, not retried as if booting
+    assert "gave up after" not in line and "security group" not in line, line
 
 
 def test_static_host_refusing_connections_is_one_line_after_a_short_retry(host, tmp_path):

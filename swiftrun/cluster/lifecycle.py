@@ -11,6 +11,7 @@ for, in which order, and what to do when something fails halfway. Before anythin
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -425,6 +426,18 @@ class Cluster:
             self.ui.track(node.id, node.role, "failed", str(exc).split(";")[0][:100])
             raise
 
+    def _booting(self, node: Node) -> bool:
+        """Launched by this call, or started recently enough (by an `up` that was interrupted, a
+        start after stop-headnode) that its boot may still be under way."""
+        if node.id in getattr(self, "_created", ()):
+            return True
+        launched = node.launched
+        if launched is None:
+            return False
+        if launched.tzinfo is None:
+            launched = launched.replace(tzinfo=timezone.utc)
+        return (datetime.now(timezone.utc) - launched).total_seconds() < BOOT_TIMEOUT
+
     def _ready_or_raise(self, node: Node, *, allow_new: bool) -> None:
         target = self.target(node)
         self.ui.track(node.id, node.role, "ssh")
@@ -437,8 +450,7 @@ class Cluster:
             why = self.provider.unreachable(node) if target.via is None else None
             if why:     # said at once, not after SSH_TIMEOUT seconds of "port 22 timed out"
                 raise CloudError(why[0], hint=why[1])
-            self.remote.wait(target, SSH_TIMEOUT, allow_new=allow_new,
-                             booting=node.id in getattr(self, "_created", ()))
+            self.remote.wait(target, SSH_TIMEOUT, allow_new=allow_new, booting=self._booting(node))
         if not self.provider.elastic:
             self.ui.track(node.id, node.role, "ready")
             return

@@ -72,7 +72,11 @@ def connect(ctx, node, command, print_only, project_file, cluster_name, json_mod
     if not cluster.remote.is_pinned(target):
         # Learn and pin the key through our own checked connection first, never ssh's accept-new.
         # A static host is not one swiftrun launched: its key must be known (~/.ssh/known_hosts).
-        cluster.remote.wait(target, 60, allow_new=cluster.provider.elastic)
+        if cluster.provider.elastic:
+            cluster.remote.wait(target, 60, allow_new=True)
+        else:
+            cluster.remote.wait(target, 60, allow_new=False, hint=(
+                f"check that sshd runs on {target.host} and listens on port {target.port}"))
         cluster.remote.close()
     argv = cluster.remote.ssh_argv(target, list(command) or None,
                                    tty=not command and sys.stdin.isatty())

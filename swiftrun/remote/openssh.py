@@ -327,8 +327,11 @@ class Remote:
             return RemoteError(f"{who} has no pinned host key and is not a node swiftrun launched; "
                                "add it to ~/.ssh/known_hosts first (ssh to it once)")
         if _AUTH.search(stderr):
-            key = self.key_file or "your SSH agent and ~/.ssh keys"
-            return _AuthFailed(f"SSH login as {target.user!r} to {who} was refused with key {key}")
+            if self.key_file:
+                return _AuthFailed(f"SSH login as {target.user!r} to {who} was refused with key "
+                                   f"{self.key_file}")
+            return _AuthFailed(f"SSH login as {target.user!r} to {who} was refused with your SSH "
+                               "agent and ~/.ssh keys: load the key with `ssh-add` or set [ssh] key_file")
         return self._proxy_trouble(target, stderr) or \
             _Unreachable(f"cannot reach {who}{where} over SSH: {last}")
 
@@ -393,7 +396,8 @@ class Remote:
     def wait(self, target: Target, timeout: float, *, allow_new: bool = True,
              booting: bool = False,
              hint: str = "check the security group's port 22 rule with `swiftrun doctor`") -> "Link":
-        """Connect, retrying while the node boots (no banner yet, key not installed yet).
+        """Connect, retrying while the node boots (no banner yet); a refused key only while it is
+        ``booting`` (cloud-init may install authorized_keys after sshd starts).
 
         A proxy command that exits fails at once unless the node is ``booting`` (launched in this
         call: a bastion's ``ssh -W`` or ``nc`` exits while the node's sshd is not up yet)."""
@@ -407,7 +411,11 @@ class Remote:
                 if exc.exited and not booting:
                     raise
                 last = exc
-            except (_Unreachable, _AuthFailed) as exc:
+            except _AuthFailed as exc:
+                if not booting:     # a node up for a while refuses the key: waiting won't help
+                    raise
+                last = exc
+            except _Unreachable as exc:
                 last = exc
             if time.monotonic() + delay > deadline:
                 if isinstance(last, ProxyFailed):
