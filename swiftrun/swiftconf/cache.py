@@ -7,10 +7,16 @@ text depends only on its inputs, so a successful, checked render is kept under
 the site template, the user's swift.conf, the coaster host, and swiftrun's own renderer and key
 rules. Any change to one of them is a miss. Errors are never cached: a bad layer is rendered,
 checked and reported every time.
+
+An entry is ``<sha256 of the text>\n<text>`` and a read that does not match its own digest is a
+miss: a torn or emptied file (a full disk, a crash mid-write) is rendered again, never handed to
+swift as its configuration. Each writer has its own temporary file (threads of one process too),
+and only a whole file is renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -48,23 +54,45 @@ def checked_text(project, *, script_dir: Path, coaster_host: str = "127.0.0.1") 
     key = _digest(project, script_dir, coaster_host)
     cache = state_home() / "cache" / "swiftconf"
     if key:
-        try:
-            return (cache / key).read_text()
-        except (OSError, UnicodeDecodeError):
-            pass
+        text = _read(cache / key)
+        if text is not None:
+            return text
     from swiftrun.swiftconf import layers   # pyhocon: only on a miss
 
     text = layers.render_checked(project, script_dir=script_dir, coaster_host=coaster_host).text
     if key:
         try:
             cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = cache / f".{key}.{os.getpid()}"
-            tmp.write_text(text)
-            os.replace(tmp, cache / key)
+            _write(cache / key, text)
             _prune(cache)
         except OSError:
             pass            # a cache that cannot be written only costs time
     return text
+
+
+def _read(path: Path) -> str | None:
+    """The text stored at ``path``, or None when absent, unreadable or not whole."""
+    try:
+        digest, sep, text = path.read_text().partition("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not sep or hashlib.sha256(text.encode()).hexdigest() != digest:
+        return None
+    return text
+
+
+def _write(path: Path, text: str) -> None:
+    import tempfile     # only on a miss: the warm path does not pay for its imports
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(hashlib.sha256(text.encode()).hexdigest() + "\n" + text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _prune(cache: Path, keep: int = 64) -> None:
