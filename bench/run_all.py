@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 # name -> (file, normal args, --quick args)
 BENCHES = {
     "startup": ("bench_startup.py", [], ["--repeat", "5"]),
+    "list": ("bench_list.py", [], ["--repeat", "5"]),
     "transfer": ("bench_transfer.py", [], ["--quick"]),
     "stream": ("bench_stream.py", [], ["--log-mb", "20"]),
     "warm_run": ("bench_warm_run.py", [], ["--repeat", "3"]),
