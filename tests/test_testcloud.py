@@ -22,6 +22,7 @@ from tests.support.cloud import (
     BAKED_AMI_ID, CANONICAL_OWNER, PROXY, UBUNTU_AMI_ID, UBUNTU_AMI_NAME, boto_client,
 )
 from tests.support.netns import CALLER, WEB, Network
+from tests.support.nodeimage import STANDIN_NODE_DIR
 from tests.support.sshd import keygen
 
 USER = getpass.getuser()
@@ -325,6 +326,73 @@ systemctl enable --now flaky.service
     assert cloud.sim.info(iid).boots == 2
     public_ip = until(lambda: instance(ec2, iid).get("PublicIpAddress"), what="public ip")
     assert ssh(cloud, key, public_ip, "cat $SWIFTRUN_NODE_ROOT/userdata-runs", tmp_path).stdout == "once\n"
+
+
+def node_clock(cloud, iid: str) -> tuple[int, int, int]:
+    """(node `date +%s`, mtime of a file the node touched, this machine's time) at one moment."""
+    res = cloud.sim.exec(iid, 'f=$SWIFTRUN_NODE_ROOT/clock-probe; touch "$f"; '
+                              'echo "$(date +%s) $(stat -c %Y "$f")"')
+    assert res.returncode == 0, res.stderr
+    date, mtime = map(int, res.stdout.split())
+    return date, mtime, int(time.time())
+
+
+def stop_start(cloud, iid: str) -> None:
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    until(lambda: not cloud.sim.info(iid).up, what="powered off")
+    until(lambda: instance(cloud.ec2, iid)["State"]["Name"] == "stopped", what="stopped")
+    cloud.ec2.start_instances(InstanceIds=[iid])
+    cloud.sim.wait_for(iid)
+
+
+def test_a_stop_start_moves_the_node_clock_on_by_stopped_for_seconds(cloud):
+    """A real stop lasts; the deadman tells a stop from its ticks' gap. stopped_for_seconds is
+    how long a simulated one lasts on the node's clock (date and touch, so a touched file's mtime
+    agrees with date); by default a stop takes no time."""
+    iid = cloud.ec2.run_instances(ImageId=cloud.stock_ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    cloud.sim.wait_for(iid)
+    assert cloud.sim.clock_offset(iid) == 0
+    date, mtime, real = node_clock(cloud, iid)
+    assert abs(date - real) <= 5 and abs(mtime - real) <= 5
+
+    stop_start(cloud, iid)                                   # default: the clock stays
+    assert cloud.sim.clock_offset(iid) == 0
+    date, mtime, real = node_clock(cloud, iid)
+    assert abs(date - real) <= 5 and abs(mtime - real) <= 5
+
+    cloud.sim.stopped_for_seconds = 36000
+    try:
+        stop_start(cloud, iid)
+        assert cloud.sim.clock_offset(iid) == 36000
+        date, mtime, real = node_clock(cloud, iid)
+        assert abs(date - (real + 36000)) <= 5 and abs(mtime - (real + 36000)) <= 5
+        stop_start(cloud, iid)                               # stops add up
+    finally:
+        cloud.sim.stopped_for_seconds = 0
+    assert cloud.sim.clock_offset(iid) == 72000
+    date, mtime, real = node_clock(cloud, iid)
+    assert abs(date - (real + 72000)) <= 5
+    # a time of its own is the real one; formats show the node's clock
+    res = cloud.sim.exec(iid, 'date -d @0 +%s; date -u +%Y-%m-%dT%H; f=$SWIFTRUN_NODE_ROOT/t; '
+                              'touch -d @1000 "$f"; stat -c %Y "$f"')
+    assert res.stdout.split()[0::2] == ["0", "1000"], res.stdout + res.stderr
+    assert res.stdout.split()[1] == time.strftime("%Y-%m-%dT%H", time.gmtime(time.time() + 72000))
+
+
+def test_the_clock_stand_ins_shift_only_now(tmp_path):
+    """No offset file (every node before a lasting stop): date and touch are the real ones. With
+    one, now moves (either way), and a time given (-d, -r) stays what it is."""
+    env = {"SWIFTRUN_NODE_ROOT": str(tmp_path), "PATH": f"{STANDIN_NODE_DIR}:/usr/bin:/bin",
+           "LANG": "C.UTF-8"}
+    out = subprocess.run(["bash", "-c", "date +%s; touch f; stat -c %Y f; date -d @7 +%s"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert abs(int(out[0]) - time.time()) <= 5 and abs(int(out[1]) - time.time()) <= 5 and out[2] == "7"
+    (tmp_path / "var/lib/standin-clock").mkdir(parents=True)
+    (tmp_path / "var/lib/standin-clock/offset").write_text("-3600\n")
+    out = subprocess.run(["bash", "-c", "date +%s; touch f; stat -c %Y f; touch -r /bin/bash g"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert abs(int(out[0]) - (time.time() - 3600)) <= 5 and abs(int(out[1]) - (time.time() - 3600)) <= 5
+    assert int(os.stat(tmp_path / "g").st_mtime) == int(os.stat("/bin/bash").st_mtime)
 
 
 def test_untagged_instance_without_key_or_userdata_is_simulated(cloud):

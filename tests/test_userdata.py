@@ -465,8 +465,13 @@ def test_headnode_boot(tmp_path, node):
     uid = pwd.getpwnam(USER).pw_uid
     assert node.state("").stat().st_uid == uid and node.state("ready").stat().st_uid == uid
 
-    # the installed deadman works: far past max_lifetime -> shutdown
-    dm = node.deadman(deadman, NOW=str(int(time.time()) + 28800))
+    # its install is the deadman's first tick: a stop before the timer's first run is a gap
+    assert before <= int(node.state("tick").read_text()) <= int(time.time())
+    # the installed deadman works: a node that ran (ticking every minute) past max_lifetime ->
+    # shutdown. (A NOW 8 h on from the install tick alone is a stop now, not lifetime.)
+    late = int(time.time()) + 28800
+    node.state("tick").write_text(f"{late - 60}\n")
+    dm = node.deadman(deadman, NOW=str(late))
     assert dm.returncode == 0, dm.stderr
     assert node.calls("shutdown") and "lifetime" in node.calls("shutdown")[0][-1]
 

@@ -370,6 +370,9 @@ install_deadman() {
     swiftrun_deadman_script >"$lib/deadman.sh.tmp"
     chmod 0755 "$lib/deadman.sh.tmp"
     mv -f "$lib/deadman.sh.tmp" "$lib/deadman.sh"
+    # Its first tick: a stop before the timer's first run is still a gap between ticks (time
+    # stopped), not lifetime. The same $STATE/tick the deadman reads and writes.
+    date +%s >"$STATE/tick"
     write_unit swiftrun-deadman.service <<EOF
 [Unit]
 Description=swiftrun deadman: idle, lifetime and headnode-gone shutdown

@@ -16,7 +16,9 @@
   terminated one also loses its namespace. At first boot apt-daily holds apt's locks for
   ``apt_lock_seconds`` (see the apt-get stand-in). Types with instance store (c5d, m6id...)
   get an NVMe instance-store disk in sysfs; a stop leaves it blank (unmounted, emptied). A start
-  after a stop runs the enabled services again but not the userdata, as on EC2. A ``shutdown`` by the node stand-in
+  after a stop runs the enabled services again but not the userdata, as on EC2, and moves the
+  node's clock (its ``date`` and ``touch`` stand-ins) on by ``stopped_for_seconds`` (default 0:
+  the stop took no time). A ``shutdown`` by the node stand-in
   (``<root>/run/standin-shutdown``) stops or terminates the instance in moto, per its
   InstanceInitiatedShutdownBehavior.
 - :class:`TestCloud` bundles both for one test (what the ``cloud`` fixture returns), with the
@@ -349,6 +351,9 @@ class InstanceSimulator:
         # apt-daily starts with a first boot and holds apt's locks for a while (a real Ubuntu
         # image: often a minute); the apt-get stand-in refuses an update meanwhile
         self.apt_lock_seconds = 3.0
+        # how long a simulated stop lasts on the node's clock: each start after a stop moves the
+        # node's clock (the date and touch stand-ins) on by this much; see clock_offset
+        self.stopped_for_seconds = 0
 
     # -- public API ----------------------------------------------------------------------
     def start(self) -> "InstanceSimulator":
@@ -423,6 +428,10 @@ class InstanceSimulator:
 
     def root(self, instance_id: str) -> Path:
         return self.info(instance_id).root
+
+    def clock_offset(self, instance_id: str) -> int:
+        """Seconds the node's clock (its date and touch stand-ins) is ahead of this machine's."""
+        return _read_clock_offset(self.info(instance_id).root)
 
     def home(self, instance_id: str) -> Path:
         return self.info(instance_id).home
@@ -663,6 +672,10 @@ class InstanceSimulator:
                 return
             inst.had_userdata = bool(script.strip())
             (inst.dir / "cloud").mkdir(exist_ok=True)
+        elif self.stopped_for_seconds:
+            # a start after a stop: the node's clock has moved on by the time it was stopped,
+            # before anything of it (sshd, its services) runs again
+            _move_clock(inst.root, int(self.stopped_for_seconds))
         if inst.net is None:
             inst.net = self.network.add_node(iid, private_ip)
             (inst.root / "var/lib/cloud/data").mkdir(parents=True, exist_ok=True)
@@ -839,6 +852,23 @@ def _instance_store_lost(root: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
+
+
+# --- the node's clock ---------------------------------------------------------------------------
+CLOCK_OFFSET = "var/lib/standin-clock/offset"     # read by the date and touch stand-ins
+
+
+def _read_clock_offset(root: Path) -> int:
+    try:
+        return int((root / CLOCK_OFFSET).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _move_clock(root: Path, seconds: int) -> None:
+    path = root / CLOCK_OFFSET
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, f"{_read_clock_offset(root) + seconds}\n")
 
 
 # --- process helpers (everything by PID) --------------------------------------------------------
