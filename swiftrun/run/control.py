@@ -51,16 +51,24 @@ def start_run(remote, target, root: str, run_id: str, *, swift_home: str, script
     eval_cmd = " ".join(shlex.quote(launcher_word(a)) for a in argv)
     # `swiftrun cancel` sends TERM to the wrapper's process group: swift gets it, the wrapper
     # traps it, waits for swift to end and still writes the exit code (143).
+    # The wrapper holds <id>.lock (flock, fd 9) from before it writes <id>.pid until just after
+    # <id>.exit exists, so a follower that sees the pid file can wait on the lock and wake the
+    # moment the run ends (or the wrapper dies: the kernel lets go of a dead process's lock).
+    # Nothing it starts inherits fd 9, so a process swift leaves behind cannot hold the lock.
+    # Without flock(1) there is no lock file and followers poll for <id>.exit instead.
     wrapper = f"""#!/bin/sh
 cd "$(dirname "$0")/../.." || exit 97
 id={shlex.quote(run_id)}; runs={RUNS}
 cancelled=; child=
 trap 'cancelled=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
+if command -v flock >/dev/null 2>&1; then
+  exec 9> "$runs/$id.lock"; flock 9 || {{ exec 9>&-; rm -f "$runs/$id.lock"; }}
+fi
 echo $$ > "$runs/$id.pid"
 touch {STATE_DIR}/activity 2>/dev/null || true
 # the heartbeat's sleep dies with it (a bare `while sleep 60` would leave one behind per run)
 ( s=; trap 'kill $s 2>/dev/null; exit 0' TERM
-  while :; do sleep 60 & s=$!; wait $s; touch {STATE_DIR}/activity 2>/dev/null || true; done ) &
+  while :; do sleep 60 & s=$!; wait $s; touch {STATE_DIR}/activity 2>/dev/null || true; done ) 9>&- &
 beat=$!
 PATH={TOOLS_DIR}:$PATH; export PATH   # [swift] path tools, for apps on the headnode
 b="${{SWIFTRUN_NODE_ROOT:-}}"{shlex.quote(swift_home)}/bin/swift
@@ -71,7 +79,7 @@ if [ -z "$b" ]; then
 else
 {COMPAT_LAUNCHER_SH}
   if {EVAL_LAUNCHER_TEST}; then set -- {eval_cmd}; else set -- {swift_cmd}; fi
-  "$b" "$@" > "$runs/$id.log" 2>&1 < /dev/null &
+  "$b" "$@" > "$runs/$id.log" 2>&1 < /dev/null 9>&- &
   child=$!
   [ -z "$cancelled" ] || kill -TERM "$child" 2>/dev/null
   while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done
@@ -79,6 +87,7 @@ fi
 kill "$beat" 2>/dev/null
 touch {STATE_DIR}/activity 2>/dev/null || true
 echo "$code" > "$runs/$id.exit.tmp" && mv "$runs/$id.exit.tmp" "$runs/$id.exit"
+exec 9>&-   # the run is over: wake the followers now, not when this shell is gone
 """
     cmd = (f"cd {rq(root)} && mkdir -p {RUNS} && cat > .swiftrun/swift.conf.tmp && "
            f"mv .swiftrun/swift.conf.tmp .swiftrun/swift.conf && "
