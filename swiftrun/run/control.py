@@ -346,7 +346,7 @@ def run_logs(remote, target, root: str, run_id: str) -> tuple[str, int | None, s
     log, ex = f"{RUNS}/{run_id}.log", f"{RUNS}/{run_id}.exit"
     res = remote.run(target, f"cd {rq(root)} 2>/dev/null && [ -f {log} ] || "
                              f"{{ echo swiftrun-missing >&2; exit 0; }}; cat {log}; "
-                             f"if [ -f {ex} ]; then echo \"swiftrun-exit $(cat {ex})\" >&2; "
+                             f"if [ -f {ex} ]; then read -r c < {ex}; echo \"swiftrun-exit $c\" >&2; "
                              f"else echo swiftrun-running >&2; fi", timeout=60)
     marks = res.stderr.split()
     if "swiftrun-missing" in marks:
@@ -364,7 +364,7 @@ def run_logs(remote, target, root: str, run_id: str) -> tuple[str, int | None, s
 def cancel_run(remote, target, root: str, run_id: str) -> bool:
     """Stop swift (the wrapper's whole process group); the wrapper still writes an exit code."""
     run_id = _id(run_id)
-    cmd = (f"cd {rq(root)} && p=$(cat {RUNS}/{run_id}.pid 2>/dev/null) && [ -n \"$p\" ] && "
+    cmd = (f"cd {rq(root)} && read -r p 2>/dev/null < {RUNS}/{run_id}.pid && [ -n \"$p\" ] && "
            f"[ ! -f {RUNS}/{run_id}.exit ] && kill -TERM -- -$p 2>/dev/null && echo cancelled")
     res = remote.run(target, cmd, timeout=30)
     return "cancelled" in res.stdout
