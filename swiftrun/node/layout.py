@@ -29,7 +29,8 @@ BOOT_LOG = NODE_ROOT + "/var/log/swiftrun/userdata.log"     # everything userdat
 TOOLS_DIR = STATE_DIR + "/tools/bin"                       # [swift] path tools, on the apps' PATH
 
 # A run's files on the headnode, relative to the project's remote root: <id>.log (console),
-# <id>.exit, <id>.pid, <id>.sh (the detached wrapper) and ``latest``.
+# <id>.exit, <id>.pid, <id>.lock (flock, held by the wrapper until <id>.exit exists; absent for
+# runs of older wrappers and on nodes without flock), <id>.sh (the detached wrapper), ``latest``.
 RUNS = ".swiftrun/runs"
 # A run id names those files and is pasted into remote commands: only these characters, ever
 # (the runner makes ``20261203-053000-ab12``; ``logs --run`` and the headnode's ``latest`` file

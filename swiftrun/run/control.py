@@ -51,16 +51,24 @@ def start_run(remote, target, root: str, run_id: str, *, swift_home: str, script
     eval_cmd = " ".join(shlex.quote(launcher_word(a)) for a in argv)
     # `swiftrun cancel` sends TERM to the wrapper's process group: swift gets it, the wrapper
     # traps it, waits for swift to end and still writes the exit code (143).
+    # The wrapper holds <id>.lock (flock, fd 9) from before it writes <id>.pid until just after
+    # <id>.exit exists, so a follower that sees the pid file can wait on the lock and wake the
+    # moment the run ends (or the wrapper dies: the kernel lets go of a dead process's lock).
+    # Nothing it starts inherits fd 9, so a process swift leaves behind cannot hold the lock.
+    # Without flock(1) there is no lock file and followers poll for <id>.exit instead.
     wrapper = f"""#!/bin/sh
 cd "$(dirname "$0")/../.." || exit 97
 id={shlex.quote(run_id)}; runs={RUNS}
 cancelled=; child=
 trap 'cancelled=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' TERM INT HUP
+if command -v flock >/dev/null 2>&1; then
+  exec 9> "$runs/$id.lock"; flock 9 || {{ exec 9>&-; rm -f "$runs/$id.lock"; }}
+fi
 echo $$ > "$runs/$id.pid"
 touch {STATE_DIR}/activity 2>/dev/null || true
 # the heartbeat's sleep dies with it (a bare `while sleep 60` would leave one behind per run)
 ( s=; trap 'kill $s 2>/dev/null; exit 0' TERM
-  while :; do sleep 60 & s=$!; wait $s; touch {STATE_DIR}/activity 2>/dev/null || true; done ) &
+  while :; do sleep 60 & s=$!; wait $s; touch {STATE_DIR}/activity 2>/dev/null || true; done ) 9>&- &
 beat=$!
 PATH={TOOLS_DIR}:$PATH; export PATH   # [swift] path tools, for apps on the headnode
 b="${{SWIFTRUN_NODE_ROOT:-}}"{shlex.quote(swift_home)}/bin/swift
@@ -71,7 +79,7 @@ if [ -z "$b" ]; then
 else
 {COMPAT_LAUNCHER_SH}
   if {EVAL_LAUNCHER_TEST}; then set -- {eval_cmd}; else set -- {swift_cmd}; fi
-  "$b" "$@" > "$runs/$id.log" 2>&1 < /dev/null &
+  "$b" "$@" > "$runs/$id.log" 2>&1 < /dev/null 9>&- &
   child=$!
   [ -z "$cancelled" ] || kill -TERM "$child" 2>/dev/null
   while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done
@@ -79,6 +87,7 @@ fi
 kill "$beat" 2>/dev/null
 touch {STATE_DIR}/activity 2>/dev/null || true
 echo "$code" > "$runs/$id.exit.tmp" && mv "$runs/$id.exit.tmp" "$runs/$id.exit"
+exec 9>&-   # the run is over: wake the followers now, not when this shell is gone
 """
     cmd = (f"cd {rq(root)} && mkdir -p {RUNS} && cat > .swiftrun/swift.conf.tmp && "
            f"mv .swiftrun/swift.conf.tmp .swiftrun/swift.conf && "
@@ -93,6 +102,49 @@ echo "$code" > "$runs/$id.exit.tmp" && mv "$runs/$id.exit.tmp" "$runs/$id.exit"
 
 
 KEEP_BYTES = 1 << 20     # of the console, what follow() returns: the head (swift's RunID line)
+CHUNK = 1 << 20          # a read past the head: a replay wakes this process once per MiB
+# the follower's last word, on stderr: swift's exit code and the log's final size in bytes
+EXIT_MARK = re.compile(rb"^swiftrun-exit (-?\d+)(?: (\d+))?[ \t]*$", re.M)
+
+
+def _follower(root: str, run_id: str) -> str:
+    """The node side of follow(): the log from byte ``$OFFSET`` on stdout until the run ends,
+    then ``swiftrun-exit CODE SIZE`` on stderr (exit 96: no project directory, 98: the wrapper
+    is gone without an exit code).
+
+    A finished run: the marker first, then the rest of the log in one go (``cat`` from the
+    start). A running one: ``tail --pid=W -f``, where W is a waiter this script reaps (``wait``)
+    the moment the run ends: ``flock -s`` on the wrapper's ``<id>.lock`` (woken by the kernel
+    when the wrapper lets go, just after ``<id>.exit`` exists) or, for a wrapper that has no lock
+    (an older swiftrun, or a node without flock), a 10 ms poll for the exit file and for a dead
+    or zombie wrapper (a zombie would hold ``tail --pid`` on the wrapper itself). The client
+    stops as soon as it holds SIZE bytes, without waiting for tail's last look (up to 10 ms)
+    or for the channel to close. Small files are read with the ``read`` builtin (no fork).
+    """
+    log, ex, pid, lock = (f"{RUNS}/{run_id}.{x}" for x in ("log", "exit", "pid", "lock"))
+    mark = (f"read -r c < {ex}; z=$(stat -c %s {log} 2>/dev/null); "
+            f"echo \"swiftrun-exit $c $z\" >&2")
+    return (f"cd {rq(root)} || exit 96; i=0; while [ ! -s {pid} ] && [ $i -lt 100 ]; "
+            f"do sleep 0.05; i=$((i+1)); done; "
+            f"if [ -f {ex} ]; then {mark}; [ \"$OFFSET\" -gt 0 ] || exec cat {log}; "
+            f"exec tail -c +$((OFFSET+1)) {log}; fi; "
+            f"if [ -f {lock} ] && command -v flock >/dev/null 2>&1; then "
+            f"flock -s {lock} true & w=$!; "
+            f"else p=; read -r p 2>/dev/null < {pid}; "
+            f"alive() {{ [ -r /proc/$1/stat ] && read -r _ _ s _ < /proc/$1/stat && [ \"$s\" != Z ]; }}; "
+            f"( while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.01; done ) & w=$!; fi; "
+            f"tail -s 0.01 --pid=$w -c +$((OFFSET+1)) -f {log} & t=$!; "
+            f"wait $w; "
+            f"i=0; while [ ! -f {ex} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
+            f"test -f {ex} || {{ wait $t; exit 98; }}; {mark}; wait $t; exit 0")
+
+
+def _exit_mark(err: bytes) -> tuple[int, int | None] | None:
+    """(exit code, log size or None) from the follower's stderr, once its line is complete."""
+    m = EXIT_MARK.search(err, 0, err.rfind(b"\n") + 1)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)) if m.group(2) else None
 
 
 def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int = 0,
@@ -101,30 +153,15 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
     first MiB of what was streamed).
 
     A dropped connection is retried with backoff and the stream resumes at the byte reached, so
-    no line is lost or printed twice.
+    no line is lost or printed twice. The end is the follower's exit marker (``_follower``):
+    with the whole log in hand the stream's ssh is stopped at once; without a marker, one more
+    round trip reads the exit file and fetches what the stream had not shown.
     """
     out = out or sys.stdout.buffer
     run_id = _id(run_id)
     seen = bytearray()
-    log = f"{RUNS}/{run_id}.log"
-    ex, pid = f"{RUNS}/{run_id}.exit", f"{RUNS}/{run_id}.pid"
-    # Follow until the wrapper is done. `tail --pid=W` makes one last read of the log after W
-    # ends, so every byte swift wrote is shown; W is a watcher this script starts and reaps
-    # (`wait`) the moment the exit file exists or the wrapper is dead or a zombie (a zombie
-    # wrapper would hold `tail --pid` on the wrapper itself until it is reaped). The checks are
-    # shell builtins on /proc, every 10 ms: the end is seen within ~20 ms. The exit code goes on
-    # stderr, after the stream, so no second round trip is needed to get it.
-    tail = (f"cd {rq(root)} || exit 96; i=0; while [ ! -s {pid} ] && [ $i -lt 100 ]; "
-            f"do sleep 0.05; i=$((i+1)); done; "
-            f"if [ -f {ex} ]; then tail -c +$((OFFSET+1)) {log}; "
-            f"echo \"swiftrun-exit $(cat {ex})\" >&2; exit 0; fi; "
-            f"p=$(cat {pid}); "
-            f"alive() {{ [ -r /proc/$1/stat ] && read -r _ _ s _ < /proc/$1/stat && [ \"$s\" != Z ]; }}; "
-            f"( while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.01; done ) & w=$!; "
-            f"tail -s 0.01 --pid=$w -c +$((OFFSET+1)) -f {log} & t=$!; "
-            f"wait $w; wait $t; "
-            f"i=0; while [ ! -f {ex} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
-            f"test -f {ex} || exit 98; echo \"swiftrun-exit $(cat {ex})\" >&2; exit 0")
+    log, ex = f"{RUNS}/{run_id}.log", f"{RUNS}/{run_id}.exit"
+    script = _follower(root, run_id)
     down_since = None
     delay = 0.5
     code: int | None = None
@@ -132,18 +169,26 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
     while True:
         proc = None
         try:
-            with tempfile.TemporaryFile() as errf:   # closed however the stream ends
-                proc = remote.popen(target, f"OFFSET={offset}; " + tail, stdout=subprocess.PIPE,
-                                    stderr=errf)
-                fd = proc.stdout.fileno()
-                if sink is not None:
-                    _widen(fd)
+            proc = remote.popen(target, f"OFFSET={offset}; " + script, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+            try:
+                fd, efd = proc.stdout.fileno(), proc.stderr.fileno()
+                _widen(fd)
                 down_since, delay = None, 0.5
-                while True:
-                    ready, _, _ = select.select([fd], [], [], HEARTBEAT)
+                err, mark, fds = bytearray(), None, [fd, efd]
+                while fd in fds and not (mark and mark[1] is not None and offset >= mark[1]):
+                    ready, _, _ = select.select(fds, [], [], HEARTBEAT)
                     if not ready:
                         # Silence is not death: say so, so a CI runner does not kill a quiet job.
                         ui.node("still running", f"no output from swift for {HEARTBEAT:.0f}s")
+                        continue
+                    if efd in ready:
+                        data = os.read(efd, 65536)
+                        if not data:
+                            fds.remove(efd)         # not selected again: no spinning on EOF
+                        err += data
+                        mark = mark or _exit_mark(err)
+                    if fd not in ready:
                         continue
                     if sink is not None and len(seen) >= KEEP_BYTES:
                         moved = _splice(fd, sink)
@@ -151,25 +196,36 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
                             sink = None             # not on this file: copy from here on
                             continue
                         if not moved:
-                            break
+                            fds.remove(fd)
                         offset += moved
                         continue
-                    data = os.read(fd, 65536)
+                    data = os.read(fd, 65536 if len(seen) < KEEP_BYTES else CHUNK)
                     if not data:
-                        break
+                        fds.remove(fd)
+                        continue
                     out.write(data)
                     out.flush()
                     offset += len(data)
                     if len(seen) < KEEP_BYTES:      # the head is enough (RunID); a replay of a
                         seen += data[:KEEP_BYTES - len(seen)]   # 200 MB console stays small
+                if fd in fds:                       # the whole log is here: the rest is tail's
+                    _stop(proc)                     # last look and the channel's close
+                    code = mark[0]
+                    break
+                while efd in fds:                   # the stream ended: its last words
+                    data = os.read(efd, 65536)
+                    if not data:
+                        break
+                    err += data
                 status = proc.wait()
+            finally:
                 proc.stdout.close()
-                errf.seek(0)
-                err = errf.read().decode(errors="replace")
+                proc.stderr.close()
             if status == 0:
-                m = re.search(r"^swiftrun-exit (-?\d+)\s*$", err, re.M)
-                code = int(m.group(1)) if m else None
-                break
+                mark = _exit_mark(err)
+                if mark and (mark[1] is None or offset >= mark[1]):
+                    code = mark[0]
+                break                               # else: the round trip below
             if status in (96, 98):
                 raise _RunGone(f"run {run_id} on {target.label} has no exit code yet "
                                   "(it may have been killed); see `swiftrun logs`")
@@ -290,7 +346,7 @@ def run_logs(remote, target, root: str, run_id: str) -> tuple[str, int | None, s
     log, ex = f"{RUNS}/{run_id}.log", f"{RUNS}/{run_id}.exit"
     res = remote.run(target, f"cd {rq(root)} 2>/dev/null && [ -f {log} ] || "
                              f"{{ echo swiftrun-missing >&2; exit 0; }}; cat {log}; "
-                             f"if [ -f {ex} ]; then echo \"swiftrun-exit $(cat {ex})\" >&2; "
+                             f"if [ -f {ex} ]; then read -r c < {ex}; echo \"swiftrun-exit $c\" >&2; "
                              f"else echo swiftrun-running >&2; fi", timeout=60)
     marks = res.stderr.split()
     if "swiftrun-missing" in marks:
@@ -308,7 +364,7 @@ def run_logs(remote, target, root: str, run_id: str) -> tuple[str, int | None, s
 def cancel_run(remote, target, root: str, run_id: str) -> bool:
     """Stop swift (the wrapper's whole process group); the wrapper still writes an exit code."""
     run_id = _id(run_id)
-    cmd = (f"cd {rq(root)} && p=$(cat {RUNS}/{run_id}.pid 2>/dev/null) && [ -n \"$p\" ] && "
+    cmd = (f"cd {rq(root)} && read -r p 2>/dev/null < {RUNS}/{run_id}.pid && [ -n \"$p\" ] && "
            f"[ ! -f {RUNS}/{run_id}.exit ] && kill -TERM -- -$p 2>/dev/null && echo cancelled")
     res = remote.run(target, cmd, timeout=30)
     return "cancelled" in res.stdout
