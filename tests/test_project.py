@@ -400,12 +400,43 @@ def test_directory_without_project_file(in_tmp):
     assert message.startswith("empty:") and "swiftrun init" in message
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads everything")
+def _as_nobody(work):
+    """``work()`` in a child process that has dropped root for nobody (root reads every file),
+    its result or the AssertionError's text back through a pipe."""
+    import pickle
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                            # the child: never returns
+        os.close(rfd)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            result = ("ok", work())
+        except BaseException as exc:  # noqa: BLE001 - the parent reports it
+            result = ("error", f"{type(exc).__name__}: {exc}")
+        os.write(wfd, pickle.dumps(result))
+        os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    status, value = pickle.loads(data)
+    assert status == "ok", value
+    return value
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 def test_unreadable_file(in_tmp):
     path = write(in_tmp / "swiftrun.toml", "[cluster]\n")
     path.chmod(0)
     try:
-        message = error_of(path)
+        if os.geteuid() == 0:       # root reads everything: the load runs as nobody instead
+            in_tmp.chmod(0o711)     # (its working directory, reached by a relative path)
+            message = _as_nobody(lambda: error_of(Path("swiftrun.toml")))
+        else:
+            message = error_of(path)
     finally:
         path.chmod(0o644)
     assert message.startswith("swiftrun.toml:") and "chmod" in message
