@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,8 +118,8 @@ def main() -> None:
     for p in problems:
         print(f"  problem: {p}")
     print("BENCH_SUMMARY " + json.dumps({"list": {
-        "nodes": args.workers + 1, "swiftrun_ms": round(sorted(a)[len(a) // 2] * 1000, 1),
-        "aws_cli_ms": round(sorted(b)[len(b) // 2] * 1000, 1), "ratio": round(ratio(a, b), 3),
+        "nodes": args.workers + 1, "swiftrun_ms": round(statistics.median(a) * 1000, 1),
+        "aws_cli_ms": round(statistics.median(b) * 1000, 1), "ratio": round(ratio(a, b), 3),
         "problems": problems}}))
 
 
