@@ -8,6 +8,7 @@ malicious or broken headnode.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import stat
@@ -282,6 +283,47 @@ def test_manifest_for_other_root_or_corrupt_means_full(conn, dirs, tmp_path):
     other = tmp_path / "remote2"
     rep = sync.upload(conn, local, str(other), state_file=state)
     assert rep.full and (other / "a.txt").read_text() == "a"
+
+
+@pytest.mark.parametrize("bad", ["../victim", "/VICTIM", "x/../../victim", "x//y", "./a.txt"])
+def test_a_manifest_naming_a_path_outside_the_root_is_refused_whole(conn, dirs, tmp_path, bad):
+    """The upload removes what the manifest lists and the user deleted: a manifest edited to
+    name a path outside the root would remove it on the headnode. Such a manifest is not
+    trusted at all (a full upload follows, nothing is removed)."""
+    local, remote, state = dirs
+    write(local, "a.txt", "a")
+    write(local, "b.txt", "b")
+    up(conn, dirs)
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    bad = bad.replace("VICTIM", str(victim).lstrip("/"))
+    data = json.loads(state.read_text())
+    assert data["version"] == manifest.MANIFEST_VERSION
+    paths = data["paths"].split("\0")
+    paths[paths.index("b.txt")] = bad               # as if b.txt were deleted and bad known
+    data["paths"] = "\0".join(paths)
+    state.write_text(json.dumps(data))
+    (local / "b.txt").unlink()
+    assert sync.Manifest.load(state).entries == {}
+    rep = up(conn, dirs)
+    assert rep.full and rep.deleted == 0 and victim.read_text() == "keep me"
+    assert (remote / "a.txt").exists()
+
+
+def test_a_manifest_written_by_the_previous_version_still_counts(conn, dirs):
+    """Version 1 kept {path: [type, size, mtime_ns, mode, target]}: read, not a full upload."""
+    local, remote, state = dirs
+    make_project(local)
+    up(conn, dirs)
+    m = sync.Manifest.load(state)
+    assert len(m.entries) > 5
+    state.write_text(json.dumps({"version": 1, "remote_root": m.remote_root, "sync_id": m.sync_id,
+                                 "entries": {k: list(v) for k, v in m.entries.items()}}))
+    assert sync.Manifest.load(state) == m
+    write(local, "data/in.txt", "edit\n")
+    rep = up(conn, dirs)
+    assert not rep.full and rep.files_sent == 1
+    assert json.loads(state.read_text())["version"] == manifest.MANIFEST_VERSION
 
 
 def test_ignore_rules_apply(conn, dirs):

