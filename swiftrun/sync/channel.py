@@ -19,14 +19,40 @@ import tempfile
 SSH_LOST = 255          # ssh's own exit code: the connection failed or dropped
 
 
+# A remote shell whose script comes first on its stdin: a line with the script's length, then
+# the script (``read`` takes one byte at a time from a pipe and ``head -c`` no more than it is
+# told, so what follows stays on stdin for the script itself).
+_SCRIPT_ON_STDIN = 'IFS= read -r n || exit 0; s=$(head -c "$n") && eval "$s"'
+
+
 class Pipe:
     """One remote ``sh -c SCRIPT`` with pipes: the calls the upload and fetch code make."""
+
+    @classmethod
+    def early(cls, link) -> "Pipe":
+        """A remote shell started before its script is known (``run`` sends it): the ssh
+        process, the channel on the master and the remote sh start while this side still scans
+        the tree, instead of after it (~20-30 ms of an incremental sync). ``close`` ends one
+        that was not needed."""
+        return cls(link, _SCRIPT_ON_STDIN)
+
+    def run(self, script: str) -> "Pipe":
+        self.used = True
+        body = script.encode()
+        self.sendall(b"%d\n" % len(body) + body)
+        return self
+
+    def close(self) -> None:
+        """End an ``early`` shell that was given no script (EOF: it exits at once)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.finish()
 
     def __init__(self, link, script: str):
         self._err = tempfile.TemporaryFile()
         self.proc = link.popen("sh -c " + shlex.quote(script), stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=self._err, bufsize=1 << 16)
         self.stdout = self.proc.stdout
+        self.used = script != _SCRIPT_ON_STDIN     # an early shell is used once given a script
 
     def makefile(self, mode: str = "rb"):
         return self.stdout

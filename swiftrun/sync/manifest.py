@@ -118,7 +118,7 @@ class Manifest:
         once the upload succeeded (``discard`` otherwise)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        items = sorted(self.entries.items())
+        items = self.entries.items()      # scan order (sorting 20 000 paths costs ~5 ms)
         types, sizes, mtimes, modes, targets = zip(*(e for _, e in items)) if items else ((),) * 5
         data = {"version": MANIFEST_VERSION, "remote_root": self.remote_root, "sync_id": self.sync_id,
                 "paths": "\0".join(p for p, _ in items), "types": "".join(types), "sizes": sizes,
@@ -204,7 +204,7 @@ def scan(local_root: Path, rules: IgnoreRules) -> dict[str, Entry]:
     The walk costs one lstat per entry and, for a directory no rule can touch, no rule check."""
     out: dict[str, Entry] = {}
     real_root = None
-    make = Entry._make
+    make = _new_entry
     is_reg, is_dir_mode, imode = stat.S_ISREG, stat.S_ISDIR, stat.S_IMODE
     stack = [("", str(local_root))]
     while stack:
