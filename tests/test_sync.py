@@ -890,6 +890,34 @@ def test_secrets_are_judged_by_content_and_refused_before_a_byte_goes(conn, dirs
     assert (remote / "innocent.txt").exists() is (not refused) and rep.files_sent >= 1
 
 
+def test_the_literal_prefilter_never_hides_what_the_patterns_find():
+    """secret_in_bytes skips the regexes when none of their literals is in the head: for every
+    kind of secret (in any letter case the pattern allows) and near misses, it says what the
+    four patterns alone say."""
+    from swiftrun.sync import sensitive
+
+    def by_patterns(head: bytes):
+        return next((what for what, p in sensitive._PATTERNS if p.search(head)), None)
+
+    bodies = [
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n", "-----BEGIN PGP PRIVATE KEY BLOCK-----\n",
+        "-----BEGIN EC PRIVATE KEY-----", "-----begin rsa private key-----",
+        f"AWS_SECRET_ACCESS_KEY={EXAMPLE_SECRET}", f"Aws_Secret_Access_Key : '{EXAMPLE_SECRET}'",
+        f"export aws_secret_access_key=\"{EXAMPLE_SECRET}\"", "aws_secret_access_key = short",
+        "ACCESS KEY ID , SECRET ACCESS KEY\n", "access key id,secret access key",
+        f"{EXAMPLE_KEY_ID},{EXAMPLE_SECRET}\n", f"id {EXAMPLE_KEY_ID} secret {EXAMPLE_SECRET}",
+        f"ASIA{EXAMPLE_KEY_ID[4:]}\t{EXAMPLE_SECRET}", f"akia{EXAMPLE_KEY_ID[4:]} {EXAMPLE_SECRET}",
+        f"{EXAMPLE_KEY_ID} alone", "ssh-rsa AAAAB3Nza me@host", "", "x" * 70000,
+        "PUBLIC KEY-----", "the word secret, and a key",
+    ]
+    found = 0
+    for body in bodies:
+        head = body.encode()
+        assert sensitive.secret_in_bytes(head) == by_patterns(head), body[:60]
+        found += by_patterns(head) is not None
+    assert found >= 10          # the corpus does hold secrets of every kind
+
+
 def test_a_changed_file_is_rewritten_in_place_unless_a_run_is_live(node, dirs, monkeypatch, tmp_path):
     """rsync upload: with no run live on the headnode a changed file is updated in place (only
     its changed blocks written: a 500 MB file with one byte changed syncs in a third of the time).

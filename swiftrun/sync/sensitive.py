@@ -37,6 +37,17 @@ def secret_in(path: str) -> str | None:
             head = fh.read(HEAD_BYTES)
     except OSError:
         return None
+    return secret_in_bytes(head)
+
+
+def secret_in_bytes(head: bytes) -> str | None:
+    """What secret ``head`` holds, or None. Each pattern needs a literal that plain substring
+    searches find at C speed, so a file without any of them costs no regex at all (the four
+    regexes took 0.5 s of a 20 000-file upload; the literals ~0.02 s)."""
+    if not (b"PRIVATE KEY" in head or b"AKIA" in head or b"ASIA" in head):
+        low = head.lower()
+        if b"aws_secret_access_key" not in low and b"access key id" not in low:
+            return None
     for what, pattern in _PATTERNS:
         if pattern.search(head):
             return what
