@@ -1,7 +1,7 @@
 """Warm re-run overhead: `swiftrun p4.swift --keep-cluster` on a kept cluster vs doing the same by
 hand (`rsync -a` up, `ssh <swift>`, `rsync -a` the outputs back) over the same sshd and proxy.
 
-Run: python bench/bench_warm_run.py [--repeat 7] [--workers 1]
+Run: python bench/bench_warm_run.py [--repeat 7] [--workers 1] [--files 20000]
 Starts its own test cloud (moto server, a network namespace and an sshd per instance: needs
 root and nftables, see tests/support/cloud.py; stopped by PID at the end), brings the cluster
 up with one cold run, then times warm runs after a one-file edit.
@@ -89,6 +89,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=7, help="A/B pairs (default 7)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--files", type=int, default=0,
+                    help="extra ~1 KB files in the project (under data/): 20000 for the large case")
     ap.add_argument("--profile", action="store_true",
                     help="also profile one warm run (cProfile) and print where its time goes")
     args = ap.parse_args()
@@ -112,6 +114,9 @@ def main() -> None:
         shutil.copytree(ROOT / "examples" / "p4", proj)
         (proj / "swiftrun.toml").unlink()
         toml_project(proj, tc, name="benchwarm", workers=args.workers)
+        if args.files:
+            from bench_transfer import make_tree
+            make_tree(proj / "data", args.files)
 
         t = time.perf_counter()
         cold = json.loads(sr(["p4.swift", "--keep-cluster", "--json"], proj, env).stdout)
@@ -179,6 +184,7 @@ def main() -> None:
         med = {key: statistics.median(p.get(key, 0) for p in phases)
                for key in ("up", "sync", "swift", "fetch", "total")}
         per_run = [sum(c.values()) for c in calls]
+        print(f"project: p4 + {args.files} extra files" if args.files else "project: p4")
         print(f"test cloud: 1 headnode + {args.workers} worker(s); cold run {t_cold:.2f} s "
               f"(headnode {head['id']}); repeats: {args.repeat}")
         print(f"{args.repeat} pairs, A B interleaved; ms median [min-max]")
@@ -205,7 +211,7 @@ def main() -> None:
         summary = {"warm_swiftrun_s": round(m_sr, 3), "by_hand_s": round(m_hand, 3),
                    "ratio": round(m_sr / m_hand, 2), "ec2_calls_per_warm_run": max(per_run, default=0),
                    "ec2_calls": worst, "phases_s": {k: round(v, 3) for k, v in med.items()},
-                   "cold_s": round(t_cold, 2)}
+                   "cold_s": round(t_cold, 2), "extra_files": args.files}
         print("BENCH_SUMMARY " + json.dumps(summary))
     finally:
         if proj is not None and env is not None:

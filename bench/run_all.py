@@ -27,6 +27,7 @@ BENCHES = {
     "transfer": ("bench_transfer.py", [], ["--quick"]),
     "stream": ("bench_stream.py", [], ["--log-mb", "20"]),
     "warm_run": ("bench_warm_run.py", [], ["--repeat", "3"]),
+    "warm_run_20k": ("bench_warm_run.py", ["--files", "20000"], ["--files", "20000", "--repeat", "3"]),
     "api_calls": ("bench_api_calls.py", [], []),
     "door": ("bench_door.py", [], ["--sizes", "1", "10", "--repeat", "3"]),
 }

@@ -35,7 +35,8 @@ from swiftrun.errors import RemoteError
 from swiftrun.sync import pulling
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.ignore import compile_glob, glob_matches
-from swiftrun.sync.manifest import Entry, Manifest, _ancestors, _local_entry, _safe_rel
+from swiftrun.sync.manifest import (Entry, Manifest, _ancestors, _local_entry, _new_entry,
+                                     _safe_rel)
 
 NEVER_FETCH = frozenset({".swiftrun", ".git", "__pycache__"})   # path components never brought back
 RETRY_HINT = ("nothing local was replaced; run `swiftrun fetch` to try again while the cluster is up "
@@ -72,16 +73,18 @@ def remote_listing(conn, remote_root: str, *, timeout: float | None = 120.0) -> 
     if rc != 0:
         raise RemoteError(f"listing {remote_root} on the headnode failed (exit {rc}): {err[-500:]}",
                           hint=RETRY_HINT)
-    fields = data.split(b"\0")
+    # decoded once, not per name: NUL and TAB never sit inside a multi-byte sequence
+    fields = os.fsdecode(data).split("\0")
     out: dict[str, Entry] = {}
+    new = _new_entry
     for head, target in zip(fields[0::2], fields[1::2]):
-        kind, size, mtime, mode, rel = head.split(b"\t", 4)
-        kind = kind.decode()
-        if kind not in ("f", "d", "l"):
-            continue
-        name = os.fsdecode(rel)
-        out[name] = Entry(kind, int(size) if kind == "f" else 0, _parse_mtime_ns(mtime.decode()),
-                          int(mode, 8) if kind != "l" else 0o777, os.fsdecode(target) if kind == "l" else None)
+        kind, size, mtime, mode, rel = head.split("\t", 4)
+        if kind == "f":
+            out[rel] = new((kind, int(size), _parse_mtime_ns(mtime), int(mode, 8), None))
+        elif kind == "d":
+            out[rel] = new((kind, 0, _parse_mtime_ns(mtime), int(mode, 8), None))
+        elif kind == "l":
+            out[rel] = new((kind, 0, _parse_mtime_ns(mtime), 0o777, target))
     return out
 
 
@@ -113,18 +116,24 @@ def select_fetch(listing: dict[str, Entry], manifest: Manifest, local_root: Path
     outs = [compile_glob(p) for p in outputs if p.strip("/ ")]
     extras = [d.strip("/") for d in extra_dirs if d.strip("/")]
     chosen = []
+    known = manifest.entries
     for rel, r in listing.items():
+        in_extra = bool(extras) and any(rel == d or rel.startswith(d + "/") for d in extras)
+        if not in_extra:
+            # what the manifest holds as it is (most of a warm run's tree) is skipped first,
+            # without a local lstat: per-run work in proportion to what the run changed
+            k = known.get(rel)
+            if k is not None and (r == k or r.same_remote(k)):
+                continue
         if not _safe_rel(rel) or NEVER_FETCH.intersection(rel.split("/")):
             continue
-        in_extra = any(rel == d or rel.startswith(d + "/") for d in extras)
-        local = _local_entry(local_root, rel)
         if in_extra:
-            if not r.same_remote(local):
+            if not r.same_remote(_local_entry(local_root, rel)):
                 chosen.append(rel)
             continue
         if outs and not glob_matches(outs, rel):
             continue
-        if r.same_remote(manifest.entries.get(rel)) or r.same_remote(local):
+        if r.same_remote(_local_entry(local_root, rel)):
             continue
         chosen.append(rel)
     return sorted(chosen)
@@ -452,6 +461,8 @@ def _drop_stale(manifest: Manifest, listing: dict[str, Entry], keep: set[str] = 
         if rel in keep:
             continue
         remote = listing.get(rel)
+        if remote == known:         # as recorded (equal tuples: C speed), most entries
+            continue
         if known is None:
             stale.append(rel)
         elif known.type == "d":
