@@ -965,3 +965,35 @@ def test_a_changed_file_is_rewritten_in_place_unless_a_run_is_live(node, dirs, m
             live.wait()
     finally:
         conn.remote.close()
+
+
+def test_a_prepared_upload_scans_once_and_a_later_edit_goes_next_time(conn, dirs, monkeypatch):
+    """A run checks the tree before its cost line and uploads from that plan (one scan): a file
+    edited in between is not lost, the next upload sends it; if the headnode's copy moved on
+    meanwhile (another machine synced), the sync-id check makes it a full upload."""
+    local, remote, state = dirs
+    write(local, "a.txt", "a")
+    write(local, "b.txt", "b")
+    up(conn, dirs)
+    write(local, "a.txt", "a2")
+    prepared = uploading.prepare(local, str(remote), state)
+    assert prepared.plan.send == ["a.txt"]
+    write(local, "b.txt", "b2 edited after the check")
+    scans = []
+    real = uploading.plan_upload
+    monkeypatch.setattr(uploading, "plan_upload", lambda *a, **kw: scans.append(1) or real(*a, **kw))
+    rep = sync.upload(conn, local, str(remote), state_file=state, prepared=prepared)
+    assert scans == [] and rep.files_sent == 1 and not rep.full
+    assert (remote / "a.txt").read_text() == "a2" and (remote / "b.txt").read_text() == "b"
+    rep = up(conn, dirs)                                    # scans: b.txt's edit goes now
+    assert scans == [1] and rep.files_sent == 1
+    assert (remote / "b.txt").read_text() == "b2 edited after the check"
+
+    write(local, "a.txt", "a4", mtime_ns=T0)
+    up(conn, dirs)
+    # the same size, the same second: rsync's quick check at whole seconds would skip it
+    write(local, "a.txt", "a3", mtime_ns=T0 + 1000)
+    prepared = uploading.prepare(local, str(remote), state)
+    (remote / ".swiftrun/sync-id").write_text("another-machine\n")
+    rep = sync.upload(conn, local, str(remote), state_file=state, prepared=prepared)
+    assert rep.full and (remote / "a.txt").read_text() == "a3"

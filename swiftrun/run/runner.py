@@ -20,6 +20,10 @@ from swiftrun.errors import ConfigError, Interrupted, RemoteError, SwiftrunError
 from swiftrun.node.layout import TOOLS_DIR, WORKER, remote_root
 from swiftrun.run.control import cancel_run, follow, start_run
 
+# A tree checked (check_tree) this recently is not scanned again by the upload: a warm up answers
+# in well under a second; a cold one takes minutes and the tree may have moved on meanwhile.
+PREPARED_FRESH_S = 10.0
+
 
 def swift_args(project, extra: tuple[str, ...]) -> list[str]:
     """``[swift] args`` then command-line ``-name=value`` (which win)."""
@@ -132,16 +136,12 @@ class Runner:
         """What the upload would refuse, refused before anything is launched (the caller asks
         before the cost line): links that would dangle on the headnode, unreadable entries,
         files that hold secrets."""
-        from swiftrun.sync import Manifest, plan_upload
-        from swiftrun.sync.ignore import IgnoreRules
-        from swiftrun.sync.sensitive import refuse_secrets
+        from swiftrun.sync import prepare
 
-        rules = IgnoreRules.from_dir(self.script_dir, sync_excludes(self.project, self.script_dir))
-        # only what the upload would send is read (a warm run reads only the changed files)
-        manifest = Manifest.load(self.cluster.manifest_file(self.root))
-        known = manifest.remote_root == self.root and manifest.sync_id is not None
-        plan = plan_upload(self.script_dir, manifest, rules, full=not known)
-        refuse_secrets(self.script_dir, [r for r in plan.send if plan.local[r].type == "f"])
+        # only what the upload would send is read (a warm run reads only the changed files);
+        # the upload reuses this scan when the cluster answers soon after (a warm run)
+        self._prepared = (prepare(self.script_dir, self.root, self.cluster.manifest_file(self.root),
+                                  sync_excludes(self.project, self.script_dir)), time.monotonic())
 
     def _sync_and_start(self, conf_text: str) -> None:
         from swiftrun import sync
@@ -150,7 +150,11 @@ class Runner:
         conn = self.cluster.remote.connect(self.target)
         self.ui.step(f"Syncing {self.script_dir} to {self.target.label}:{self.root}")
         state = self.cluster.manifest_file(self.root)
-        rep = sync.upload(conn, self.script_dir, self.root, state_file=state,
+        prepared, at = getattr(self, "_prepared", (None, 0.0))
+        self._prepared = None, 0.0          # once: a re-run (watch) scans again
+        if time.monotonic() - at > PREPARED_FRESH_S:
+            prepared = None                 # a cold up took a while: what it saw may be old
+        rep = sync.upload(conn, self.script_dir, self.root, state_file=state, prepared=prepared,
                           exclude=sync_excludes(self.project, self.script_dir),
                           warn_bytes=self.project.sync.warn_size_mb * 2**20,
                           on_large=None if self.project.sync.warn_size_mb <= 0 else lambda n: self.ui.warn(

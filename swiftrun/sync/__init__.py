@@ -14,7 +14,9 @@ Callers import from here; the modules of this package import each other.
 from swiftrun.sync.channel import root_expr
 from swiftrun.sync.fetching import FetchReport, fetch, remote_listing, select_fetch
 from swiftrun.sync.manifest import Entry, Manifest, scan
-from swiftrun.sync.uploading import UploadPlan, UploadReport, plan_upload, upload
+from swiftrun.sync.uploading import (Prepared, UploadPlan, UploadReport, plan_upload, prepare,
+                                     upload)
 
-__all__ = ["Entry", "FetchReport", "Manifest", "UploadPlan", "UploadReport", "fetch",
-           "plan_upload", "remote_listing", "root_expr", "scan", "select_fetch", "upload"]
+__all__ = ["Entry", "FetchReport", "Manifest", "Prepared", "UploadPlan", "UploadReport", "fetch",
+           "plan_upload", "prepare", "remote_listing", "root_expr", "scan", "select_fetch",
+           "upload"]

@@ -290,7 +290,10 @@ def _rsync_argv(link, script: str) -> list[str]:
     there; a directory only if it is empty, so outputs in it stay). Links that stay inside the
     script directory go as links, links out of it as the files they point at (the scan's rule).
     Large changed files go as deltas against the headnode's copy."""
-    return ["rsync", "-lptd", "--files-from=-", "--from0",
+    # --modify-window=-1: mtimes compared to the nanosecond. rsync's default compares whole
+    # seconds, so a file rewritten with the same size within a second of its last upload was
+    # skipped (the manifest, to the nanosecond, had listed it as changed).
+    return ["rsync", "-lptd", "--modify-window=-1", "--files-from=-", "--from0",
             "--copy-unsafe-links", "--no-implied-dirs", "--timeout=300",
             "-e", link.rsh, "--rsync-path", "sh -c " + shlex.quote(script) + " sh",
             "./", f"{link.target.host}:."]
@@ -376,11 +379,41 @@ class _Aside:
         self.tmp = None
 
 
+@dataclass
+class Prepared:
+    """What an upload will send, worked out and judged (secrets refused) before it starts."""
+
+    manifest: Manifest
+    plan: UploadPlan
+    known: bool         # the manifest describes remote_root: an incremental upload
+
+
+def prepare(local_root: Path | str, remote_root: str, state_file: Path | str,
+            exclude: Iterable[str] = ()) -> Prepared:
+    """Scan and plan an upload, and refuse a file that holds a secret (judged by content,
+    before a byte is sent; a changed file is read again: it may be new)."""
+    local_root = Path(local_root)
+    rules = IgnoreRules.from_dir(local_root, exclude)
+    manifest = Manifest.load(Path(state_file))
+    known = manifest.remote_root == remote_root and manifest.sync_id is not None
+    if not known:
+        manifest = Manifest(remote_root=remote_root)
+    plan = plan_upload(local_root, manifest, rules, full=not known)
+    refuse_secrets(local_root, [r for r in plan.send if plan.local[r].type == "f"])
+    return Prepared(manifest, plan, known)
+
+
 def upload(conn, local_root: Path | str, remote_root: str, *, state_file: Path | str,
            exclude: Iterable[str] = (), warn_bytes: int = 200 * 2**20,
            timeout: float | None = 300.0,
-           on_large: Callable[[int], None] | None = None) -> UploadReport:
+           on_large: Callable[[int], None] | None = None,
+           prepared: "Prepared | None" = None) -> UploadReport:
     """Make ``remote_root`` hold the (non-ignored) contents of ``local_root``.
+
+    ``prepared``: the manifest and plan of a ``prepare`` made moments ago (a run checks the
+    tree before the cost line, then uploads once a warm cluster answered: one scan, not two).
+    A file changed since is sent by the next upload, as one changed during a scan is; if the
+    headnode's copy moved on meanwhile, the sync-id check makes this a full upload.
 
     ``on_large(bytes)`` is called before anything is sent when the upload will exceed
     ``warn_bytes``, so the user hears of it while it can still be stopped.
@@ -401,22 +434,18 @@ def upload(conn, local_root: Path | str, remote_root: str, *, state_file: Path |
         early = None
     try:
         return _upload(conn, local_root, remote_root, state_file, exclude, warn_bytes, timeout,
-                       on_large, early, t0)
+                       on_large, early, t0, prepared)
     finally:
         if early is not None and not early.used:
             early.close()           # not used (rsync carried it, or nothing was sent)
 
 
 def _upload(conn, local_root: Path, remote_root: str, state_file: Path, exclude, warn_bytes: int,
-            timeout: float | None, on_large, early: Pipe | None, t0: float) -> UploadReport:
-    rules = IgnoreRules.from_dir(local_root, exclude)
-    manifest = Manifest.load(state_file)
-    known = manifest.remote_root == remote_root and manifest.sync_id is not None
-    if not known:
-        manifest = Manifest(remote_root=remote_root)
-    plan = plan_upload(local_root, manifest, rules, full=not known)
-    # judged by content, before a byte is sent (a changed file is read again: it may be new)
-    refuse_secrets(local_root, [r for r in plan.send if plan.local[r].type == "f"])
+            timeout: float | None, on_large, early: Pipe | None, t0: float,
+            prepared: "Prepared | None") -> UploadReport:
+    if prepared is None or prepared.manifest.remote_root != remote_root:
+        prepared = prepare(local_root, remote_root, state_file, exclude)
+    manifest, plan, known = prepared.manifest, prepared.plan, prepared.known
     if on_large is not None:
         planned = sum(plan.local[r].size for r in plan.send if plan.local[r].type == "f")
         if planned > warn_bytes:
