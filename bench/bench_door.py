@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 from bench_warm_run import child_env, diff, ec2_calls, test_cloud_env  # noqa: E402
-from loopback import spread  # noqa: E402
+from loopback import bytecode, spread  # noqa: E402
 from tests.support import netns  # noqa: E402
 from tests.support.cli import SWIFTRUN, toml_project  # noqa: E402
 from tests.support.cloud import SIM_REGIONS, MotoServer, TestCloud, write_amis_file  # noqa: E402
@@ -86,6 +86,7 @@ def project(base: Path, tc, name: str, workers: int) -> Path:
 
 
 def main() -> None:
+    bytecode()       # as an installed swiftrun has it (see loopback.bytecode)
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="*", default=[1, 10, 50, 200])
     ap.add_argument("--repeat", type=int, default=7, help="warm A/B pairs per size (default 7)")

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 from bench_warm_run import child_env, test_cloud_env  # noqa: E402
-from loopback import interleaved, ratio, spread  # noqa: E402
+from loopback import bytecode, interleaved, ratio, spread  # noqa: E402
 from tests.support.cli import SWIFTRUN  # noqa: E402
 from tests.support.cloud import DEFAULT_REGION, MotoServer  # noqa: E402
 
@@ -63,6 +63,7 @@ def populate(env: dict, cluster: str, workers: int) -> None:
 
 
 def main() -> None:
+    bytecode()       # as an installed swiftrun has it (see loopback.bytecode)
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=9, help="A/B pairs (default 9)")
     ap.add_argument("--workers", type=int, default=10)

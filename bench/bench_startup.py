@@ -18,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loopback import bytecode  # noqa: E402
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "p4" / "p4.swift"
 HEAVY = ("boto3", "botocore", "fabric", "paramiko", "invoke", "rich", "watchdog")
 
@@ -58,6 +61,7 @@ def heavy_imports(args: list[str]) -> list[str]:
 
 
 def main() -> None:
+    bytecode()       # as an installed swiftrun has it (see loopback.bytecode)
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=15)
     args = ap.parse_args()

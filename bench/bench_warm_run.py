@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from loopback import interleaved, ratio, spread  # noqa: E402
+from loopback import bytecode, interleaved, ratio, spread  # noqa: E402
 from tests.support import netns  # noqa: E402
 from tests.support.cli import SWIFTRUN, toml_project  # noqa: E402
 from tests.support.cloud import (  # noqa: E402
@@ -86,6 +86,7 @@ def diff(after: dict, before: dict) -> dict:
 
 
 def main() -> None:
+    bytecode()       # as an installed swiftrun has it (see loopback.bytecode)
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=7, help="A/B pairs (default 7)")
     ap.add_argument("--workers", type=int, default=1)
