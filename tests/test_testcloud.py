@@ -284,6 +284,52 @@ def test_baked_image_has_java_21_and_swift_as_shipped(cloud):
         assert os.access(root / "opt/swift/bin" / tool, os.X_OK)
 
 
+def cpu_cgroup(pid: int) -> str:
+    """The cpu cgroup of a process (cgroup v1 ``cpu`` line, else the v2 one)."""
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            return path
+    return next(line.split(":", 2)[2] for line in lines if line.startswith("0::"))
+
+
+def test_node_processes_run_in_its_own_low_weight_cgroup(cloud, key, tmp_path):
+    """Every process of a node (sshd, userdata, what it starts, what a login starts) runs in the
+    node's own cgroup, under one nodes group of a low CPU weight; a terminated node's cgroup
+    is removed. The client's side (this process) stays where it was."""
+    cpu = cloud.sim.cpu
+    if cpu is None or not cpu.enabled:
+        pytest.skip("no writable cgroup cpu controller here")
+    ec2 = cloud.ec2
+    ec2.import_key_pair(KeyName="kcg", PublicKeyMaterial=Path(str(key) + ".pub").read_bytes())
+    gid = open_group(ec2, "cg")
+    userdata = ('#!/bin/bash\nsetsid sleep 999 </dev/null >/dev/null 2>&1 &\n'
+                'echo $! > "$SWIFTRUN_NODE_ROOT/bg.pid"\necho $$ > "$SWIFTRUN_NODE_ROOT/ud.pid"\n')
+    iid = ec2.run_instances(ImageId=cloud.stock_ami, MinCount=1, MaxCount=1, KeyName="kcg",
+                            SecurityGroupIds=[gid], UserData=userdata)["Instances"][0]["InstanceId"]
+    assert cloud.sim.wait_userdata(iid) == 0, cloud.sim.console(iid)
+    root = cloud.sim.root(iid)
+    group = cpu.add_node(iid)
+    mine = "/" + str(group.relative_to(group.parent.parent))
+    bg = int((root / "bg.pid").read_text())
+    sshd = cloud.sim.sshd(iid).proc.pid
+    public_ip = instance(ec2, iid)["PublicIpAddress"]
+    login = int(ssh(cloud, key, public_ip,
+                    "setsid sleep 999 </dev/null >/dev/null 2>&1 & echo $!", tmp_path).stdout)
+    for pid in (bg, sshd, login):
+        assert cpu_cgroup(pid) == mine, pid
+    assert set(cpu.pids(iid)) >= {bg, sshd, login}
+    assert cpu_cgroup(os.getpid()) != mine
+    weights = [f for f in ("cpu.shares", "cpu.weight") if (group.parent / f).exists()]
+    nodes_weight = int((group.parent / weights[0]).read_text())
+    assert nodes_weight < int((group / weights[0]).read_text())
+
+    ec2.terminate_instances(InstanceIds=[iid])
+    until(lambda: not pid_alive(bg) and not pid_alive(login), what="node processes killed")
+    until(lambda: not group.exists(), what="node cgroup removed")
+
+
 def test_services_are_supervised_and_restarted_after_a_stop_start(cloud, key, tmp_path):
     """The systemctl stand-in restarts a service that exits (Restart=always), as systemd does;
     a stop/start runs the enabled services again, never the userdata (once per instance)."""

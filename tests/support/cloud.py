@@ -9,6 +9,9 @@
   (:mod:`tests.support.nodeimage`: stock Ubuntu, or a custom image with Swift baked in); a real
   OpenSSH sshd on port 22 inside the namespace (authorized key = its key pair's public key);
   and its userdata run in the background inside the namespace with ``SWIFTRUN_NODE_ROOT=<root>``.
+  Every process of a node runs in that node's own cgroup, all nodes together at a low CPU weight
+  (:mod:`tests.support.nodecpu`): as on EC2, where each instance has CPUs of its own, the
+  nodes' idle loops do not starve the client under test or the moto server.
   Host-map entries ``<base>/hosts/<public ip or name>`` tell :mod:`tests.support.proxy` where
   the instance is. Stopped / terminated instances lose their sshd, their SSH connections and
   every process of theirs (found by PID: userdata's process group, the stand-in systemd
@@ -51,6 +54,7 @@ from typing import Any, Iterable
 
 from . import faults as _faults
 from .netns import CALLER_CIDR, WEB, Network, NodeNet, ingress_ruleset
+from .nodecpu import NodeCpu
 from .nodeimage import STANDIN_NODE_DIR, SWIFT_TARBALL_NAME, Images
 from .sshd import LoopbackSshd, free_port
 
@@ -328,7 +332,8 @@ class InstanceSimulator:
 
     def __init__(self, endpoint_url: str, regions: Iterable[str] | str, base_dir: Path,
                  images: Images, network: Network, standins_dirs: Iterable[Path] = (STANDIN_NODE_DIR,),
-                 image_of: dict[str, str] | None = None, poll_interval: float = 0.15):
+                 image_of: dict[str, str] | None = None, poll_interval: float = 0.15,
+                 cpu: NodeCpu | None = None):
         self.endpoint_url = endpoint_url
         self.regions = [regions] if isinstance(regions, str) else list(regions)
         self.base = Path(base_dir)
@@ -338,6 +343,10 @@ class InstanceSimulator:
         self.standins_dirs = [Path(p) for p in standins_dirs]
         self.image_of = dict(image_of or {})          # AMI id -> test image ("stock", "baked")
         self.poll_interval = poll_interval
+        # every node's processes run in a cgroup of its own, all of them at a low CPU weight
+        # (tests/support/nodecpu.py); made in start() unless given
+        self.cpu = cpu
+        self._own_cpu = cpu is None
         self.error: BaseException | None = None      # first unexpected error of the thread
         self.errors: list[str] = []                  # every unexpected error, formatted
         self.poll_errors = 0                         # moto errors while polling (tolerated)
@@ -358,6 +367,8 @@ class InstanceSimulator:
     # -- public API ----------------------------------------------------------------------
     def start(self) -> "InstanceSimulator":
         self.hosts_dir.mkdir(parents=True, exist_ok=True)
+        if self.cpu is None:
+            self.cpu = NodeCpu().start()
         for region in self.regions:
             self._clients[region] = boto_client("ec2", self.endpoint_url, region, bypass_faults=True,
                                                 retries={"total_max_attempts": 1})
@@ -377,6 +388,9 @@ class InstanceSimulator:
                     self._power_off(inst, terminated=True)
                 except Exception as exc:  # keep going: clean up the others
                     self._record(exc, f"power off {inst.id}")
+        if self._own_cpu and self.cpu is not None:
+            self.cpu.close()
+            self.cpu = None
         if raise_errors and self.error is not None:
             raise RuntimeError("instance simulator failed:\n" + "\n".join(self.errors)) from self.error
 
@@ -454,7 +468,7 @@ class InstanceSimulator:
         inst = self.info(instance_id)
         if inst.net is None:
             raise KeyError(f"{instance_id} has no network yet")
-        return subprocess.run(inst.net.argv(["bash", "-c", command]), env=self._env(inst),
+        return subprocess.run(self._argv(inst, ["bash", "-c", command]), env=self._env(inst),
                               cwd=str(inst.home), capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
 
@@ -626,6 +640,13 @@ class InstanceSimulator:
         log.info("instance %s: OS shutdown %s -> %s", inst.id, " ".join(args), action)
 
     # -- boot / power off ------------------------------------------------------------------
+    def _argv(self, inst: SimInstance, argv: list[str]) -> list[str]:
+        """``argv`` run as one of the node's own processes: its cgroup (CPU weight), its
+        network namespace and hostname."""
+        assert inst.net is not None
+        inner = inst.net.argv(argv)
+        return self.cpu.argv(inst.id, inner) if self.cpu is not None else inner
+
     def _env(self, inst: SimInstance) -> dict[str, str]:
         env = {"HOME": str(inst.home), "SWIFTRUN_NODE_ROOT": str(inst.root),
                "PATH": self.images.node_path(inst.root, self.standins_dirs), "LANG": "C.UTF-8",
@@ -695,7 +716,7 @@ class InstanceSimulator:
             self.network.set_firewall(iid, ingress_ruleset(mine, members))
         if inst.sshd is None:
             inst.sshd = NodeSshd(inst.dir / "sshd", inst.dir / "authorized_keys", env=self._env(inst),
-                                 listen="0.0.0.0", netns=inst.net.netns, argv_prefix=inst.net.argv([]),
+                                 listen="0.0.0.0", netns=inst.net.netns, argv_prefix=self._argv(inst, []),
                                  host_key=inst.root / "etc/ssh/ssh_host_ed25519_key")
         inst.sshd.start()
         inst.public_ip = desc.get("PublicIpAddress")
@@ -720,14 +741,14 @@ class InstanceSimulator:
             env = {**self._env(inst), "USER": getpass.getuser(), "LOGNAME": getpass.getuser(),
                    "SHELL": "/bin/bash"}
             try:
-                inst.userdata = subprocess.Popen(inst.net.argv(["bash", str(path)]), cwd=str(inst.root),
+                inst.userdata = subprocess.Popen(self._argv(inst, ["bash", str(path)]), cwd=str(inst.root),
                                                  env=env, stdin=subprocess.DEVNULL, stdout=console,
                                                  stderr=subprocess.STDOUT, start_new_session=True)
             finally:
                 console.close()
         elif not first:
             # a start after a stop: systemd starts the enabled units; userdata does not run again
-            subprocess.Popen(inst.net.argv(["systemctl", "--standin-boot"]), env=self._env(inst),
+            subprocess.Popen(self._argv(inst, ["systemctl", "--standin-boot"]), env=self._env(inst),
                              cwd=str(inst.root), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
         with self._lock:
@@ -784,6 +805,8 @@ class InstanceSimulator:
             for pgid in groups:
                 _kill_group(pgid, marker)
             _kill_pids(_pids_with_env(marker))
+            if self.cpu is not None:    # whatever else is still in the node's cgroup
+                _kill_pids(self.cpu.pids(inst.id))
             if inst.userdata is not None:
                 try:
                     inst.userdata.wait(timeout=5)
@@ -796,6 +819,8 @@ class InstanceSimulator:
             if terminated and inst.net is not None:
                 self.network.remove_node(inst.id)
                 inst.net = None
+                if self.cpu is not None:
+                    self.cpu.remove_node(inst.id)
                 for big in ("opt/swift", "usr/lib/jvm", "var/tmp"):
                     shutil.rmtree(inst.root / big, ignore_errors=True)
             log.info("instance %s powered off%s", inst.id, " and terminated" if terminated else "")
