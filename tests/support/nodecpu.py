@@ -35,6 +35,8 @@ import re
 import threading
 from pathlib import Path
 
+from .netns import _pid_alive
+
 log = logging.getLogger("testcloud")
 
 V1 = Path("/sys/fs/cgroup/cpu")
@@ -47,16 +49,6 @@ _JOIN = 'echo $$ 2>/dev/null >"$0"; exec "$@"'
 
 _counter = 0
 _counter_lock = threading.Lock()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
 
 
 def _hierarchy() -> tuple[Path, str, int] | None:
