@@ -94,6 +94,7 @@ class Runner:
         self.script_dir = self.script.parent
         self.root = remote_root(project, self.script_dir)
         self.report = RunReport(cluster=cluster.name)
+        self._prepared = (None, 0.0)    # check_tree's upload plan and when it was made
 
     # -- the whole job -----------------------------------------------------------------------
     def run(self) -> RunReport:
@@ -150,7 +151,7 @@ class Runner:
         conn = self.cluster.remote.connect(self.target)
         self.ui.step(f"Syncing {self.script_dir} to {self.target.label}:{self.root}")
         state = self.cluster.manifest_file(self.root)
-        prepared, at = getattr(self, "_prepared", (None, 0.0))
+        prepared, at = self._prepared
         self._prepared = None, 0.0          # once: a re-run (watch) scans again
         if time.monotonic() - at > PREPARED_FRESH_S:
             prepared = None                 # a cold up took a while: what it saw may be old
