@@ -283,8 +283,9 @@ def _post(endpoint: str, payload) -> tuple[int, dict]:
 
 def test_strict_layer_is_served_without_faults_and_cannot_be_switched_off(tmp_path: Path):
     # the app faults.py serves has the layer with and without the injector in front of it
-    assert type(faults.build_app(faults=False)).__name__ == "StrictCloud"
-    assert type(faults.build_app(faults=True).app).__name__ == "StrictCloud"
+    # (the change counter sits in front of both: it only counts, see the test below)
+    assert type(faults.build_app(faults=False).app).__name__ == "StrictCloud"
+    assert type(faults.build_app(faults=True).app.app).__name__ == "StrictCloud"
     server = MotoServer(faults=False, workdir=tmp_path,
                         amis_file=write_amis_file(tmp_path / "amis.json")).start()
     try:
@@ -304,6 +305,29 @@ def test_strict_layer_is_served_without_faults_and_cannot_be_switched_off(tmp_pa
             **strict.DEFAULTS, "rules": list(strict.RULES), "enforced": {"userdata-size": 1}}
     finally:
         server.stop()
+
+
+def _changes(endpoint: str) -> int:
+    with urllib.request.urlopen(endpoint + faults.CHANGES_PATH, timeout=10) as resp:
+        return json.loads(resp.read())["changes"]
+
+
+def test_the_change_count_moves_with_state_changing_requests_only(aws_env, moto_server):
+    # the instance simulator re-reads moto's instances only when this count moved: a change it
+    # missed would leave a launched instance unbooted, a read counted as a change costs only time
+    ec2 = boto_client("ec2", moto_server.endpoint, **ONE_TRY)
+    start = _changes(moto_server.endpoint)
+    ec2.describe_instances()
+    ec2.describe_security_groups()
+    assert _changes(moto_server.endpoint) == start
+    iid = _launch(ec2)["InstanceId"]
+    assert _changes(moto_server.endpoint) == start + 1
+    # counted once done: whoever sees the new count sees the instance stopped
+    ec2.stop_instances(InstanceIds=[iid])
+    assert _changes(moto_server.endpoint) == start + 2
+    assert _describe(ec2, iid)["State"]["Name"] == "stopped"
+    ec2.terminate_instances(InstanceIds=[iid])
+    assert _changes(moto_server.endpoint) == start + 3
 
 
 def test_settings_take_only_allowed_values_and_a_reset_restores_them(aws_env, moto_server):

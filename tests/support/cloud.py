@@ -330,6 +330,8 @@ class SimInstance:
 class InstanceSimulator:
     """Makes moto's EC2 instances real hosts (see the module docstring)."""
 
+    FULL_READ_S = 10.0      # the instance list is read at least this often, changes or not
+
     def __init__(self, endpoint_url: str, regions: Iterable[str] | str, base_dir: Path,
                  images: Images, network: Network, standins_dirs: Iterable[Path] = (STANDIN_NODE_DIR,),
                  image_of: dict[str, str] | None = None, poll_interval: float = 0.15,
@@ -356,6 +358,8 @@ class InstanceSimulator:
         self._thread: threading.Thread | None = None
         self._clients: dict[str, Any] = {}
         self.polls = 0
+        self._seen_changes: int | None = None     # moto's change count at the last full read
+        self._last_read = 0.0
         self.firewall_updates = 0
         # apt-daily starts with a first boot and holds apt's locks for a while (a real Ubuntu
         # image: often a minute); the apt-get stand-in refuses an update meanwhile
@@ -538,41 +542,66 @@ class InstanceSimulator:
             log.warning("describe_security_groups in %s failed: %s", region, exc)
             return None
 
+    def _changes(self) -> int | None:
+        """moto's count of state-changing requests (tests/support/faults.py), None if unknown."""
+        try:
+            with urllib.request.urlopen(self.endpoint_url + _faults.CHANGES_PATH, timeout=5) as r:
+                return int(json.loads(r.read())["changes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def poll_once(self) -> None:
+        """Follow moto's instances. The instance list is read again only when a state-changing
+        request went to moto since the last read (or ``FULL_READ_S`` passed): rendering every
+        instance several times a second cost moto a core at 200 instances. A node's own files
+        (its shutdown request) are looked at on every poll."""
         self.polls += 1
+        mark = self._changes()
+        fresh = (mark is None or mark != self._seen_changes
+                 or time.monotonic() - self._last_read > self.FULL_READ_S)
+        all_read = True
         for region in self.regions:
             if self._stop.is_set():
                 return
-            found = self._describe(region)
-            if found is None:
-                continue
-            groups = self._groups(region)
-            for iid, desc in found.items():
-                state = desc.get("State", {}).get("Name")
-                with self._lock:
-                    inst = self._instances.get(iid)
-                if state == RUNNING and (inst is None or not (inst.up or inst.failed)):
-                    try:
-                        self._boot(region, desc, groups)
-                    except Exception as exc:
-                        with self._lock:
-                            if iid in self._instances:
-                                self._instances[iid].failed = True
-                        self._record(exc, f"boot {iid}")
-                elif state in GONE_STATES and inst is not None and (inst.up or inst.failed or inst.net):
-                    self._power_off(inst, terminated=state in ("shutting-down", "terminated"))
-            if groups is not None:
-                self._firewalls(region, found, groups)
+            if fresh:
+                all_read = self._follow(region) and all_read
             with self._lock:
                 up = [i for i in self._instances.values() if i.region == region and i.up]
             for inst in up:
                 self._check_shutdown(inst)
-            with self._lock:  # vanished (e.g. moto reset): power off
-                gone = [i for i in self._instances.values()
-                        if i.region == region and i.id not in found and (i.up or i.failed or i.net)]
-            for inst in gone:
-                self._power_off(inst, terminated=True)
+        if fresh and all_read:
+            self._seen_changes, self._last_read = mark, time.monotonic()
         self._update_public()
+
+    def _follow(self, region: str) -> bool:
+        """Boot, power off and firewall the nodes of ``region`` as moto's instances say; False
+        when moto did not answer."""
+        found = self._describe(region)
+        if found is None:
+            return False
+        groups = self._groups(region)
+        for iid, desc in found.items():
+            state = desc.get("State", {}).get("Name")
+            with self._lock:
+                inst = self._instances.get(iid)
+            if state == RUNNING and (inst is None or not (inst.up or inst.failed)):
+                try:
+                    self._boot(region, desc, groups)
+                except Exception as exc:
+                    with self._lock:
+                        if iid in self._instances:
+                            self._instances[iid].failed = True
+                    self._record(exc, f"boot {iid}")
+            elif state in GONE_STATES and inst is not None and (inst.up or inst.failed or inst.net):
+                self._power_off(inst, terminated=state in ("shutting-down", "terminated"))
+        if groups is not None:
+            self._firewalls(region, found, groups)
+        with self._lock:  # vanished (e.g. moto reset): power off
+            gone = [i for i in self._instances.values()
+                    if i.region == region and i.id not in found and (i.up or i.failed or i.net)]
+        for inst in gone:
+            self._power_off(inst, terminated=True)
+        return groups is not None
 
     # -- security groups ---------------------------------------------------------------------
     def _firewalls(self, region: str, found: dict[str, dict], groups: dict[str, dict]) -> None:

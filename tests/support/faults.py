@@ -37,6 +37,14 @@ code under test).
 Between the injector (or the server, with ``--no-faults``) and moto there is always the strict
 layer of :mod:`tests.support.strict` (its own control endpoint: ``/_strict``).
 
+In front of everything, :class:`ChangeCounter` counts the requests that may change the cloud's
+state (any action but ``Describe*``/``Get*``/``List*``, and any other ``POST`` to the moto API,
+such as a reset), bypass ones included. ``GET /_changes`` returns ``{"changes": n}``. Moto moves
+an instance's state only when a request does (start, stop and terminate take effect at once), so
+the instance simulator re-reads the instance list only when this number moved, instead of
+asking moto to render every instance several times a second: with 200 instances that render
+alone kept a core busy and starved the code under test.
+
 This module is self-contained (moto + werkzeug + stdlib, and strict.py next to it, loaded by
 path) so it can run as a script by path.
 """
@@ -57,6 +65,8 @@ from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
 
 CONTROL_PATH = "/_faults"
+CHANGES_PATH = "/_changes"
+_READ_ONLY = ("Describe", "Get", "List")
 BYPASS_HEADER = "X-Testcloud-Bypass"
 _BYPASS_ENVIRON = "HTTP_" + BYPASS_HEADER.upper().replace("-", "_")
 _SERVICE_RE = re.compile(r"Credential=[^/,\s]+/[^/]+/[^/]+/([^/]+)/aws4_request")
@@ -175,6 +185,35 @@ class FaultInjector:
         return [body]
 
 
+class ChangeCounter:
+    """WSGI middleware: counts the requests that may change state (see the module docstring)."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+        self.lock = threading.Lock()
+        self.changes = 0
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == CHANGES_PATH:
+            with self.lock:
+                payload = json.dumps({"changes": self.changes}).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(payload)))])
+            return [payload]
+        if path == CONTROL_PATH:
+            return self.app(environ, start_response)
+        action = _action(environ)
+        reply = self.app(environ, start_response)
+        # counted once the request has done its work (moto builds the reply in the call): a
+        # reader that sees the new count then sees the new state
+        if (action is not None and not action.startswith(_READ_ONLY)) or (
+                action is None and environ.get("REQUEST_METHOD") not in ("GET", "HEAD")):
+            with self.lock:
+                self.changes += 1
+        return reply
+
+
 def _read_body(environ: dict) -> bytes:
     """Read the request body and put it back so the wrapped app can read it again."""
     stream = environ.get("wsgi.input")
@@ -256,7 +295,7 @@ def build_app(faults: bool = True) -> Callable:
     main_app = DomainDispatcherApplication(create_backend_app)
     main_app.debug = True  # type: ignore[attr-defined]
     app = _strict_layer(main_app)
-    return FaultInjector(app) if faults else app
+    return ChangeCounter(FaultInjector(app) if faults else app)
 
 
 def command(port: int, host: str = "127.0.0.1", faults: bool = True) -> list[str]:
