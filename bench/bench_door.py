@@ -1,5 +1,6 @@
 """One door at any size (issue 13): EC2 calls, client SSH connections, wall time and peak RSS of
-`swiftrun up` (cold, then warm) and `down` for 1, 10, 50 and 200 workers.
+`swiftrun up` (cold, then warm), a run of p4 and `down` for 1, 10, 50 and 200 workers, and the
+client CPU time each takes.
 
 Run: python bench/bench_door.py [--sizes 1 10 50 200] [--repeat 7]
 Starts its own test cloud (moto server, a network namespace, an sshd, a boot script and a real
@@ -13,8 +14,12 @@ the same machine load; medians with [min-max]. A cold `up` and a `down` are one 
 size (each launches or terminates N instances; the test cloud's boots dominate their time).
 EC2 calls are moto's own count of the requests; client SSH connections are the test proxy's log
 (one line per new connection from this machine); peak RSS is the swiftrun process's own
-(``wait4``), its ssh children not included. No assertions; the last line is
-`BENCH_SUMMARY {json}` for bench/run_all.py.
+(``wait4``), its ssh children not included; CPU is user + system time of swiftrun and the
+children it waited for (``wait4``; the ControlPersist master detaches, so it is not counted).
+"CPU per extra worker" is (cold CPU at N - cold CPU at 1) / (N - 1): constant in N means the
+client's work grows linearly, not worse. The run is `swiftrun p4.swift --keep-cluster` on the
+cluster just brought up (one sample). No assertions; the last line is `BENCH_SUMMARY {json}`
+for bench/run_all.py.
 
 200 workers need more than 2 cores here: 200 sshd, boot scripts and worker.pl (each polling at
 ~1% CPU) took the load average to 160 on the 2-core machine, and the moto server behind them
@@ -48,7 +53,8 @@ from tests.support.nodeimage import Images, engine_unavailable  # noqa: E402
 
 
 def measured(args, cwd: Path, env: dict, moto: MotoServer, log: Path, timeout: float = 1800):
-    """Run swiftrun ARGS: (wall s, EC2 calls, client SSH connections, peak RSS MiB, stdout)."""
+    """Run swiftrun ARGS: (wall s, EC2 calls, client SSH connections, peak RSS MiB, stdout,
+    CPU s)."""
     log.unlink(missing_ok=True)
     before = ec2_calls(moto)
     out = log.with_suffix(".out")
@@ -74,7 +80,8 @@ def measured(args, cwd: Path, env: dict, moto: MotoServer, log: Path, timeout: f
                            f"{log.with_suffix('.err').read_text()[-3000:]}")
     calls = sum(diff(ec2_calls(moto), before).values())
     conns = len(log.read_text().split()) if log.exists() else 0
-    return wall, calls, conns, usage.ru_maxrss / 1024, out.read_text()
+    return (wall, calls, conns, usage.ru_maxrss / 1024, out.read_text(),
+            usage.ru_utime + usage.ru_stime)
 
 
 def project(base: Path, tc, name: str, workers: int) -> Path:
@@ -112,7 +119,7 @@ def main() -> None:
         logs.mkdir()
         ref = project(base, tc, "doorref", 1)        # the 1-worker cluster the warm ups pair with
         kept.append(ref)
-        measured(["up"], ref, env, moto, logs / "ref-cold.log")
+        ref_cold = measured(["up"], ref, env, moto, logs / "ref-cold.log")
         for n in args.sizes:
             proj = project(base, tc, f"door{n}", n)
             kept.append(proj)
@@ -122,15 +129,21 @@ def main() -> None:
                 warm.append(measured(["up", "--json"], proj, env, moto, logs / f"{n}-warm{k}.log"))
                 ref_warm.append(measured(["up", "--json"], ref, env, moto,
                                          logs / f"{n}-ref{k}.log"))
+            run = measured(["p4.swift", "--keep-cluster"], proj, env, moto, logs / f"{n}-run.log")
             down = measured(["down"], proj, env, moto, logs / f"{n}-down.log")
             kept.remove(proj)
             rows.append({
                 "workers": n,
                 "cold": {"calls": cold[1], "ssh": cold[2], "s": round(cold[0], 2),
-                         "rss_mib": round(cold[3], 1)},
+                         "rss_mib": round(cold[3], 1), "cpu_s": round(cold[5], 3),
+                         "cpu_per_extra_worker_ms": round(1000 * (cold[5] - ref_cold[5])
+                                                          / (n - 1), 2) if n > 1 else None},
                 "warm": {"calls": max(w[1] for w in warm), "ssh": max(w[2] for w in warm),
                          "s": [round(w[0], 3) for w in warm],
-                         "rss_mib": round(max(w[3] for w in warm), 1)},
+                         "rss_mib": round(max(w[3] for w in warm), 1),
+                         "cpu_s": [round(w[5], 3) for w in warm]},
+                "run": {"calls": run[1], "ssh": run[2], "s": round(run[0], 2),
+                        "cpu_s": round(run[5], 3)},
                 "warm_1": [round(w[0], 3) for w in ref_warm],
                 "down": {"calls": down[1], "ssh": down[2], "s": round(down[0], 2),
                          "rss_mib": round(down[3], 1)},
@@ -150,14 +163,16 @@ def main() -> None:
 
     print(f"swiftrun up/down on the test cloud (baked image, workers without public IPv4); warm: "
           f"{args.repeat} pairs interleaved with a 1-worker cluster's warm up, median [min-max]")
-    print(f"{'workers':>7}  {'cold calls':>10} {'ssh':>4} {'wall s':>7} {'RSS MiB':>8}  "
-          f"{'warm calls':>10} {'ssh':>4} {'warm ms (N)':>22} {'warm ms (1 worker)':>22} {'RSS MiB':>8}  "
+    print(f"{'workers':>7}  {'cold calls':>10} {'ssh':>4} {'wall s':>7} {'CPU s':>6} "
+          f"{'CPU/+worker ms':>14} {'RSS MiB':>8}  {'warm calls':>10} {'ssh':>4} "
+          f"{'warm ms (N)':>22} {'warm ms (1 worker)':>22} {'RSS MiB':>8}  {'run s':>6} {'ssh':>4}  "
           f"{'down calls':>10} {'ssh':>4} {'wall s':>7}")
     for r in rows:
-        c, w, d = r["cold"], r["warm"], r["down"]
-        print(f"{r['workers']:>7}  {c['calls']:>10} {c['ssh']:>4} {c['s']:>7.1f} {c['rss_mib']:>8.1f}  "
-              f"{w['calls']:>10} {w['ssh']:>4} {spread(w['s']):>22} "
-              f"{spread(r['warm_1']):>22} {w['rss_mib']:>8.1f}  "
+        c, w, u, d = r["cold"], r["warm"], r["run"], r["down"]
+        per = "-" if c["cpu_per_extra_worker_ms"] is None else f"{c['cpu_per_extra_worker_ms']:.1f}"
+        print(f"{r['workers']:>7}  {c['calls']:>10} {c['ssh']:>4} {c['s']:>7.1f} {c['cpu_s']:>6.2f} "
+              f"{per:>14} {c['rss_mib']:>8.1f}  {w['calls']:>10} {w['ssh']:>4} {spread(w['s']):>22} "
+              f"{spread(r['warm_1']):>22} {w['rss_mib']:>8.1f}  {u['s']:>6.1f} {u['ssh']:>4}  "
               f"{d['calls']:>10} {d['ssh']:>4} {d['s']:>7.1f}")
     summary = {f"n{r['workers']}": {
         "cold_calls": r["cold"]["calls"], "cold_ssh": r["cold"]["ssh"], "cold_s": r["cold"]["s"],
@@ -166,7 +181,10 @@ def main() -> None:
         "warm_1_worker_s": statistics.median(r["warm_1"]),
         "warm_vs_1_worker": round(statistics.median(r["warm"]["s"])
                                   / statistics.median(r["warm_1"]), 2),
-        "warm_rss_mib": r["warm"]["rss_mib"], "down_calls": r["down"]["calls"]} for r in rows}
+        "warm_rss_mib": r["warm"]["rss_mib"], "cold_cpu_s": r["cold"]["cpu_s"],
+        "cpu_per_extra_worker_ms": r["cold"]["cpu_per_extra_worker_ms"],
+        "run_s": r["run"]["s"], "run_ssh": r["run"]["ssh"],
+        "down_calls": r["down"]["calls"], "down_ssh": r["down"]["ssh"]} for r in rows}
     print("BENCH_SUMMARY " + json.dumps(summary))
 
 

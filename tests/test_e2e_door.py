@@ -148,3 +148,23 @@ def test_many_workers_cold_and_warm_up_a_run_and_down_through_one_door(cloud, tm
     assert [int(x) for x in (proj / "sorted.txt").read_text().split()] == sorted(numbers)
     assert len(opened(run_log)) <= 2
     assert cluster_instances(cloud, "many") == []
+
+
+def test_the_readiness_probe_reads_every_report_in_one_command_and_quotes_the_ids(tmp_path):
+    # what `up` runs on the headnode each poll, run by a real sh over a reports directory:
+    # reported workers print their line, the others print nothing, and a name that is no
+    # instance id never reaches the shell
+    from swiftrun.cluster import readiness
+
+    reports = tmp_path / "workers"
+    reports.mkdir()
+    for iid in ("i-0a", "i-0c"):
+        (reports / iid).write_text(json.dumps({"id": iid, "state": "ready"}) + "\n")
+    (tmp_path / "secret").write_text("not a report\n")
+    ids = ["i-0c", "i-0a", "i-0b", "../secret", "$(touch pwned)", "-n"]
+    cmd = readiness.probe_command(ids).replace(readiness.STATE_DIR + "/workers", str(reports))
+    assert cmd.count("cat ") == 1
+    out = subprocess.run(["sh", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert [json.loads(line)["id"] for line in out.stdout.splitlines()] == ["i-0a", "i-0c"]
+    assert not (tmp_path / "pwned").exists() and not (reports / "pwned").exists()
+    assert readiness.probe_command(["../x"]) == "true"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 from swiftrun import environ
@@ -35,6 +36,17 @@ CAPACITY_CODES = ("InsufficientInstanceCapacity", "Unsupported", "SpotMaxPriceTo
 # while. Such answers are retried (with backoff) for this long, then reported in plain words.
 CONSISTENCY_TIMEOUT = environ.seconds("SWIFTRUN_EC2_CONSISTENCY_TIMEOUT")
 INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
+
+def launch_time(value) -> datetime | None:
+    """EC2's LaunchTime: text from our session (see cloud.session), a datetime from another."""
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
 
 class EC2Provider(Provider):
     name = "ec2"
@@ -167,7 +179,7 @@ class EC2Provider(Provider):
         return Node(
             id=inst["InstanceId"], role=tags.get(TAG_ROLE, "?"), state=inst["State"]["Name"],
             name=tags.get("Name", ""), type=inst.get("InstanceType", ""), public_ip=public,
-            private_ip=private, launched=inst.get("LaunchTime"), shape=tags.get(TAG_SHAPE, ""),
+            private_ip=private, launched=launch_time(inst.get("LaunchTime")), shape=tags.get(TAG_SHAPE, ""),
             spot=inst.get("InstanceLifecycle") == "spot",
             zone=inst.get("Placement", {}).get("AvailabilityZone", ""),
             ssh_host=public or private, ssh_port=self.project.ssh.port,

@@ -12,12 +12,16 @@ id) with the step it failed in and its own message, still without a connection t
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import time
 from dataclasses import replace
 
 from swiftrun.cloud.base import HEADNODE, WORKER, Node
 from swiftrun.errors import CloudError
 from swiftrun.node.layout import STATE_DIR
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")     # an instance id: i-0123456789abcdef0
 
 
 def connect_names(nodes: list[Node]) -> dict[str, str]:
@@ -35,9 +39,14 @@ def connect_names(nodes: list[Node]) -> dict[str, str]:
 
 
 def probe_command(ids) -> str:
-    """One shell command printing the agent's line of each of ``ids`` that reported."""
-    return (f"cd {STATE_DIR}/workers 2>/dev/null && for f in {' '.join(sorted(ids))}; "
-            f"do [ -f \"$f\" ] && cat \"$f\"; done; true")
+    """One shell command printing the agent's line of each of ``ids`` that reported. One ``cat``
+    for all of them (a file not there yet is a worker that has not reported), so the headnode
+    forks once per poll at any size, not once per worker. Only names an instance id can have
+    reach the shell, quoted."""
+    names = " ".join(shlex.quote(i) for i in sorted(ids) if _NAME.fullmatch(i))
+    if not names:
+        return "true"
+    return f"cd {STATE_DIR}/workers 2>/dev/null && cat -- {names} 2>/dev/null; true"
 
 
 def workers_ready(cluster, head: Node, workers: list[Node], created: set,
