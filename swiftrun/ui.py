@@ -9,6 +9,12 @@ Nodes being brought up report their state through ``track`` (pending, running, s
 node with its state and elapsed time, a spinner, the total); anywhere else each change is one
 timestamped line, and nothing is said while nothing changes. ``node_states`` is the same record
 for a JSON document.
+
+Past ``MANY`` nodes a line per node per change would drown the log (a cold `up` of 200 workers
+said ~1000 lines, a warm one 200 "ready"): the headnode and every failure are still said one by
+one, the workers as one tally line (``workers: 150 ready, 50 booting``) at most every
+``TALLY_EVERY`` seconds while it changes, and once at the end; a terminal shows the nodes that
+are not ready yet and the tally, not a table taller than the screen.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+
+MANY = 12             # nodes in a view past which workers are tallied, not listed
+TALLY_EVERY = 5.0     # seconds between two tally lines (CI logs)
+SHOWN = 10            # rows of not-yet-ready nodes a terminal shows past MANY
+_ORDER = ("ready", "failed", "booting", "ssh", "running", "pending")
 
 
 class UI:
@@ -34,6 +45,8 @@ class UI:
         self._nodes: dict[str, dict] = {}     # node id -> its state record (see ``track``)
         self._live = None                     # the rich Live of ``nodes_view``, while it runs
         self._title = ""
+        self._many = False                    # this view tallies its workers (see MANY)
+        self._tallied = ""                    # the last tally line said
         global _current
         _current = self
 
@@ -101,6 +114,8 @@ class UI:
             live = self._live
         if live is not None or self.quiet:
             return      # the live view shows it at its next refresh
+        if self._many and role != "headnode" and state != "failed":
+            return      # in the next tally line
         text = f"{state}: {step}" if step else state
         if self.tty:
             self._emit(f"    {role} {node_id}: {text}", "red" if state == "failed" else "dim")
@@ -117,12 +132,44 @@ class UI:
                      "elapsed_s": round((r["end"] or now) - r["start"], 3),
                      "changes": list(r["changes"])} for r in self._nodes.values()]
 
+    def _tally(self, role: str = "worker") -> str:
+        with self._lock:
+            states = [r["state"] for r in self._nodes.values() if r["role"] == role]
+        counts = {st: states.count(st) for st in set(states)}
+        parts = [f"{counts[st]} {st}" for st in _ORDER if counts.get(st)]
+        parts += [f"{n} {st}" for st, n in sorted(counts.items()) if st not in _ORDER]
+        return f"{role}s: {', '.join(parts)}" if parts else ""
+
+    def _say_tally(self, *, final: bool = False) -> None:
+        line = self._tally()
+        if line and (line != self._tallied or final and not self._tallied):
+            self._tallied = line
+            self._emit(f"{time.strftime('%H:%M:%S')} {line} ({int(time.monotonic() - self._t0)}s)")
+
     @contextmanager
-    def nodes_view(self, title: str):
+    def nodes_view(self, title: str, *, count: int = 0):
         """While the body runs, show the tracked nodes live on a terminal (elsewhere ``track``
-        prints each change). Nested views are one view."""
-        if self._live is not None or not self.tty or self.quiet:
+        prints each change, or past ``MANY`` of ``count`` nodes a tally). Nested views are one
+        view."""
+        if self._live is not None or self._many or self.quiet:
             yield
+            return
+        if not self.tty:
+            if count <= MANY:
+                yield
+                return
+            self._many, self._tallied = True, ""
+
+            def tally(done: threading.Event) -> None:
+                while not done.wait(TALLY_EVERY):
+                    self._say_tally()
+
+            try:
+                with _beside(tally):
+                    yield
+            finally:
+                self._many = False
+                self._say_tally(final=True)
             return
         from rich.live import Live
 
@@ -150,6 +197,15 @@ class UI:
         counts: dict[str, int] = {}
         for r in recs:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
+        hidden = 0
+        if len(recs) > MANY:    # the headnode, the failed, and the first few still under way
+            keep = [r for r in recs if r["role"] == "headnode" or r["state"] == "failed"]
+            keep += [r for r in recs if r not in keep and r["state"] != "ready"][:SHOWN]
+            hidden = len(recs) - len(keep)
+            recs_shown = keep
+        else:
+            recs_shown = recs
+        for r in recs_shown:
             if r["state"] == "ready":
                 icon = Text("✓", style="green")
             elif r["state"] == "failed":
@@ -160,9 +216,10 @@ class UI:
             table.add_row(icon, r["role"], r["id"], Text(text, style="red" if r["state"] == "failed"
                                                           else None),
                           f"{int((r['end'] or now) - r['start'])}s")
-        order = ("ready", "failed", "booting", "ssh", "running", "pending")
-        parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
-        parts += [f"{n} {s}" for s, n in counts.items() if s not in order]
+        if hidden:
+            table.add_row("", "", f"... {hidden} more", "", "")
+        parts = [f"{counts[s]} {s}" for s in _ORDER if counts.get(s)]
+        parts += [f"{n} {s}" for s, n in counts.items() if s not in _ORDER]
         total = (f"{self._title}: {len(recs)} node(s)" + (f", {', '.join(parts)}" if parts else "")
                  + f", {int(now - self._t0)}s")
         done = recs and all(r["state"] in ("ready", "failed") for r in recs)

@@ -644,6 +644,53 @@ def test_fetch_skips_caches_and_vcs(conn, dirs):
     assert down(conn, dirs).files == ["out.txt"]
 
 
+def test_rsync_is_asked_for_whole_directories_and_single_files_only():
+    kinds = {"new": "d", "new/a": "f", "new/sub": "d", "new/sub/b": "f",
+             "old": "d", "old/in.txt": "f", "old/out.txt": "f",
+             "mixed": "d", "mixed/__pycache__": "d", "mixed/__pycache__/x.pyc": "f",
+             "mixed/r.txt": "f", "empty": "d", "touched": "d", "touched/in.txt": "f"}
+    names = sorted(["new", "new/a", "new/sub", "new/sub/b", "old/out.txt", "mixed",
+                    "mixed/r.txt", "empty", "touched"])
+    # new/ and the empty dir go whole; old/ only by its new file; mixed/ holds a cache that was
+    # not selected, so only its file goes; touched/ changed only its mtime: nothing to pull
+    assert pulling.transfer_list(names, kinds) == ["empty", "mixed/r.txt", "new", "old/out.txt"]
+    assert pulling.transfer_list(["f1", "f2"], {"f1": "f", "f2": "f"}) == ["f1", "f2"]
+
+
+def test_a_whole_new_directory_comes_back_without_what_was_not_selected(node, tmp_path, monkeypatch):
+    # over rsync, a new output directory is pulled whole: what the selection left out of it (a
+    # cache, a file the run wrote after the listing) lands in staging, never in the project
+    monkeypatch.setattr(pulling, "PULL_MIN_FILES", 0)
+    monkeypatch.setattr(pulling, "PULL_MIN_BYTES", 0)
+    c = connect(node, tmp_path / "cluster")
+    local, remote, state = tmp_path / "local", tmp_path / "remote", tmp_path / "state.json"
+    local.mkdir()
+    write(local, "in.txt", "i")
+    sync.upload(c, local, str(remote), state_file=state)
+    for k in range(30):
+        write(remote, f"out/part{k:02d}.txt", f"{k}")
+    write(remote, "build/__pycache__/m.pyc", "pyc")
+    real = pulling.rsync_pull
+    asked = []
+
+    def late_writer(link, root, names, staging, hint):
+        asked.append(list(names))
+        write(remote, "out/late.txt", "written after the listing")
+        return real(link, root, names, staging, hint)
+
+    monkeypatch.setattr(pulling, "rsync_pull", late_writer)
+    try:
+        rep = sync.fetch(c, local, str(remote), state_file=state)
+    finally:
+        c.remote.close()
+    assert asked == [["out"]]           # one name for 30 files; build/ holds only a cache
+    assert sorted(rep.files) == [f"out/part{k:02d}.txt" for k in range(30)]
+    assert (local / "out/part07.txt").read_text() == "7"
+    assert not (local / "out/late.txt").exists()
+    assert (local / "build").is_dir() and not (local / "build/__pycache__").exists()
+    assert not list((local / ".swiftrun").glob("fetch-*"))      # staging cleaned up
+
+
 # ---------------------------------------------------------------------------------------------
 # data safety: fetch never deletes local files/links to make room, upload never deletes unknown
 # remote content, the manifest follows what the run did, nothing unreadable goes unnoticed

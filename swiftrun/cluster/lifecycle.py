@@ -258,10 +258,10 @@ class Cluster:
                 head = launched[0]
                 self.ui.track(head.id, HEADNODE, head.state)
             new_workers: list[Node] = []
-            if need_workers:
-                new_workers = self._launch_workers(head, need_workers)
-                created += [n.id for n in new_workers]
-            with self.ui.nodes_view("Bringing up"):
+            with self.ui.nodes_view("Bringing up", count=1 + len(workers) + need_workers):
+                if need_workers:
+                    new_workers = self._launch_workers(head, need_workers)
+                    created += [n.id for n in new_workers]
                 if head.id in created or head.state != "running":
                     # Only the headnode is waited for (its public address is the way in); the
                     # workers' boot is learnt from it. The same calls describe the new workers.
@@ -368,7 +368,7 @@ class Cluster:
         self._door = head
         workers = [n for n in nodes if n.role == WORKER]
         self.ui.step("Waiting for nodes to be ready" if fresh else "Checking nodes")
-        with self.ui.nodes_view("Waiting for nodes" if fresh else "Checking nodes"):
+        with self.ui.nodes_view("Waiting for nodes" if fresh else "Checking nodes", count=len(nodes)):
             # a static host is nobody's launch: its key must be known already (never accept-new)
             elastic = self.provider.elastic
             self._ready(head, allow_new=head.id in created or

@@ -165,6 +165,7 @@ class _Staged:
     temp: str | None = None
     target: str | None = None
     ready: bool = False         # the staged file has this mode and mtime already (rsync set them)
+    entry: Entry | None = None  # what it is once renamed into place (a rename keeps all of it)
 
 
 def _receive(chan: Pipe, names: list[str], local_root: Path, staging: str,
@@ -229,13 +230,19 @@ def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], l
     absolute or leading out of the root refused; modes as the data filter leaves them). After
     a partial transfer a file of another size than listed counts as not arrived (it may be cut
     short). None when the node has no rsync (the tar stream goes instead)."""
-    done = pulling.rsync_pull(conn, remote_root, names, staging, RETRY_HINT)
+    kinds = {rel: e.type for rel, e in listing.items()}
+    done = pulling.rsync_pull(conn, remote_root, pulling.transfer_list(names, kinds), staging,
+                              RETRY_HINT)
     if done is None:
         return None
     staged: dict[str, _Staged] = {}
     cache: dict[str, bool] = {}
     real_root = os.path.realpath(local_root)
     for name in names:
+        r = listing[name]
+        if r.type == "d":       # as listed: rsync may not have been asked for it alone
+            staged[name] = _Staged("d", r.mtime_ns, (r.mode & 0o755) | 0o700)
+            continue
         path = os.path.join(staging, name)
         if not _inside(staging, name, cache):
             continue
@@ -247,8 +254,10 @@ def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], l
             if done != "complete" and st.st_size != listing[name].size:
                 continue
             mode = _file_mode(st.st_mode)
-            staged[name] = _Staged("f", st.st_mtime_ns, mode, path,
-                                   ready=mode == stat.S_IMODE(st.st_mode))
+            ready = mode == stat.S_IMODE(st.st_mode)
+            staged[name] = _Staged("f", st.st_mtime_ns, mode, path, ready=ready,
+                                   entry=Entry("f", st.st_size, st.st_mtime_ns, mode) if ready
+                                   else None)
             report.bytes += st.st_size
         elif stat.S_ISDIR(st.st_mode):
             staged[name] = _Staged("d", st.st_mtime_ns, (st.st_mode & 0o755) | 0o700)
@@ -355,7 +364,8 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
     made: set[str] = set()          # parent directories known to exist
     for rel in sorted(staged):
         s = staged[rel]
-        stuck = next((a for a in _ancestors(rel) if a in blocked), None)
+        ancestors = _ancestors(rel)
+        stuck = next((a for a in ancestors if a in blocked), None) if blocked else None
         if stuck is not None:
             blocked.add(rel)
             report.failed.append(f"{rel}: not written, its directory {stuck} could not be created")
@@ -382,12 +392,12 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
             report.failed.append(f"{rel}: {exc}")
             continue
         link_cache.pop(rel, None)
-        touched_dirs.update(_ancestors(rel))
+        touched_dirs.update(ancestors)
         if s.type == "d":
             touched_dirs.add(rel)
             report.dirs.append(rel)
         else:
-            manifest.entries[rel] = _local_entry(local_root, rel)
+            manifest.entries[rel] = s.entry or _local_entry(local_root, rel)
             report.files.append(rel)
     for d in sorted(touched_dirs, key=lambda p: p.count("/"), reverse=True):
         remote = listing.get(d)
