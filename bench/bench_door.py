@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -151,6 +152,9 @@ def main() -> None:
             # said at once: a size that does not finish (the test cloud starved) keeps the others
             print(f"... {n} workers: {json.dumps(rows[-1])}", flush=True)
     finally:
+        # a second Ctrl-C (or timeout's SIGINT after ours) must not cut the teardown short: 200
+        # nodes' processes and namespaces would outlive the bench
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for proj in kept:
             if env is not None:
                 subprocess.run(SWIFTRUN.split() + ["down"], cwd=proj, env=env, capture_output=True,

@@ -657,9 +657,11 @@ def test_rsync_is_asked_for_whole_directories_and_single_files_only():
     assert pulling.transfer_list(["f1", "f2"], {"f1": "f", "f2": "f"}) == ["f1", "f2"]
 
 
-def test_a_whole_new_directory_comes_back_without_what_was_not_selected(node, tmp_path, monkeypatch):
-    # over rsync, a new output directory is pulled whole: what the selection left out of it (a
-    # cache, a file the run wrote after the listing) lands in staging, never in the project
+def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(node, tmp_path,
+                                                                          monkeypatch):
+    # over rsync, a new directory selected whole skips staging: rsync writes it into the project
+    # (each file whole under its name), with the rules staging applies said to rsync. One with
+    # a link out of the project or a setuid file goes through staging and its per-entry rules.
     monkeypatch.setattr(pulling, "PULL_MIN_FILES", 0)
     monkeypatch.setattr(pulling, "PULL_MIN_BYTES", 0)
     c = connect(node, tmp_path / "cluster")
@@ -669,26 +671,71 @@ def test_a_whole_new_directory_comes_back_without_what_was_not_selected(node, tm
     sync.upload(c, local, str(remote), state_file=state)
     for k in range(30):
         write(remote, f"out/part{k:02d}.txt", f"{k}")
-    write(remote, "build/__pycache__/m.pyc", "pyc")
+    write(remote, "out/sub/deep.txt", "d", mode=0o640)
+    write(remote, "build/__pycache__/m.pyc", "pyc")        # build/ holds only a cache
+    write(remote, "risky/ok.txt", "ok")
+    os.symlink("/etc/passwd", remote / "risky/escape")
+    write(remote, "suid/tool", "#!/bin/sh\n", mode=0o4755)
     real = pulling.rsync_pull
     asked = []
 
-    def late_writer(link, root, names, staging, hint):
-        asked.append(list(names))
-        write(remote, "out/late.txt", "written after the listing")
-        return real(link, root, names, staging, hint)
+    def spy(link, root, names, dest, hint, **kw):
+        asked.append((list(names), kw.get("into_place", False)))
+        if kw.get("into_place"):           # the run writes on after the listing
+            write(remote, "out/late.txt", "late")
+            write(remote, "out/__pycache__/x.pyc", "pyc")
+            write(remote, "out/setuid", "s", mode=0o6755)
+        return real(link, root, names, dest, hint, **kw)
 
-    monkeypatch.setattr(pulling, "rsync_pull", late_writer)
+    monkeypatch.setattr(pulling, "rsync_pull", spy)
     try:
         rep = sync.fetch(c, local, str(remote), state_file=state)
     finally:
         c.remote.close()
-    assert asked == [["out"]]           # one name for 30 files; build/ holds only a cache
-    assert sorted(rep.files) == [f"out/part{k:02d}.txt" for k in range(30)]
+    assert asked == [(["risky", "suid"], False), (["out"], True)]
     assert (local / "out/part07.txt").read_text() == "7"
-    assert not (local / "out/late.txt").exists()
+    assert stat.S_IMODE((local / "out/sub/deep.txt").stat().st_mode) == 0o640
+    # what came after the listing is fetched as well, under the same rules, and recorded
+    assert (local / "out/late.txt").read_text() == "late"
+    assert not (local / "out/__pycache__").exists()
+    assert stat.S_IMODE((local / "out/setuid").stat().st_mode) == 0o755
+    assert {"out/late.txt", "out/part00.txt", "out/sub/deep.txt"} <= set(rep.files)
+    assert not (local / "risky/escape").exists() and "risky/escape" in " ".join(rep.refused)
+    assert stat.S_IMODE((local / "suid/tool").stat().st_mode) == 0o755
     assert (local / "build").is_dir() and not (local / "build/__pycache__").exists()
     assert not list((local / ".swiftrun").glob("fetch-*"))      # staging cleaned up
+    # recorded in the manifest: the next upload sends nothing back, the next fetch brings nothing
+    c = connect(node, tmp_path / "cluster")
+    try:
+        assert sync.upload(c, local, str(remote), state_file=state).files_sent == 0
+        assert sync.fetch(c, local, str(remote), state_file=state).files == []
+    finally:
+        c.remote.close()
+
+
+def test_a_new_directory_appearing_locally_meanwhile_is_not_overwritten(node, tmp_path, monkeypatch):
+    monkeypatch.setattr(pulling, "PULL_MIN_FILES", 0)
+    monkeypatch.setattr(pulling, "PULL_MIN_BYTES", 0)
+    c = connect(node, tmp_path / "cluster")
+    local, remote, state = tmp_path / "local", tmp_path / "remote", tmp_path / "state.json"
+    local.mkdir()
+    write(local, "in.txt", "i")
+    sync.upload(c, local, str(remote), state_file=state)
+    write(remote, "out/a.txt", "remote a")
+    write(remote, "out/b.txt", "remote b")
+    real = pulling.rsync_pull
+
+    def user_writes_first(link, root, names, dest, hint, **kw):
+        write(local, "out/a.txt", "the user's own a")      # between the listing and rsync
+        return real(link, root, names, dest, hint, **kw)
+
+    monkeypatch.setattr(pulling, "rsync_pull", user_writes_first)
+    try:
+        sync.fetch(c, local, str(remote), state_file=state)
+    finally:
+        c.remote.close()
+    assert (local / "out/a.txt").read_text() == "the user's own a"
+    assert (local / "out/b.txt").read_text() == "remote b"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -117,6 +117,19 @@ def select_fetch(listing: dict[str, Entry], manifest: Manifest, local_root: Path
     extras = [d.strip("/") for d in extra_dirs if d.strip("/")]
     chosen = []
     known = manifest.entries
+    root = os.fspath(local_root)
+    absent: dict[str, bool] = {}    # parent dir -> nothing stands there locally (a new output dir)
+
+    def local(rel: str) -> Entry | None:
+        parent = rel.rpartition("/")[0]
+        if parent:
+            gone = absent.get(parent)
+            if gone is None:
+                gone = absent[parent] = not os.path.lexists(os.path.join(root, parent))
+            if gone:
+                return None         # 5 000 outputs in a new directory: one lstat, not 5 000
+        return _local_entry(local_root, rel)
+
     for rel, r in listing.items():
         in_extra = bool(extras) and any(rel == d or rel.startswith(d + "/") for d in extras)
         if not in_extra:
@@ -128,12 +141,12 @@ def select_fetch(listing: dict[str, Entry], manifest: Manifest, local_root: Path
         if not _safe_rel(rel) or NEVER_FETCH.intersection(rel.split("/")):
             continue
         if in_extra:
-            if not r.same_remote(_local_entry(local_root, rel)):
+            if not r.same_remote(local(rel)):
                 chosen.append(rel)
             continue
         if outs and not glob_matches(outs, rel):
             continue
-        if r.same_remote(_local_entry(local_root, rel)):
+        if r.same_remote(local(rel)):
             continue
         chosen.append(rel)
     return sorted(chosen)
@@ -216,28 +229,40 @@ def _receive(chan: Pipe, names: list[str], local_root: Path, staging: str,
     return staged
 
 
-def _file_mode(mode: int) -> int:
-    """What tarfile's data filter leaves of a regular file's mode: no setuid/setgid/sticky, no
-    group or other write, owner read-write, and execute for others only if the owner has it."""
-    mode = (mode & 0o755) | 0o600
-    return mode if mode & 0o100 else mode & ~0o011
+_file_mode = pulling.file_mode
 
 
 def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], local_root: Path,
-          staging: str, report: FetchReport) -> dict[str, _Staged] | None:
+          staging: str, report: FetchReport, placed: dict[str, Entry]) -> dict[str, _Staged] | None:
     """``_receive``'s work by rsync: the names land in ``staging`` under their own paths, then
     each is judged as the tar path judges a member (nothing through a staged symlink; links
     absolute or leading out of the root refused; modes as the data filter leaves them). After
     a partial transfer a file of another size than listed counts as not arrived (it may be cut
-    short). None when the node has no rsync (the tar stream goes instead)."""
+    short). New directories that pass those rules whole (``pulling.direct_dirs``) go straight
+    into place after the staged part arrived; ``placed`` gets what they hold. None when the
+    node has no rsync (nothing was done: the tar stream goes instead)."""
     kinds = {rel: e.type for rel, e in listing.items()}
-    done = pulling.rsync_pull(conn, remote_root, pulling.transfer_list(names, kinds), staging,
-                              RETRY_HINT)
-    if done is None:
-        return None
-    staged: dict[str, _Staged] = {}
     cache: dict[str, bool] = {}
-    real_root = os.path.realpath(local_root)
+    root = str(local_root)
+    direct = pulling.direct_dirs(names, listing, root, lambda d: _inside(root, d, cache))
+    if direct:
+        going = set(direct)
+        names = [n for n in names if n not in going and not pulling.under(n, going)]
+    staged: dict[str, _Staged] = {}
+    if names:
+        done = pulling.rsync_pull(conn, remote_root, pulling.transfer_list(names, kinds),
+                                  staging, RETRY_HINT)
+        if done is None:
+            return None
+        _judge_staged(names, listing, staging, done, staged, report, os.path.realpath(root))
+    if direct and pulling.place(conn, remote_root, direct, root, RETRY_HINT, placed) is None:
+        return None
+    return staged
+
+
+def _judge_staged(names: list[str], listing: dict[str, Entry], staging: str, done: str,
+                  staged: dict[str, _Staged], report: FetchReport, real_root: str) -> None:
+    cache: dict[str, bool] = {}
     for name in names:
         r = listing[name]
         if r.type == "d":       # as listed: rsync may not have been asked for it alone
@@ -263,8 +288,7 @@ def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], l
             staged[name] = _Staged("d", st.st_mtime_ns, (st.st_mode & 0o755) | 0o700)
         elif stat.S_ISLNK(st.st_mode):
             target = os.readlink(path)
-            lands = os.path.realpath(os.path.join(real_root, os.path.dirname(name), target))
-            if os.path.isabs(target) or os.path.commonpath([real_root, lands]) != real_root:
+            if not pulling.link_stays_inside(real_root, name, target):
                 report.skipped.add(name)
                 report.refused.append(f"{name}: link to {target} leads out of the project")
                 continue
@@ -272,7 +296,6 @@ def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], l
         else:
             report.skipped.add(name)
             report.refused.append(f"{name}: unsupported type (hard link or device)")
-    return staged
 
 
 def _inside(local_root: str, rel: str, cache: dict[str, bool]) -> bool:
@@ -353,8 +376,21 @@ def _keep_local_copy(root: str, rel: str) -> str:
     raise FileExistsError(f"too many {rel}.local.* copies; clear them and fetch again")
 
 
+def _record_placed(placed: dict[str, Entry], manifest: Manifest, report: FetchReport) -> None:
+    """What rsync put straight into place is fetched like the rest: in the manifest (so the next
+    upload does not send it back) and in the report."""
+    for rel in sorted(placed):
+        entry = placed[rel]
+        manifest.entries[rel] = entry
+        if entry.type == "d":
+            report.dirs.append(rel)
+        else:
+            report.files.append(rel)
+            report.bytes += entry.size
+
+
 def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, Entry], manifest: Manifest,
-             report: FetchReport) -> None:
+             report: FetchReport, also: Iterable[str] = ()) -> None:
     """Move staged entries into place (parents first), then give the directories touched their
     remote mtime/mode deepest-first, and record everything installed in the manifest."""
     root = str(local_root)
@@ -362,6 +398,7 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
     touched_dirs: set[str] = set()
     blocked: set[str] = set()       # directories that could not be installed
     made: set[str] = set()          # parent directories known to exist
+    touched_dirs.update(also)       # parents of what went straight into place
     for rel in sorted(staged):
         s = staged[rel]
         ancestors = _ancestors(rel)
@@ -442,19 +479,25 @@ def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | 
     staging_parent.mkdir(parents=True, exist_ok=True)
     staging = tempfile.mkdtemp(prefix="fetch-", dir=staging_parent)
     installing = False
+    placed: dict[str, Entry] = {}       # what went straight into place (pulling.place)
     try:
         staged = None
         if pulling.worth_it(conn, len(names), sum(listing[n].size for n in names)):
-            staged = _pull(conn, remote_root, names, listing, local_root, staging, report)
+            staged = _pull(conn, remote_root, names, listing, local_root, staging, report, placed)
         if staged is None:
             staged = _stream(conn, remote_root, names, local_root, staging, report, timeout)
-        _check_arrived(conn, remote_root, names, listing, staged, report, timeout)
+        _check_arrived(conn, remote_root, names, listing, staged.keys() | placed.keys(), report,
+                       timeout)
         installing = True
-        _install(local_root, staged, listing, manifest, report)
+        _install(local_root, staged, listing, manifest, report,
+                 also={a for d in placed for a in _ancestors(d)} - placed.keys())
     finally:
+        if placed:
+            installing = True
+            _record_placed(placed, manifest, report)
         # what was asked for keeps its entry: installed it matches the listing, and if it failed
         # `swiftrun fetch` retries it (and still spots a local edit as a conflict)
-        if _drop_stale(manifest, listing, keep=set(names)) or installing:
+        if _drop_stale(manifest, listing, keep=set(names) | placed.keys()) or installing:
             manifest.save(state_file)
         shutil.rmtree(staging, ignore_errors=True)
     report.seconds = time.monotonic() - t0

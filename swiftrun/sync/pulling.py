@@ -25,6 +25,7 @@ import subprocess
 
 from swiftrun.errors import RemoteError
 from swiftrun.sync.channel import root_expr
+from swiftrun.sync.manifest import Entry, _ancestors, _local_entry
 
 NO_RSYNC_EXIT = 76      # remote: no rsync there, nothing done: use the tar stream
 NO_ROOT_EXIT = 66       # remote: the root is gone
@@ -45,11 +46,9 @@ def _rsync_path(root: str) -> str:
         'exec rsync "$@"'])
 
 
-def transfer_list(names: list[str], kinds: dict[str, str]) -> list[str]:
-    """What to hand rsync for ``names`` (selected paths, ``kinds`` the listing's type of every
-    remote path): each selected directory none of whose descendants was left out, once, in
-    place of its subtree; every other selected file or link by itself; partly selected
-    directories not at all (their selected files bring them along)."""
+def whole_dirs(names: list[str], kinds: dict[str, str]) -> set[str]:
+    """The selected directories none of whose descendants (in ``kinds``, the listing's type of
+    every remote path) was left out of ``names``."""
     chosen = set(names)
     dirs = {n for n in names if kinds.get(n) == "d"}
     if dirs:
@@ -62,31 +61,55 @@ def transfer_list(names: list[str], kinds: dict[str, str]) -> list[str]:
                 anc = "/".join(parts[:i])
                 if anc in dirs:
                     partial.add(anc)
-        whole = dirs - partial
-    else:
-        whole = set()
+        return dirs - partial
+    return set()
+
+
+def under(rel: str, dirs: set[str]) -> bool:
+    """``rel`` lies inside one of ``dirs``."""
+    parts = rel.split("/")
+    return any("/".join(parts[:i]) in dirs for i in range(1, len(parts)))
+
+
+def transfer_list(names: list[str], kinds: dict[str, str]) -> list[str]:
+    """What to hand rsync for ``names``: each whole directory (``whole_dirs``) once, in place of
+    its subtree; every other selected file or link by itself; partly selected directories not
+    at all (their selected files bring them along)."""
+    whole = whole_dirs(names, kinds)
     out = []
-    for n in names:         # sorted: a directory comes before what is under it
-        parts = n.split("/")
-        if any("/".join(parts[:i]) in whole for i in range(1, len(parts))):
+    for n in names:
+        if whole and under(n, whole):
             continue            # under a directory that goes whole
         if n in whole or kinds.get(n) != "d":
             out.append(n)
     return out
 
 
-def rsync_pull(link, remote_root: str, names: list[str], staging: str, hint: str) -> str | None:
+# Straight into the project (``into_place``): what the staging path does by itself, said to
+# rsync. Modes as the tar data filter leaves them (no setuid/setgid/sticky, no group or other
+# write, the owner may read and write), links leading out of the tree skipped, the paths fetch
+# never brings back left there, nothing that exists locally replaced, and the parents of what
+# is named left alone (they exist: the caller made them).
+INTO_PLACE = ["--chmod=Fu+rw,Fgo-w,Fug-s,F-t,Du+rwx,Dgo-w,Dug-s,D-t", "--safe-links",
+              "--ignore-existing", "--no-implied-dirs",
+              "--exclude=.swiftrun", "--exclude=.git", "--exclude=__pycache__"]
+
+
+def rsync_pull(link, remote_root: str, names: list[str], dest: str, hint: str, *,
+               into_place: bool = False) -> str | None:
     """Bring ``names`` (relative to ``remote_root``; a directory with all it holds, see
-    ``transfer_list``) into ``staging``, keeping their paths,
-    modes and mtimes: "complete", or "partial" when some could not be read there or vanished
-    meanwhile (exit 23, 24: the caller finds out which); None when the node has no rsync
-    (nothing was done); RemoteError when rsync failed. Files are written in place (staging is
-    private and new), so after a partial transfer a staged file may be cut short: the caller
-    then keeps only files of the size the listing said."""
-    argv = ["rsync", "-lptr", "--files-from=-", "--from0", "--inplace", "--timeout=300",
+    ``transfer_list``) into ``dest``, keeping their paths, modes and mtimes: "complete", or
+    "partial" when some could not be read there or vanished meanwhile (exit 23, 24: the caller
+    finds out which); None when the node has no rsync (nothing was done); RemoteError when
+    rsync failed. Into staging (private and new) files are written in place, so after a
+    partial transfer a staged file may be cut short: the caller then keeps only files of the
+    size the listing said. ``into_place``: ``dest`` is the project itself, and each file
+    appears whole under its name (rsync's temporary file and rename) or not at all."""
+    argv = ["rsync", "-lptr", "--files-from=-", "--from0", "--timeout=300",
+            *(INTO_PLACE if into_place else ["--inplace"]),
             "-e", link.rsh, "--rsync-path",
             "sh -c " + shlex.quote(_rsync_path(root_expr(remote_root))) + " sh",
-            f"{link.target.host}:.", staging + "/"]
+            f"{link.target.host}:.", dest + "/"]
     listing = b"".join(os.fsencode(n) + b"\0" for n in names)
     what = f"fetching results from {remote_root} failed"
     try:
@@ -106,3 +129,67 @@ def rsync_pull(link, remote_root: str, names: list[str], staging: str, hint: str
                else f"rsync exit {proc.returncode}: {said[0] if said else 'no message'}")
         raise RemoteError(f"{what} ({why})", hint=hint)
     return "complete" if proc.returncode == 0 else "partial"
+
+
+def file_mode(mode: int) -> int:
+    """What tarfile's data filter leaves of a regular file's mode: no setuid/setgid/sticky, no
+    group or other write, owner read-write, and execute for others only if the owner has it."""
+    mode = (mode & 0o755) | 0o600
+    return mode if mode & 0o100 else mode & ~0o011
+
+
+def link_stays_inside(real_root: str, rel: str, target: str) -> bool:
+    """A link at ``rel`` to ``target`` is relative and resolves inside the project."""
+    lands = os.path.realpath(os.path.join(real_root, os.path.dirname(rel), target))
+    return not os.path.isabs(target) and os.path.commonpath([real_root, lands]) == real_root
+
+
+def direct_dirs(names: list[str], listing: dict[str, Entry], local_root: str, inside) -> list[str]:
+    """The whole directories that may go straight into the project, skipping staging: the
+    topmost of ``whole_dirs``, with nothing standing at their path locally, their parents real
+    directories inside the root (``inside(rel)``), every file's mode one the data filter keeps
+    as it is and every link leading inside the project. A Swift run's new output directory
+    is the common case; anything else goes through staging and the per-entry rules there."""
+    kinds = {rel: e.type for rel, e in listing.items()}
+    whole = whole_dirs(names, kinds)
+    ok = {d for d in whole if not under(d, whole)
+          and not os.path.lexists(os.path.join(local_root, d)) and inside(d)}
+    if not ok:
+        return []
+    real_root = os.path.realpath(local_root)
+    for n in names:
+        e = listing[n]
+        if e.type == "d" or not ok:
+            continue
+        top = next((a for a in _ancestors(n) if a in ok), None)
+        if top is None:
+            continue
+        if (e.type == "f" and file_mode(e.mode) != e.mode) or (
+                e.type == "l" and not link_stays_inside(real_root, n, e.target or "")):
+            ok.discard(top)
+    return sorted(ok)
+
+
+def place(link, remote_root: str, dirs: list[str], local_root: str, hint: str,
+          placed: dict[str, Entry]) -> str | None:
+    """rsync ``dirs`` (from ``direct_dirs``) straight into the project; ``placed`` gets every
+    entry now under them (even when rsync then failed: what it put there stays, each file
+    whole). The result is ``rsync_pull``'s."""
+    for d in dirs:
+        os.makedirs(os.path.join(local_root, os.path.dirname(d)), exist_ok=True)
+    try:
+        return rsync_pull(link, remote_root, dirs, local_root, hint, into_place=True)
+    finally:
+        for d in dirs:
+            top = os.path.join(local_root, d)
+            for here, subdirs, files in os.walk(top):
+                rel_here = os.path.relpath(here, local_root)
+                for name in subdirs + files:
+                    rel = f"{rel_here}/{name}"
+                    entry = _local_entry(local_root, rel)
+                    if entry is not None:
+                        placed[rel] = entry
+                if here == top:
+                    entry = _local_entry(local_root, d)
+                    if entry is not None:
+                        placed[d] = entry

@@ -747,7 +747,9 @@ class InstanceSimulator:
             inst.sshd = NodeSshd(inst.dir / "sshd", inst.dir / "authorized_keys", env=self._env(inst),
                                  listen="0.0.0.0", netns=inst.net.netns, argv_prefix=self._argv(inst, []),
                                  host_key=inst.root / "etc/ssh/ssh_host_ed25519_key")
-        inst.sshd.start()
+        # a node's sshd runs at the nodes' low CPU weight (nodecpu): with 200 of them booting on
+        # a busy machine it may take a while to answer; EC2's own boots take longer still
+        inst.sshd.start(timeout=60.0)
         inst.public_ip = desc.get("PublicIpAddress")
         inst.private_ip = private_ip
         # Only public names lead in from outside (the proxy): a private address is not
