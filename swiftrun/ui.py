@@ -134,9 +134,18 @@ class UI:
 
     def _tally(self, role: str = "worker") -> str:
         with self._lock:
-            states = [r["state"] for r in self._nodes.values() if r["role"] == role]
+            recs = [(r["state"], r["step"]) for r in self._nodes.values() if r["role"] == role]
+        states = [st for st, _ in recs]
         counts = {st: states.count(st) for st in set(states)}
+        steps: dict[str, int] = {}
+        for st, step in recs:
+            if st == "booting" and step:
+                steps[step] = steps.get(step, 0) + 1
         parts = [f"{counts[st]} {st}" for st in _ORDER if counts.get(st)]
+        if steps and "booting" in counts:   # where the boots are: "12 booting (swift 9, disks 3)"
+            top = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
+            at = parts.index(f"{counts['booting']} booting")
+            parts[at] += " (" + ", ".join(f"{step} {n}" for step, n in top) + ")"
         parts += [f"{n} {st}" for st, n in sorted(counts.items()) if st not in _ORDER]
         return f"{role}s: {', '.join(parts)}" if parts else ""
 

@@ -163,8 +163,103 @@ def test_the_readiness_probe_reads_every_report_in_one_command_and_quotes_the_id
     (tmp_path / "secret").write_text("not a report\n")
     ids = ["i-0c", "i-0a", "i-0b", "../secret", "$(touch pwned)", "-n"]
     cmd = readiness.probe_command(ids).replace(readiness.STATE_DIR + "/workers", str(reports))
-    assert cmd.count("cat ") == 1
+    assert cmd.count("cat ") == 1 and cmd.count("ss -Htn") == 1
     out = subprocess.run(["sh", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert [json.loads(line)["id"] for line in out.stdout.splitlines()] == ["i-0a", "i-0c"]
+    said, _ = readiness.split_probe(out.stdout)
+    assert [json.loads(line)["id"] for line in said] == ["i-0a", "i-0c"]
     assert not (tmp_path / "pwned").exists() and not (reports / "pwned").exists()
     assert readiness.probe_command(["../x"]) == "true"
+
+
+def test_a_booted_worker_is_ready_once_its_worker_pl_holds_a_connection(monkeypatch):
+    # the headnode's answer, as `ss` prints it after the reports: the worker whose address holds
+    # no connection to the worker port waits (its worker.pl is still connecting), then is named
+    # in a warning once the grace is over; an IPv4-mapped peer counts as its IPv4 address
+    from types import SimpleNamespace
+
+    from swiftrun.cloud.base import Node
+    from swiftrun.cluster import readiness
+    from swiftrun.ui import UI
+
+    reports = "".join(json.dumps({"id": i, "state": "ready"}) + "\n" for i in ("i-a", "i-b"))
+    answers = iter([
+        reports + readiness._CONNS + "\n0 0 [::ffff:10.0.0.9]:50005 [::ffff:10.0.0.1]:41000\n",
+        reports + readiness._CONNS + "\n0 0 10.0.0.9:50005 10.0.0.1:41000\n",
+        reports + readiness._CONNS + "\n",
+    ])
+    polls = []
+
+    class Remote:
+        def run(self, target, cmd, timeout=None):
+            polls.append(cmd)
+            return SimpleNamespace(stdout=next(answers))
+
+        def is_pinned(self, target):
+            return True
+
+    ui = UI(quiet=True)
+    cluster = SimpleNamespace(remote=Remote(), ui=ui, target=lambda n: n.id)
+    head = Node(id="i-h", role="headnode", state="running", private_ip="10.0.0.9")
+    workers = [Node(id=i, role="worker", state="running", private_ip=ip)
+               for i, ip in (("i-a", "10.0.0.1"), ("i-b", "10.0.0.2"))]
+    monkeypatch.setattr(readiness.time, "sleep", lambda s: None)
+    # the clock moves past the grace at the third poll
+    monkeypatch.setattr(readiness.time, "monotonic", lambda: 100.0 if len(polls) >= 3 else 0.0)
+    failed, out = readiness.workers_ready(cluster, head, workers, set(), timeout=1000)
+    assert failed == [] and [w.state for w in out] == ["running", "running"]
+    assert len(polls) == 3
+    assert len(ui.warnings) == 1 and "i-b" in ui.warnings[0] and "worker.pl" in ui.warnings[0]
+    states = {s["id"]: [c["step"] for c in s["changes"]] for s in ui.node_states()}
+    assert states["i-a"] == [None] and states["i-b"] == ["worker.pl connecting", None]
+    # a headnode without ss cannot tell: the reports alone decide
+    assert readiness.split_probe(reports) == (reports.splitlines(), None)
+
+
+def test_the_agent_keeps_a_worker_s_newest_report_when_an_older_one_arrives_late(tmp_path):
+    # a report can wait in the agent's backlog after its curl gave up, and be read after the
+    # worker's next one: a late "booting" must not undo "ready" (a 200-worker up waited on one)
+    import socket
+    import sys
+    import time
+    import urllib.parse
+    import urllib.request
+    from pathlib import Path
+
+    from tests.support.sshd import free_port
+
+    agent = Path(__file__).resolve().parents[1] / "userdata" / "agent.py"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(agent), str(tmp_path), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "agent did not start"
+                time.sleep(0.05)
+
+        def report(**fields):
+            body = urllib.parse.urlencode({"id": "i-0w", "msg": "", "hostkey": "", **fields})
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/report", body.encode(),
+                                        timeout=10) as resp:
+                assert resp.status == 204
+
+        def kept() -> dict:
+            return json.loads((tmp_path / "workers" / "i-0w").read_text())
+
+        report(state="booting", step="begin", seq="1")
+        report(state="ready", step="finish", seq="5")
+        report(state="booting", step="begin", seq="1")          # late
+        assert (kept()["state"], kept()["seq"]) == ("ready", 5)
+        report(state="ready", step="finish", seq="5")           # the heartbeat: same count
+        assert kept()["state"] == "ready"
+        report(state="booting", step="begin", seq="6")          # a new boot counts on
+        assert (kept()["state"], kept()["seq"]) == ("booting", 6)
+        report(state="failed", step="swift")                    # an older worker: no count
+        assert kept()["state"] == "failed"
+    finally:
+        proc.kill()             # by its PID
+        proc.wait()

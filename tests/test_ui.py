@@ -44,6 +44,11 @@ def test_many_workers_are_tallied_and_failures_still_named(monkeypatch):
     assert any("worker i-007: failed: swift: no space left" in line for line in lines), lines
     assert "workers: 199 ready, 1 failed" in lines[-1], lines
     assert len(lines) == 3, lines
+    ui._many = True     # a tally while boots are under way says where they are
+    for k in range(3):
+        ui.track(f"i-{k:03d}", "worker", "booting", "swift" if k else "disks")
+    assert "3 booting (swift 2, disks 1)" in ui._tally()
+    ui._many = False
     # the record for --json still holds every node
     assert len(ui.node_states()) == 201
     # outside the view, changes are lines again

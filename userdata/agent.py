@@ -21,6 +21,7 @@ import os
 import re
 import socketserver
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -29,7 +30,11 @@ WORKERS = os.path.join(STATE, "workers")
 SERVE = os.path.join(STATE, "serve")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STATES = ("booting", "ready", "failed", "gone")
-FIELDS = {"id": 64, "state": 16, "step": 64, "msg": 400, "hostkey": 800}
+FIELDS = {"id": 64, "state": 16, "step": 64, "msg": 400, "hostkey": 800, "seq": 20}
+# A report that waited in this server's backlog while its sender gave up (curl -m 3, a busy
+# headnode) may be read after a newer one: each carries the worker's own count (seq), and an
+# older count never replaces a newer one (a "booting" must not undo a "ready").
+LOCK = threading.Lock()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -54,12 +59,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         doc = {k: (form.get(k) or [""])[0][:limit] for k, limit in FIELDS.items()}
         if not NAME.match(doc["id"]) or doc["state"] not in STATES:
             return self._answer(400)
-        doc.update(seen=int(time.time()), addr=self.client_address[0])
+        doc.update(seen=int(time.time()), addr=self.client_address[0],
+                   seq=int(doc["seq"]) if doc["seq"].isdigit() else 0)
         os.makedirs(WORKERS, exist_ok=True)
-        tmp = os.path.join(WORKERS, ".%s.tmp" % doc["id"])
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(doc, sort_keys=True) + "\n")
-        os.replace(tmp, os.path.join(WORKERS, doc["id"]))
+        dest = os.path.join(WORKERS, doc["id"])
+        with LOCK:
+            try:
+                with open(dest) as fh:
+                    known = int(json.loads(fh.readline()).get("seq") or 0)
+            except (OSError, ValueError, AttributeError):
+                known = 0
+            if doc["seq"] and known > doc["seq"]:
+                return self._answer(204)        # late: the newer report stands
+            tmp = os.path.join(WORKERS, ".%s.tmp" % doc["id"])
+            with open(tmp, "w") as fh:
+                fh.write(json.dumps(doc, sort_keys=True) + "\n")
+            os.replace(tmp, dest)
         self._answer(204)
 
     def do_GET(self):

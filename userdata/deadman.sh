@@ -119,7 +119,8 @@ report=$STATE/report
 if [[ -n ${HEADNODE_IP:-} && -n ${AGENT_PORT:-} && -s $report/id ]]; then
     curl -fsS -m 3 -o /dev/null --data-urlencode "id@$report/id" --data-urlencode "state@$report/state" \
         --data-urlencode "step@$report/step" --data-urlencode "msg@$report/msg" \
-        --data-urlencode "hostkey@$report/hostkey" "http://$HEADNODE_IP:$AGENT_PORT/report" \
+        --data-urlencode "hostkey@$report/hostkey" --data-urlencode "seq@$report/seq" \
+        "http://$HEADNODE_IP:$AGENT_PORT/report" \
         2>/dev/null || true
 fi
 

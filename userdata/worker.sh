@@ -17,6 +17,9 @@ report() {  # report STATE [MESSAGE]
     printf '%s' "$1" >"$d/state"
     printf '%s' "$CURRENT_STEP" >"$d/step"
     printf '%s' "${2:-}" >"$d/msg"
+    local seq=0     # this worker's count of reports: the agent keeps the newest (agent.py)
+    [[ -r $d/seq ]] && seq=$(<"$d/seq")
+    printf '%s' "$((${seq:-0} + 1))" >"$d/seq"
     if [[ -r $R/etc/ssh/ssh_host_ed25519_key.pub ]]; then
         cp "$R/etc/ssh/ssh_host_ed25519_key.pub" "$d/hostkey"
     else
@@ -29,7 +32,8 @@ send_report() {
     local d=$STATE/report
     curl -fsS --connect-timeout 2 -m 3 -o /dev/null --data-urlencode "id@$d/id" --data-urlencode "state@$d/state" \
         --data-urlencode "step@$d/step" --data-urlencode "msg@$d/msg" \
-        --data-urlencode "hostkey@$d/hostkey" "http://$HEADNODE_IP:$AGENT_PORT/report" 2>/dev/null
+        --data-urlencode "hostkey@$d/hostkey" --data-urlencode "seq@$d/seq" \
+        "http://$HEADNODE_IP:$AGENT_PORT/report" 2>/dev/null
 }
 
 # The last word (ready or failed) must reach the headnode even if its agent is not up yet.
@@ -40,6 +44,7 @@ report_until_heard() {
         curl -fsS --connect-timeout 2 -m 3 -o /dev/null --data-urlencode "id@$STATE/report/id" \
         --data-urlencode "state@$STATE/report/state" --data-urlencode "step@$STATE/report/step" \
         --data-urlencode "msg@$STATE/report/msg" --data-urlencode "hostkey@$STATE/report/hostkey" \
+        --data-urlencode "seq@$STATE/report/seq" \
         "http://$HEADNODE_IP:$AGENT_PORT/report" </dev/null >/dev/null 2>&1 &
 }
 

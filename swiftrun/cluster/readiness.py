@@ -7,6 +7,12 @@ and processes stay the same from 1 worker to 1000. A worker that became ready ha
 pinned from that report (it came over the headnode's authenticated connection), so a later
 ``connect worker0`` through the headnode checks it; one that failed is named (``workerN``, its
 id) with the step it failed in and its own message, still without a connection to it.
+
+A worker's boot ends with worker.pl started, which is not yet worker.pl connected: the same
+command lists the coaster service's established connections on the headnode (``ss``, the
+worker port), and a worker counts as ready once its private address holds one. One that has
+not connected ``CONNECT_GRACE`` seconds after its boot finished is said by name (jobs would
+wait for it) and counted ready: worker.pl keeps trying under its supervisor.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from dataclasses import replace
 
 from swiftrun.cloud.base import HEADNODE, WORKER, Node
 from swiftrun.errors import CloudError
-from swiftrun.node.layout import STATE_DIR
+from swiftrun.node.layout import STATE_DIR, WORKER_PORT
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")     # an instance id: i-0123456789abcdef0
+_CONNS = "#worker.pl connections"       # the probe's line between the reports and ``ss``
+CONNECT_GRACE = 60.0    # seconds a booted worker's worker.pl has to reach the coaster service
 
 
 def connect_names(nodes: list[Node]) -> dict[str, str]:
@@ -46,7 +54,25 @@ def probe_command(ids) -> str:
     names = " ".join(shlex.quote(i) for i in sorted(ids) if _NAME.fullmatch(i))
     if not names:
         return "true"
-    return f"cd {STATE_DIR}/workers 2>/dev/null && cat -- {names} 2>/dev/null; true"
+    return (f"cd {STATE_DIR}/workers 2>/dev/null && cat -- {names} 2>/dev/null; "
+            f"command -v ss >/dev/null 2>&1 && {{ echo '{_CONNS}'; ss -Htn state established "
+            f"'( sport = :{WORKER_PORT} )' 2>/dev/null; }}; true")
+
+
+def split_probe(out: str) -> tuple[list[str], set[str] | None]:
+    """(report lines, the addresses holding a connection to the worker port; None when the
+    headnode has no ``ss`` and so cannot tell)."""
+    lines = out.splitlines()
+    if _CONNS not in lines:
+        return lines, None
+    cut = lines.index(_CONNS)
+    peers = set()
+    for line in lines[cut + 1:]:
+        fields = line.split()
+        if len(fields) >= 4:      # Recv-Q Send-Q local peer
+            host = fields[3].rpartition(":")[0].strip("[]")
+            peers.add(host.removeprefix("::ffff:"))
+    return lines[:cut], peers
 
 
 def workers_ready(cluster, head: Node, workers: list[Node], created: set,
@@ -59,11 +85,13 @@ def workers_ready(cluster, head: Node, workers: list[Node], created: set,
     ready: set[str] = set()
     failed: list[tuple[Node, Exception]] = []
     last_step: dict[str, str] = {}
+    booted: dict[str, float] = {}       # worker id -> when its boot report said ready
     deadline = time.monotonic() + timeout
     delay = 0.3
     while pending:
         out = cluster.remote.run(target, probe_command(pending), timeout=30).stdout
-        for line in out.splitlines():
+        reports, connected = split_probe(out)
+        for line in reports:
             try:
                 doc = json.loads(line)
             except ValueError:
@@ -74,7 +102,17 @@ def workers_ready(cluster, head: Node, workers: list[Node], created: set,
             label = f"{names[w.id]} ({w.id})"
             state, step = doc.get("state", ""), doc.get("step", "")
             if state == "ready":
-                pin_reported(cluster, w, doc.get("hostkey", ""), allow_new=w.id in created)
+                if w.id not in booted:
+                    pin_reported(cluster, w, doc.get("hostkey", ""), allow_new=w.id in created)
+                    booted[w.id] = time.monotonic()
+                if connected is not None and w.private_ip and w.private_ip not in connected:
+                    if time.monotonic() - booted[w.id] < CONNECT_GRACE:
+                        cluster.ui.track(w.id, WORKER, "booting", "worker.pl connecting")
+                        continue
+                    cluster.ui.warn(
+                        f"{label} booted, but its worker.pl has not connected to the coaster "
+                        f"service in {int(CONNECT_GRACE)}s: no job runs there until it does "
+                        f"(`swiftrun logs --boot {names[w.id]}`)")
                 cluster.ui.track(w.id, WORKER, "ready")
                 ready.add(w.id)
                 del pending[w.id]
