@@ -657,11 +657,9 @@ def test_rsync_is_asked_for_whole_directories_and_single_files_only():
     assert pulling.transfer_list(["f1", "f2"], {"f1": "f", "f2": "f"}) == ["f1", "f2"]
 
 
-def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(node, tmp_path,
-                                                                          monkeypatch):
-    # over rsync, a new directory selected whole skips staging: rsync writes it into the project
-    # (each file whole under its name), with the rules staging applies said to rsync. One with
-    # a link out of the project or a setuid file goes through staging and its per-entry rules.
+def _uploaded_over_rsync(node, tmp_path, monkeypatch):
+    """A one-file project uploaded, fetches going by rsync however small: (link, local, remote,
+    manifest)."""
     monkeypatch.setattr(pulling, "PULL_MIN_FILES", 0)
     monkeypatch.setattr(pulling, "PULL_MIN_BYTES", 0)
     c = connect(node, tmp_path / "cluster")
@@ -669,6 +667,15 @@ def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(no
     local.mkdir()
     write(local, "in.txt", "i")
     sync.upload(c, local, str(remote), state_file=state)
+    return c, local, remote, state
+
+
+def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(node, tmp_path,
+                                                                          monkeypatch):
+    # over rsync, a new directory selected whole skips staging: rsync writes it into the project
+    # (each file whole under its name), with the rules staging applies said to rsync. One with
+    # a link out of the project or a setuid file goes through staging and its per-entry rules.
+    c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
     for k in range(30):
         write(remote, f"out/part{k:02d}.txt", f"{k}")
     write(remote, "out/sub/deep.txt", "d", mode=0o640)
@@ -714,13 +721,7 @@ def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(no
 
 
 def test_a_new_directory_appearing_locally_meanwhile_is_not_overwritten(node, tmp_path, monkeypatch):
-    monkeypatch.setattr(pulling, "PULL_MIN_FILES", 0)
-    monkeypatch.setattr(pulling, "PULL_MIN_BYTES", 0)
-    c = connect(node, tmp_path / "cluster")
-    local, remote, state = tmp_path / "local", tmp_path / "remote", tmp_path / "state.json"
-    local.mkdir()
-    write(local, "in.txt", "i")
-    sync.upload(c, local, str(remote), state_file=state)
+    c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
     write(remote, "out/a.txt", "remote a")
     write(remote, "out/b.txt", "remote b")
     real = pulling.rsync_pull
