@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import contextmanager
 
 MANY = 12             # nodes in a view past which workers are tallied, not listed
@@ -133,20 +134,18 @@ class UI:
                      "changes": list(r["changes"])} for r in self._nodes.values()]
 
     def _tally(self, role: str = "worker") -> str:
+        """``workers: 150 ready, 12 booting (swift 9, disks 3), 38 running``."""
         with self._lock:
             recs = [(r["state"], r["step"]) for r in self._nodes.values() if r["role"] == role]
-        states = [st for st, _ in recs]
-        counts = {st: states.count(st) for st in set(states)}
-        steps: dict[str, int] = {}
-        for st, step in recs:
-            if st == "booting" and step:
-                steps[step] = steps.get(step, 0) + 1
-        parts = [f"{counts[st]} {st}" for st in _ORDER if counts.get(st)]
-        if steps and "booting" in counts:   # where the boots are: "12 booting (swift 9, disks 3)"
-            top = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
-            at = parts.index(f"{counts['booting']} booting")
-            parts[at] += " (" + ", ".join(f"{step} {n}" for step, n in top) + ")"
-        parts += [f"{n} {st}" for st, n in sorted(counts.items()) if st not in _ORDER]
+        counts = Counter(st for st, _ in recs)
+        steps = Counter(step for st, step in recs if st == "booting" and step)
+
+        def part(st: str) -> str:
+            where = ", ".join(f"{step} {n}" for step, n in steps.most_common(3))
+            return f"{counts[st]} {st}" + (f" ({where})" if st == "booting" and where else "")
+
+        parts = [part(st) for st in _ORDER if counts[st]]
+        parts += [part(st) for st in sorted(counts) if st not in _ORDER]
         return f"{role}s: {', '.join(parts)}" if parts else ""
 
     def _say_tally(self, *, final: bool = False) -> None:

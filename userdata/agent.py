@@ -69,12 +69,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     known = int(json.loads(fh.readline()).get("seq") or 0)
             except (OSError, ValueError, AttributeError):
                 known = 0
-            if doc["seq"] and known > doc["seq"]:
-                return self._answer(204)        # late: the newer report stands
-            tmp = os.path.join(WORKERS, ".%s.tmp" % doc["id"])
-            with open(tmp, "w") as fh:
-                fh.write(json.dumps(doc, sort_keys=True) + "\n")
-            os.replace(tmp, dest)
+            if not doc["seq"] or doc["seq"] >= known:     # else late: the newer report stands
+                tmp = os.path.join(WORKERS, ".%s.tmp" % doc["id"])
+                with open(tmp, "w") as fh:
+                    fh.write(json.dumps(doc, sort_keys=True) + "\n")
+                os.replace(tmp, dest)
         self._answer(204)
 
     def do_GET(self):

@@ -37,6 +37,7 @@ CAPACITY_CODES = ("InsufficientInstanceCapacity", "Unsupported", "SpotMaxPriceTo
 CONSISTENCY_TIMEOUT = environ.seconds("SWIFTRUN_EC2_CONSISTENCY_TIMEOUT")
 INSTANCE_NOT_FOUND = "InvalidInstanceID.NotFound"
 
+
 def launch_time(value) -> datetime | None:
     """EC2's LaunchTime: text from our session (see cloud.session), a datetime from another."""
     if value is None or isinstance(value, datetime):
@@ -179,7 +180,8 @@ class EC2Provider(Provider):
         return Node(
             id=inst["InstanceId"], role=tags.get(TAG_ROLE, "?"), state=inst["State"]["Name"],
             name=tags.get("Name", ""), type=inst.get("InstanceType", ""), public_ip=public,
-            private_ip=private, launched=launch_time(inst.get("LaunchTime")), shape=tags.get(TAG_SHAPE, ""),
+            private_ip=private, launched=launch_time(inst.get("LaunchTime")),
+            shape=tags.get(TAG_SHAPE, ""),
             spot=inst.get("InstanceLifecycle") == "spot",
             zone=inst.get("Placement", {}).get("AvailabilityZone", ""),
             ssh_host=public or private, ssh_port=self.project.ssh.port,

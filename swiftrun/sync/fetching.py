@@ -229,9 +229,6 @@ def _receive(chan: Pipe, names: list[str], local_root: Path, staging: str,
     return staged
 
 
-_file_mode = pulling.file_mode
-
-
 def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], local_root: Path,
           staging: str, report: FetchReport, placed: dict[str, Entry]) -> dict[str, _Staged] | None:
     """``_receive``'s work by rsync: the names land in ``staging`` under their own paths, then
@@ -244,7 +241,7 @@ def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], l
     kinds = {rel: e.type for rel, e in listing.items()}
     cache: dict[str, bool] = {}
     root = str(local_root)
-    direct = pulling.direct_dirs(names, listing, root, lambda d: _inside(root, d, cache))
+    direct = pulling.direct_dirs(names, listing, kinds, root, lambda d: _inside(root, d, cache))
     if direct:
         going = set(direct)
         names = [n for n in names if n not in going and not pulling.under(n, going)]
@@ -278,7 +275,7 @@ def _judge_staged(names: list[str], listing: dict[str, Entry], staging: str, don
         if stat.S_ISREG(st.st_mode):
             if done != "complete" and st.st_size != listing[name].size:
                 continue
-            mode = _file_mode(st.st_mode)
+            mode = pulling.file_mode(st.st_mode)
             ready = mode == stat.S_IMODE(st.st_mode)
             staged[name] = _Staged("f", st.st_mtime_ns, mode, path, ready=ready,
                                    entry=Entry("f", st.st_size, st.st_mtime_ns, mode) if ready

@@ -49,26 +49,17 @@ def _rsync_path(root: str) -> str:
 def whole_dirs(names: list[str], kinds: dict[str, str]) -> set[str]:
     """The selected directories none of whose descendants (in ``kinds``, the listing's type of
     every remote path) was left out of ``names``."""
-    chosen = set(names)
     dirs = {n for n in names if kinds.get(n) == "d"}
-    if dirs:
-        partial: set[str] = set()
-        for rel in kinds:
-            if rel in chosen:
-                continue
-            parts = rel.split("/")
-            for i in range(1, len(parts)):
-                anc = "/".join(parts[:i])
-                if anc in dirs:
-                    partial.add(anc)
-        return dirs - partial
-    return set()
+    if not dirs:
+        return set()
+    chosen = set(names)
+    partial = {a for rel in kinds if rel not in chosen for a in _ancestors(rel) if a in dirs}
+    return dirs - partial
 
 
 def under(rel: str, dirs: set[str]) -> bool:
     """``rel`` lies inside one of ``dirs``."""
-    parts = rel.split("/")
-    return any("/".join(parts[:i]) in dirs for i in range(1, len(parts)))
+    return any(a in dirs for a in _ancestors(rel))
 
 
 def transfer_list(names: list[str], kinds: dict[str, str]) -> list[str]:
@@ -144,13 +135,14 @@ def link_stays_inside(real_root: str, rel: str, target: str) -> bool:
     return not os.path.isabs(target) and os.path.commonpath([real_root, lands]) == real_root
 
 
-def direct_dirs(names: list[str], listing: dict[str, Entry], local_root: str, inside) -> list[str]:
+def direct_dirs(names: list[str], listing: dict[str, Entry], kinds: dict[str, str],
+                local_root: str, inside) -> list[str]:
     """The whole directories that may go straight into the project, skipping staging: the
     topmost of ``whole_dirs``, with nothing standing at their path locally, their parents real
     directories inside the root (``inside(rel)``), every file's mode one the data filter keeps
     as it is and every link leading inside the project. A Swift run's new output directory
-    is the common case; anything else goes through staging and the per-entry rules there."""
-    kinds = {rel: e.type for rel, e in listing.items()}
+    is the common case; anything else goes through staging and the per-entry rules there.
+    ``kinds``: the listing's type of every path, as ``whole_dirs`` takes it."""
     whole = whole_dirs(names, kinds)
     ok = {d for d in whole if not under(d, whole)
           and not os.path.lexists(os.path.join(local_root, d)) and inside(d)}
@@ -181,15 +173,11 @@ def place(link, remote_root: str, dirs: list[str], local_root: str, hint: str,
         return rsync_pull(link, remote_root, dirs, local_root, hint, into_place=True)
     finally:
         for d in dirs:
-            top = os.path.join(local_root, d)
-            for here, subdirs, files in os.walk(top):
+            found = [d]
+            for here, subdirs, files in os.walk(os.path.join(local_root, d)):
                 rel_here = os.path.relpath(here, local_root)
-                for name in subdirs + files:
-                    rel = f"{rel_here}/{name}"
-                    entry = _local_entry(local_root, rel)
-                    if entry is not None:
-                        placed[rel] = entry
-                if here == top:
-                    entry = _local_entry(local_root, d)
-                    if entry is not None:
-                        placed[d] = entry
+                found += [f"{rel_here}/{name}" for name in subdirs + files]
+            for rel in found:
+                entry = _local_entry(local_root, rel)
+                if entry is not None:
+                    placed[rel] = entry

@@ -150,12 +150,10 @@ class FaultInjector:
                 self.set_rules({})
             elif method != "GET":
                 raise ValueError(f"method {method} not allowed")
-            payload, status = json.dumps(self.state()).encode(), "200 OK"
+            doc, status = self.state(), "200 OK"
         except Exception as exc:  # bad JSON / bad rule: tell the caller
-            payload, status = json.dumps({"error": str(exc)}).encode(), "400 Bad Request"
-        start_response(status, [("Content-Type", "application/json"),
-                                ("Content-Length", str(len(payload)))])
-        return [payload]
+            doc, status = {"error": str(exc)}, "400 Bad Request"
+        return _json_reply(start_response, doc, status)
 
     # -- WSGI ----------------------------------------------------------------------------
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -197,10 +195,7 @@ class ChangeCounter:
         path = environ.get("PATH_INFO", "")
         if path == CHANGES_PATH:
             with self.lock:
-                payload = json.dumps({"changes": self.changes}).encode()
-            start_response("200 OK", [("Content-Type", "application/json"),
-                                      ("Content-Length", str(len(payload)))])
-            return [payload]
+                return _json_reply(start_response, {"changes": self.changes})
         if path == CONTROL_PATH:
             return self.app(environ, start_response)
         action = _action(environ)
@@ -212,6 +207,13 @@ class ChangeCounter:
             with self.lock:
                 self.changes += 1
         return reply
+
+
+def _json_reply(start_response: Callable, doc: Any, status: str = "200 OK") -> list[bytes]:
+    payload = json.dumps(doc).encode()
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(payload)))])
+    return [payload]
 
 
 def _read_body(environ: dict) -> bytes:

@@ -43,16 +43,16 @@ V1 = Path("/sys/fs/cgroup/cpu")
 V2 = Path("/sys/fs/cgroup")
 NODES_WEIGHT = 1 / 8          # all nodes together vs one ordinary session of this machine
 _NAME = re.compile(r"swiftrun-testcloud-(\d+)-\d+")
-# joins the cgroup whose cgroup.procs is $0, then runs the node's command (best effort: a node
-# whose cgroup is gone still runs, at the machine's normal weight)
-# and gives it a timer slack of TIMER_SLACK_NS (inherited by its children, kept across exec)
-_JOIN = 'echo $$ 2>/dev/null >"$0"; echo {slack} 2>/dev/null >/proc/$$/timerslack_ns; exec "$@"'
 # worker.pl's idle loop is a select with a 1 ms timeout: ~1000 wake-ups a second per worker, so
 # 200 idle workers cost this machine's scheduler more than the code under test. A timer may fire
 # up to this much late (prctl PR_SET_TIMERSLACK): ~90 wake-ups a second each. The nodes' real
 # timeouts (seconds) do not notice 10 ms.
 TIMER_SLACK_NS = 10_000_000
-_JOIN = _JOIN.format(slack=TIMER_SLACK_NS)
+# joins the cgroup whose cgroup.procs is $0 and takes that timer slack (both inherited by its
+# children, kept across exec), then runs the node's command (best effort: a node whose cgroup
+# is gone still runs, at the machine's normal weight)
+_JOIN = (f'echo $$ 2>/dev/null >"$0"; echo {TIMER_SLACK_NS} 2>/dev/null >/proc/$$/timerslack_ns; '
+         'exec "$@"')
 
 _counter = 0
 _counter_lock = threading.Lock()
