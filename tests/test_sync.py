@@ -739,6 +739,21 @@ def test_a_new_directory_appearing_locally_meanwhile_is_not_overwritten(node, tm
     assert (local / "out/b.txt").read_text() == "remote b"
 
 
+def test_a_file_made_here_where_the_run_made_one_is_kept_aside(conn, dirs):
+    # not in the manifest (made after the upload, or kept out of it by an ignore rule), so not
+    # the sync's to replace: both versions stay
+    local, remote, _ = dirs
+    write(local, ".swiftignore", "notes.txt\n")
+    write(local, "notes.txt", "mine")
+    up(conn, dirs)
+    write(remote, "notes.txt", "the run's")
+    rep = down(conn, dirs)
+    assert (local / "notes.txt").read_text() == "the run's"
+    assert (local / "notes.txt.local").read_text() == "mine"
+    assert rep.conflicts == ["notes.txt (your version is in notes.txt.local)"]
+    assert down(conn, dirs).files == []
+
+
 # ---------------------------------------------------------------------------------------------
 # data safety: fetch never deletes local files/links to make room, upload never deletes unknown
 # remote content, the manifest follows what the run did, nothing unreadable goes unnoticed

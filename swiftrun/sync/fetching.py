@@ -8,8 +8,9 @@ stream when it is small, by rsync over the same open master when it is many file
 with ``os.replace`` only after the whole transfer arrived and the remote tar (or rsync) exited
 well, so a dropped connection never leaves a half-written file where a good one was.
 
-The conflict rules (``_install`` and ``_install_one``): a file edited here and changed by the run
-is copied aside to ``<name>.local`` before the run's version goes in place; a local directory with
+The conflict rules (``_install`` and ``_install_one``): a file edited here and changed by the run,
+or made here where the run made one too, is copied aside to ``<name>.local`` before the run's
+version goes in place; a local directory with
 files in it, a local file where a directory goes, or a symlink the sync did not put there is never
 deleted to make room (that path fails and the cluster is kept); nothing is written through a local
 symlinked directory.
@@ -412,8 +413,10 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
             continue
         prev = manifest.entries.get(rel)
         local = _local_entry(local_root, rel)
-        conflict = (s.type != "d" and prev is not None and local is not None
-                    and not local.same_local(prev))
+        # a local file the sync did not put there (made or edited here, or kept out of the
+        # upload by an ignore rule) is the user's just as much as an edited one
+        conflict = s.type != "d" and local is not None and (
+            not local.same_local(prev) if prev is not None else local.type != "d")
         try:
             if conflict and local.type == "f":
                 saved = _keep_local_copy(root, rel)     # edited here and there: keep both
