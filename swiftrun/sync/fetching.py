@@ -1,6 +1,6 @@
 """Fetch: bring back what a run produced, and never lose a file on either side doing it.
 
-``fetch`` lists the remote tree with one ``find -printf`` (round trip 1), picks what is new or
+``fetch`` lists the remote tree (``listing.py``, round trip 1), picks what is new or
 changed relative to the manifest (or matches ``outputs``, or lies in ``extra_dirs``; never
 ``.swiftrun/``, ``.git/``, ``__pycache__/``) and pulls it (round trip 2): in one ``tar -c``
 stream when it is small, by rsync over the same open master when it is many files or many bytes
@@ -30,63 +30,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
-
-
 from swiftrun.errors import RemoteError
 from swiftrun.sync import pulling
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.ignore import compile_glob, glob_matches
-from swiftrun.sync.manifest import (Entry, Manifest, _ancestors, _local_entry, _new_entry,
-                                     _safe_rel)
+from swiftrun.sync.listing import RETRY_HINT, remote_listing
+from swiftrun.sync.manifest import Entry, Manifest, _ancestors, _local_entry, _safe_rel
 
 NEVER_FETCH = frozenset({".swiftrun", ".git", "__pycache__"})   # path components never brought back
-RETRY_HINT = ("nothing local was replaced; run `swiftrun fetch` to try again while the cluster is up "
-              "(re-run with --keep-cluster if it is torn down after each run)")
-
-
-def _parse_mtime_ns(text: str) -> int:
-    """find's %T@ ('1715000000.1234567890') to integer nanoseconds, exactly."""
-    whole, _, frac = text.partition(".")
-    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
-
-
-def _listing_script(root: str) -> str:
-    return "\n".join([
-        f"R={root}",
-        'cd "$R" || exit 66',
-        "exec find . -mindepth 1 -path ./.swiftrun -prune -o -printf '%y\\t%s\\t%T@\\t%m\\t%P\\0%l\\0'",
-    ])
-
-
-def remote_listing(conn, remote_root: str, *, timeout: float | None = 120.0) -> dict[str, Entry]:
-    """Every file, dir and symlink under ``remote_root`` (except ``.swiftrun/``), in one round trip."""
-    try:
-        chan = _exec(conn, _listing_script(root_expr(remote_root)), timeout)
-        chan.shutdown_write()
-        data = chan.makefile("rb").read()
-        rc, err = _finish(chan)
-    except (OSError, EOFError) as exc:
-        raise RemoteError(f"listing {remote_root} on the headnode failed: {exc or type(exc).__name__}",
-                          hint=RETRY_HINT) from exc
-    if rc == 66:
-        raise RemoteError(f"{remote_root} does not exist on the headnode",
-                          hint="nothing was uploaded to this cluster yet, or it was replaced")
-    if rc != 0:
-        raise RemoteError(f"listing {remote_root} on the headnode failed (exit {rc}): {err[-500:]}",
-                          hint=RETRY_HINT)
-    # decoded once, not per name: NUL and TAB never sit inside a multi-byte sequence
-    fields = os.fsdecode(data).split("\0")
-    out: dict[str, Entry] = {}
-    new = _new_entry
-    for head, target in zip(fields[0::2], fields[1::2]):
-        kind, size, mtime, mode, rel = head.split("\t", 4)
-        if kind == "f":
-            out[rel] = new((kind, int(size), _parse_mtime_ns(mtime), int(mode, 8), None))
-        elif kind == "d":
-            out[rel] = new((kind, 0, _parse_mtime_ns(mtime), int(mode, 8), None))
-        elif kind == "l":
-            out[rel] = new((kind, 0, _parse_mtime_ns(mtime), 0o777, target))
-    return out
 
 
 @dataclass
