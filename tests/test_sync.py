@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import shutil
 import stat
 import tarfile
@@ -657,6 +658,23 @@ def test_rsync_is_asked_for_whole_directories_and_single_files_only():
     assert pulling.transfer_list(["f1", "f2"], {"f1": "f", "f2": "f"}) == ["f1", "f2"]
 
 
+def test_names_are_split_by_directory_as_a_test_per_name_would_split_them():
+    # split_under bisects the sorted names; "out-x" and "out0" sort around "out/..." and
+    # must stay outside
+    names = sorted(["out", "out-x", "out.txt", "out/a", "out/sub/b", "out0", "outer/c", "z/out/d",
+                    "new", "new/x"])
+    assert pulling.split_under(names, ["out", "new"]) == (
+        ["new", "new/x", "out", "out/a", "out/sub/b"],
+        ["out-x", "out.txt", "out0", "outer/c", "z/out/d"])
+    rng = random.Random(7)
+    for _ in range(500):
+        names = sorted({"/".join(rng.choice(["a", "a-b", "a0", "b", "ä", "c d"])
+                                 for _ in range(rng.randint(1, 3))) for _ in range(25)})
+        dirs = set(rng.sample(names, rng.randint(0, 3)))
+        inside = [n for n in names if n in dirs or pulling.under(n, dirs)]
+        assert pulling.split_under(names, dirs) == (inside, [n for n in names if n not in inside])
+
+
 def _uploaded_over_rsync(node, tmp_path, monkeypatch):
     """A one-file project uploaded, fetches going by rsync however small: (link, local, remote,
     manifest)."""
@@ -720,23 +738,82 @@ def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(no
         c.remote.close()
 
 
-def test_a_new_directory_appearing_locally_meanwhile_is_not_overwritten(node, tmp_path, monkeypatch):
+def test_a_new_directory_appearing_locally_meanwhile_loses_neither_version(node, tmp_path,
+                                                                           monkeypatch):
+    # the user writes into the output directory's path between the listing and the transfer:
+    # the directory no longer goes in whole; entry by entry, the user's file is kept aside as
+    # a conflict and the run's version and its sibling arrive
     c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
     write(remote, "out/a.txt", "remote a")
     write(remote, "out/b.txt", "remote b")
     real = pulling.rsync_pull
 
     def user_writes_first(link, root, names, dest, hint, **kw):
-        write(local, "out/a.txt", "the user's own a")      # between the listing and rsync
+        write(local, "out/a.txt", "the user's own a")
         return real(link, root, names, dest, hint, **kw)
 
     monkeypatch.setattr(pulling, "rsync_pull", user_writes_first)
     try:
-        sync.fetch(c, local, str(remote), state_file=state)
+        rep = sync.fetch(c, local, str(remote), state_file=state)
     finally:
         c.remote.close()
-    assert (local / "out/a.txt").read_text() == "the user's own a"
+    assert (local / "out/a.txt.local").read_text() == "the user's own a"
+    assert (local / "out/a.txt").read_text() == "remote a"
     assert (local / "out/b.txt").read_text() == "remote b"
+    assert rep.conflicts == ["out/a.txt (your version is in out/a.txt.local)"]
+    assert not list((local / ".swiftrun").glob("fetch-*"))
+
+
+def test_a_new_output_directory_arrives_whole_or_not_at_all(node, tmp_path, monkeypatch):
+    # rsync killed mid-transfer: nothing of the directory locally (it is renamed in only once
+    # it all arrived), no staging left, and the retry brings it all
+    c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
+    for k in range(50):
+        write(remote, f"out/part{k:02d}.bin", os.urandom(256 << 10))
+    real = pulling._rsync_path
+    monkeypatch.setattr(pulling, "_rsync_path", lambda root: real(root).replace(
+        'exec rsync "$@"', 'rsync "$@" & p=$!; sleep 0.05; kill -9 $p; exit 12'))
+    try:
+        with pytest.raises(RemoteError, match="swiftrun fetch"):
+            sync.fetch(c, local, str(remote), state_file=state)
+        assert not (local / "out").exists()
+        assert not list((local / ".swiftrun").glob("fetch-*"))
+        monkeypatch.setattr(pulling, "_rsync_path", real)
+        rep = sync.fetch(c, local, str(remote), state_file=state)
+    finally:
+        c.remote.close()
+    assert len(rep.files) == 50 and rep.failed == []
+    assert (local / "out/part07.bin").read_bytes() == (remote / "out/part07.bin").read_bytes()
+
+
+def test_a_new_output_directory_transferred_in_part_goes_in_entry_by_entry(node, tmp_path,
+                                                                         monkeypatch):
+    # rsync says some files did not come whole (exit 23/24): the directory is not renamed in;
+    # what arrived at its listed size is installed entry by entry, the one cut short is a
+    # failure (the cluster is kept) and the retry brings it
+    c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
+    for name in ("a", "b", "sub/c"):
+        write(remote, f"out/{name}.txt", name * 100)
+    real = pulling.rsync_pull
+
+    def cut_short(link, root, names, dest, hint, **kw):
+        assert real(link, root, names, dest, hint, **kw) == "complete"
+        os.truncate(os.path.join(dest, "out/b.txt"), 10)
+        return "partial"
+
+    monkeypatch.setattr(pulling, "rsync_pull", cut_short)
+    try:
+        rep = sync.fetch(c, local, str(remote), state_file=state)
+        assert sorted(rep.files) == ["out/a.txt", "out/sub/c.txt"]
+        assert [f.split(":")[0] for f in rep.failed] == ["out/b.txt"]
+        assert (local / "out/sub/c.txt").read_text() == "sub/c" * 100
+        assert not (local / "out/b.txt").exists()
+        assert not list((local / ".swiftrun").glob("fetch-*"))
+        monkeypatch.setattr(pulling, "rsync_pull", real)
+        assert sync.fetch(c, local, str(remote), state_file=state).files == ["out/b.txt"]
+    finally:
+        c.remote.close()
+    assert (local / "out/b.txt").read_text() == "b" * 100
 
 
 def test_a_file_made_here_where_the_run_made_one_is_kept_aside(conn, dirs):

@@ -6,7 +6,8 @@ changed relative to the manifest (or matches ``outputs``, or lies in ``extra_dir
 stream when it is small, by rsync over the same open master when it is many files or many bytes
 (``pulling.py``). Contents land in a staging directory first and are moved into place per file
 with ``os.replace`` only after the whole transfer arrived and the remote tar (or rsync) exited
-well, so a dropped connection never leaves a half-written file where a good one was.
+well, so a dropped connection never leaves a half-written file where a good one was; a new
+directory nothing stands in the way of goes in whole, by one rename.
 
 The conflict rules (``_install`` and ``_install_one``): a file edited here and changed by the run,
 or made here where the run made one too, is copied aside to ``<name>.local`` before the run's
@@ -71,6 +72,7 @@ def select_fetch(listing: dict[str, Entry], manifest: Manifest, local_root: Path
     known = manifest.entries
     root = os.fspath(local_root)
     absent: dict[str, bool] = {}    # parent dir -> nothing stands there locally (a new output dir)
+    fetchable: dict[str, bool] = {}     # parent dir -> what is under it may be fetched
 
     def local(rel: str) -> Entry | None:
         parent = rel.rpartition("/")[0]
@@ -90,7 +92,7 @@ def select_fetch(listing: dict[str, Entry], manifest: Manifest, local_root: Path
             k = known.get(rel)
             if k is not None and (r == k or r.same_remote(k)):
                 continue
-        if not _safe_rel(rel) or NEVER_FETCH.intersection(rel.split("/")):
+        if not _fetchable(rel, fetchable):
             continue
         if in_extra:
             if not r.same_remote(local(rel)):
@@ -102,6 +104,20 @@ def select_fetch(listing: dict[str, Entry], manifest: Manifest, local_root: Path
             continue
         chosen.append(rel)
     return sorted(chosen)
+
+
+def _fetchable(rel: str, parents: dict[str, bool]) -> bool:
+    """``rel`` is a safe relative path (``_safe_rel``) with no component in ``NEVER_FETCH``;
+    each parent directory is judged once (``parents``), then only the last component per path."""
+    parent, sep, base = rel.rpartition("/")
+    if base in ("", ".", "..") or base in NEVER_FETCH or "\0" in base:
+        return False
+    if not sep:
+        return True
+    ok = parents.get(parent)
+    if ok is None:
+        ok = parents[parent] = _safe_rel(parent) and not NEVER_FETCH.intersection(parent.split("/"))
+    return ok
 
 
 def _fetch_script(root: str) -> str:
@@ -187,25 +203,32 @@ def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], l
     each is judged as the tar path judges a member (nothing through a staged symlink; links
     absolute or leading out of the root refused; modes as the data filter leaves them). After
     a partial transfer a file of another size than listed counts as not arrived (it may be cut
-    short). New directories that pass those rules whole (``pulling.direct_dirs``) go straight
-    into place after the staged part arrived; ``placed`` gets what they hold. None when the
-    node has no rsync (nothing was done: the tar stream goes instead)."""
+    short). New directories that pass those rules whole (``pulling.direct_dirs``) go into
+    place with one rename each after the rest arrived (``pulling.place``); ``placed`` gets
+    what they hold. None when the node has no rsync (nothing was done: the tar stream goes
+    instead)."""
     kinds = {rel: e.type for rel, e in listing.items()}
     cache: dict[str, bool] = {}
     root = str(local_root)
+    real_root = os.path.realpath(root)
     direct = pulling.direct_dirs(names, listing, kinds, root, lambda d: _inside(root, d, cache))
+    inside_direct: list[str] = []
     if direct:
-        going = set(direct)
-        names = [n for n in names if n not in going and not pulling.under(n, going)]
+        inside_direct, names = pulling.split_under(names, direct)
     staged: dict[str, _Staged] = {}
     if names:
         done = pulling.rsync_pull(conn, remote_root, pulling.transfer_list(names, kinds),
                                   staging, RETRY_HINT)
         if done is None:
             return None
-        _judge_staged(names, listing, staging, done, staged, report, os.path.realpath(root))
-    if direct and pulling.place(conn, remote_root, direct, root, RETRY_HINT, placed) is None:
-        return None
+        _judge_staged(names, listing, staging, done, staged, report, real_root)
+    if direct:
+        done, left = pulling.place(conn, remote_root, direct, root, staging, RETRY_HINT, placed)
+        if done is None:
+            return None
+        if left:                # entry by entry, like the rest
+            _judge_staged(pulling.split_under(inside_direct, left)[0],
+                          listing, staging, done, staged, report, real_root)
     return staged
 
 
@@ -415,10 +438,12 @@ def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | 
     t0 = time.monotonic()
     local_root = Path(local_root)
     state_file = Path(state_file)
-    manifest = Manifest.load(state_file)
+    loaded: list[Manifest] = []
+    listing = remote_listing(conn, remote_root, timeout=timeout,
+                             meanwhile=lambda: loaded.append(Manifest.load(state_file)))
+    manifest = loaded[0]
     if manifest.remote_root != remote_root:
         manifest = Manifest(remote_root=remote_root)
-    listing = remote_listing(conn, remote_root, timeout=timeout)
     names = select_fetch(listing, manifest, local_root, outputs=outputs, extra_dirs=extra_dirs)
     report = FetchReport()
     if not names:

@@ -31,11 +31,24 @@ def _listing_script(root: str) -> str:
     ])
 
 
-def remote_listing(conn, remote_root: str, *, timeout: float | None = 120.0) -> dict[str, Entry]:
-    """Every file, dir and symlink under ``remote_root`` (except ``.swiftrun/``), in one round trip."""
+def remote_listing(conn, remote_root: str, *, timeout: float | None = 120.0,
+                   meanwhile=None) -> dict[str, Entry]:
+    """Every file, dir and symlink under ``remote_root`` (except ``.swiftrun/``), in one round trip.
+    ``meanwhile``: local work to do while the headnode lists (it overlaps the round trip)."""
     try:
         chan = _exec(conn, _listing_script(root_expr(remote_root)), timeout)
         chan.shutdown_write()
+    except OSError as exc:
+        raise RemoteError(f"listing {remote_root} on the headnode failed: {exc}",
+                          hint=RETRY_HINT) from exc
+    if meanwhile is not None:
+        try:
+            meanwhile()
+        except BaseException:
+            chan.kill()
+            _finish(chan)
+            raise
+    try:
         data = chan.makefile("rb").read()
         rc, err = _finish(chan)
     except (OSError, EOFError) as exc:
