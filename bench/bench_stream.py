@@ -14,7 +14,7 @@ Run: python bench/bench_stream.py [--repeat 7] [--log-mb 200] [--lines 24] [--ga
     /dev/null, against ``ssh <same master> cat <id>.log > /dev/null``.
 
 Fair: one loopback sshd, one ControlMaster opened by swiftrun before anything is timed, and the
-baselines use ``Remote.ssh_argv`` of that same master. The sides take turns (A B A B ...), each
+baselines use ``Remote.ssh_argv`` of that same master. The sides take turns (A B, B A, ...), each
 with its own run and its own log of identical content. The sshd runs under bench/reaper.py, a
 prompt reaper of orphans as systemd is on a node (this container's PID 1 reaps every ~2 s,
 which would hold `tail --pid` on a zombie wrapper). Prints median [min-max] in ms and the

@@ -14,11 +14,12 @@ Why it is fair: one loopback sshd, one ControlMaster opened by swiftrun before a
 timed, and rsync is given swiftrun's own rsh script (``-e link.rsh``), so both sides run on that
 same open connection (the end of the run shows sshd still holds one connection and the master
 kept its PID). Each side has its own local copy and its own remote directory with identical
-content, does the same work in each pair, and the sides take turns (A B A B ...). Every pair is
+content (the fetch cases: two lanes the sides swap, see ``fetch_case``), does the same work in
+each pair, and the sides take turns (A B, B A, ...). Every pair is
 checked afterwards (untimed): both remote copies hold the change, or both local copies hold
 the new outputs, so no side wins by moving nothing. swiftrun is ``sync.upload`` /
 ``sync.fetch`` called in this process; rsync is ``rsync -a --delete -e RSH local/
-host:remote/`` (upload) and ``rsync -a -e RSH host:remote/ local/`` (fetch).
+host:remote/`` (upload) and ``rsync -a --exclude=/.swiftrun -e RSH host:remote/ local/`` (fetch).
 
 Prints median [min-max] in ms per side and the ratio of medians (swiftrun / rsync); no
 assertions. The last line is `BENCH_SUMMARY {json}` for bench/run_all.py.
@@ -110,10 +111,6 @@ def count_files(root: Path) -> int:
 
 def upload_rsync(node: Node, local: Path, remote: Path) -> None:
     node.rsync("-a", "--delete", "-e", node.rsh, f"{local}/", f"{HOST}:{remote}/")
-
-
-def fetch_rsync(node: Node, remote: Path, local: Path) -> None:
-    node.rsync("-a", "-e", node.rsh, f"{HOST}:{remote}/", f"{local}/")
 
 
 def sides(work: Path) -> tuple[Path, Path, Path, Path, Path]:
@@ -242,37 +239,53 @@ def full_upload(node: Node, work: Path, n: int, repeat: int) -> Outcome:
 
 def fetch_case(node: Node, work: Path, repeat: int, write_outputs: Callable[[Path, int], None],
                expect: Callable[[Path, int], bool], outputs_of: Callable[[int], str]) -> Outcome:
-    """Both sides uploaded the same small inputs (swiftrun's manifest knows its upload); per
-    pair the "run" writes new outputs under new names into both remote directories, and each
-    side fetches its own. The previous pair's outputs are removed on both ends first (untimed),
-    so every pair fetches the same amount from a tree of the same size."""
-    sw_local, sw_remote, rs_local, rs_remote, state = sides(work)
-    make_tree(sw_local, 20)
-    make_tree(rs_local, 20)
-    sync.upload(node.link, sw_local, str(sw_remote), state_file=state)
-    upload_rsync(node, rs_local, rs_remote)
+    """Two lanes, each a local copy of the same small inputs uploaded by swiftrun (its manifest
+    knows them) and the remote directory it went to. Per pair the "run" writes new outputs
+    under new names into both remote directories and each side fetches into one lane, the
+    lanes swapping sides every other pair. Where a directory lands on this disk decides how
+    fast 5 000 new files are written into it (the same rsync command into four sibling
+    directories: medians 854-1307 ms, each directory the same from pair to pair), so a side
+    that always wrote into its own directory was judged by where that landed. The previous
+    pair's outputs are removed on both ends first (untimed), so every pair fetches the same
+    amount from a tree of the same size. rsync leaves the remote ``.swiftrun/`` (swiftrun's
+    token) out: less work for it, none of it a user's."""
+    lanes = []
+    for i in (0, 1):
+        local, remote, state = work / f"lane{i}-local", work / f"lane{i}-remote", work / f"lane{i}.json"
+        make_tree(local, 20)
+        sync.upload(node.link, local, str(remote), state_file=state)
+        lanes.append((local, remote, state))
     files, sizes = [], []
+
+    def lane(who: str, k: int) -> tuple[Path, Path, Path]:
+        first = (k // 2) % 2        # the order flips every pair (interleaved), the lanes every two
+        return lanes[first if who == "sw" else 1 - first]
 
     def prepare(k: int) -> None:
         if k:
-            for root in (sw_remote, rs_remote, sw_local, rs_local):
-                old = root / outputs_of(k - 1)
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
-        for root in (sw_remote, rs_remote):
-            write_outputs(root, k)
+            for local, remote, _ in lanes:
+                for root in (local, remote):
+                    old = root / outputs_of(k - 1)
+                    shutil.rmtree(old) if old.is_dir() else old.unlink()
+        for _, remote, _ in lanes:
+            write_outputs(remote, k)
 
     def run_sw(k: int) -> None:
-        rep = sync.fetch(node.link, sw_local, str(sw_remote), state_file=state)
+        local, remote, state = lane("sw", k)
+        rep = sync.fetch(node.link, local, str(remote), state_file=state)
         files.append(len(rep.files))
         sizes.append(rep.bytes)
 
+    def run_rsync(k: int) -> None:
+        local, remote, _ = lane("rs", k)
+        node.rsync("-a", "--exclude=/.swiftrun", "-e", node.rsh, f"{HOST}:{remote}/", f"{local}/")
+
     def check(k: int) -> str | None:
-        short = [who for who, root in (("swiftrun", sw_local), ("rsync", rs_local))
-                 if not expect(root, k)]
+        short = [who for who, tag in (("swiftrun", "sw"), ("rsync", "rs"))
+                 if not expect(lane(tag, k)[0], k)]
         return f"{', '.join(short)}: outputs did not arrive" if short else None
 
-    a, b, problems = interleaved(repeat, prepare, run_sw,
-                                 lambda k: fetch_rsync(node, rs_remote, rs_local), check, warmup=1)
+    a, b, problems = interleaved(repeat, prepare, run_sw, run_rsync, check, warmup=1)
     return Outcome(a, b, problems, moved_text(files[1:], sizes[1:]))
 
 

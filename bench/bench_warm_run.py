@@ -9,7 +9,8 @@ up with one cold run, then times warm runs after a one-file edit.
 Fair: the hand-made commands are the ssh command line `swiftrun connect --print` gives, so they
 go over the same ControlMaster that swiftrun's warm path uses, kept between runs by
 ControlPersist (SWIFTRUN_SSH_PERSIST=600 for both); the first hand-made round (a full copy) is
-not timed; each pair edits one file, then runs swiftrun, then the hand-made steps (A B A B ...).
+not timed; each pair edits one file, then runs swiftrun and the hand-made steps, taking turns
+at going first (A B, B A, ...).
 Also counts the EC2 API calls of each warm run (the goal is <= 1) and names them when there are
 more. Prints median [min-max] and the ratio of medians; no assertions. The last line is
 `BENCH_SUMMARY {json}` for bench/run_all.py.
