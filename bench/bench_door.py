@@ -53,15 +53,19 @@ from tests.support.cloud import SIM_REGIONS, MotoServer, TestCloud, write_amis_f
 from tests.support.nodeimage import Images, engine_unavailable  # noqa: E402
 
 
-def measured(args, cwd: Path, env: dict, moto: MotoServer, log: Path, timeout: float = 1800):
+def measured(args, cwd: Path, env: dict, moto: MotoServer, log: Path, timeout: float = 1800,
+             profile: Path | None = None):
     """Run swiftrun ARGS: (wall s, EC2 calls, client SSH connections, peak RSS MiB, stdout,
-    CPU s)."""
+    CPU s). ``profile``: under cProfile, its statistics written there (its CPU then counts
+    the profiler's own overhead too)."""
     log.unlink(missing_ok=True)
     before = ec2_calls(moto)
     out = log.with_suffix(".out")
+    argv = SWIFTRUN.split() if profile is None else [
+        sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "swiftrun"]
     t = time.perf_counter()
     with open(out, "w") as fh, open(log.with_suffix(".err"), "w") as err:
-        proc = subprocess.Popen(SWIFTRUN.split() + list(args), cwd=cwd, stdout=fh, stderr=err,
+        proc = subprocess.Popen(argv + list(args), cwd=cwd, stdout=fh, stderr=err,
                                 stdin=subprocess.DEVNULL,
                                 env={**env, "TESTCLOUD_PROXY_LOG": str(log)})
         deadline = time.monotonic() + timeout
@@ -109,7 +113,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="*", default=[1, 10, 50, 200])
     ap.add_argument("--repeat", type=int, default=7, help="warm A/B pairs per size (default 7)")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="also run each cold up under cProfile, its statistics in DIR/up-N.prof "
+                         "(where the client's time goes as N grows); not for the figures")
     args = ap.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     why = netns.unavailable() or engine_unavailable()
     if why:
         print(f"test cloud unavailable here ({why}): nothing measured")
@@ -135,7 +144,8 @@ def main() -> None:
         for n in args.sizes:
             proj = project(base, tc, f"door{n}", n)
             kept.append(proj)
-            cold = measured(["up", "--json"], proj, env, moto, logs / f"{n}-cold.log")
+            cold = measured(["up", "--json"], proj, env, moto, logs / f"{n}-cold.log",
+                            profile=args.profile / f"up-{n}.prof" if args.profile else None)
             warm, ref_warm = [], []
             for k in range(args.repeat):        # A B A B: N workers, then the 1-worker cluster
                 warm.append(measured(["up", "--json"], proj, env, moto, logs / f"{n}-warm{k}.log"))
