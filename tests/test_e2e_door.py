@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from tests.support.cli import cluster_instances, swiftrun, toml_project
 from tests.test_e2e_run import copy_example
@@ -150,69 +151,109 @@ def test_many_workers_cold_and_warm_up_a_run_and_down_through_one_door(cloud, tm
     assert cluster_instances(cloud, "many") == []
 
 
-def test_the_readiness_probe_reads_every_report_in_one_command_and_quotes_the_ids(tmp_path):
-    # what `up` runs on the headnode each poll, run by a real sh over a reports directory:
-    # reported workers print their line, the others print nothing, and a name that is no
-    # instance id never reaches the shell
+def _watch_here(readiness, cmd: str, cwd: Path):
+    """A ``Watch`` reading ``cmd`` run by a real sh here (instead of on a headnode)."""
+    proc = subprocess.Popen(["sh", "-c", cmd], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    remote = type("R", (), {"popen": lambda self, target, command, **kw: proc})()
+    return readiness.Watch(type("C", (), {"remote": remote})(), None, [], 0), proc
+
+
+def test_the_watch_sends_only_what_changed_and_quotes_the_ids(tmp_path):
+    # what `up` runs on the headnode for the whole wait, run by a real sh over a reports
+    # directory: the first lot holds the workers that reported, a later one only the report
+    # that changed, a quiet look sends nothing; a name that is no instance id never reaches
+    # the shell; closed by the client, it ends and leaves no temporary files
     from swiftrun.cluster import readiness
 
     reports = tmp_path / "workers"
     reports.mkdir()
     for iid in ("i-0a", "i-0c"):
-        (reports / iid).write_text(json.dumps({"id": iid, "state": "ready"}) + "\n")
+        (reports / iid).write_text(json.dumps({"id": iid, "state": "booting"}) + "\n")
     (tmp_path / "secret").write_text("not a report\n")
     ids = ["i-0c", "i-0a", "i-0b", "../secret", "$(touch pwned)", "-n"]
-    cmd = readiness.probe_command(ids).replace(readiness.STATE_DIR + "/workers", str(reports))
-    assert cmd.count("cat ") == 1 and cmd.count("ss -Htn") == 1
-    out = subprocess.run(["sh", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, check=True)
-    said, _ = readiness.split_probe(out.stdout)
-    assert [json.loads(line)["id"] for line in said] == ["i-0a", "i-0c"]
+    cmd = readiness.watch_command(ids, 100).replace(readiness.STATE_DIR + "/workers", str(reports))
+    assert cmd.count("cat --") == 1 and cmd.count("ss -Htn") == 1
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    watch, proc = _watch_here(readiness, f"TMPDIR={tmp}; export TMPDIR; {cmd}", tmp_path)
+    try:
+        first = [json.loads(line)["id"] for line in watch.lot(10) if line.startswith("{")]
+        assert first == ["i-0a", "i-0c"]
+        (reports / "i-0b").write_text(json.dumps({"id": "i-0b", "state": "ready"}) + "\n")
+        assert [line for line in watch.lot(10) if line.startswith("{")] == [
+            json.dumps({"id": "i-0b", "state": "ready"})]
+        assert [line for line in watch.lot(1.2) if line.strip()] == []
+    finally:
+        watch.close()
+    assert proc.poll() is not None and list(tmp.iterdir()) == []
     assert not (tmp_path / "pwned").exists() and not (reports / "pwned").exists()
-    assert readiness.probe_command(["../x"]) == "true"
+    assert readiness.watch_command(["../x"], 10) == "true"
+    # closed without a word (its output gone), it ends by itself within ten quiet looks
+    proc = subprocess.Popen(["sh", "-c", f"TMPDIR={tmp}; export TMPDIR; {cmd}"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=30) == 0 and list(tmp.iterdir()) == []
+
+
+class _Lots:
+    """The watch's lots as scripted, the clock moving as the test says."""
+
+    def __init__(self, lots, clock):
+        self.lots, self.clock, self.closed, self.read = list(lots), clock, False, 0
+
+    def lot(self, timeout):
+        self.read += 1
+        self.clock[0] += 1.0
+        return self.lots.pop(0) if self.lots else []
+
+    def close(self):
+        self.closed = True
 
 
 def test_a_booted_worker_is_ready_once_its_worker_pl_holds_a_connection(monkeypatch):
-    # the headnode's answer, as `ss` prints it after the reports: the worker whose address holds
-    # no connection to the worker port waits (its worker.pl is still connecting), then is named
-    # in a warning once the grace is over; an IPv4-mapped peer counts as its IPv4 address
+    # the headnode's lots: the reports, then the connections as `ss` prints them. The worker
+    # whose address holds no connection to the worker port waits (its worker.pl is still
+    # connecting), then is named in a warning once the grace is over; an IPv4-mapped peer
+    # counts as its IPv4 address; each lot's host keys are pinned in one write
     from types import SimpleNamespace
 
     from swiftrun.cloud.base import Node
     from swiftrun.cluster import readiness
     from swiftrun.ui import UI
 
-    reports = "".join(json.dumps({"id": i, "state": "ready"}) + "\n" for i in ("i-a", "i-b"))
-    answers = iter([
-        reports + readiness._CONNS + "\n0 0 [::ffff:10.0.0.9]:50005 [::ffff:10.0.0.1]:41000\n",
-        reports + readiness._CONNS + "\n0 0 10.0.0.9:50005 10.0.0.1:41000\n",
-        reports + readiness._CONNS + "\n",
-    ])
-    polls = []
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE"
+    reports = [json.dumps({"id": i, "state": "ready", "hostkey": key}) for i in ("i-a", "i-b")]
+    clock = [0.0]
+    lots = _Lots([[readiness._SS, *reports],
+                  ["0 0 [::ffff:10.0.0.9]:50005 [::ffff:10.0.0.1]:41000"]], clock)
+    pinned = []
 
     class Remote:
-        def run(self, target, cmd, timeout=None):
-            polls.append(cmd)
-            return SimpleNamespace(stdout=next(answers))
-
-        def is_pinned(self, target):
-            return True
+        def pin_many(self, pins):
+            pinned.append([alias for _, alias, _, _ in pins])
 
     ui = UI(quiet=True)
     cluster = SimpleNamespace(remote=Remote(), ui=ui, target=lambda n: n.id)
     head = Node(id="i-h", role="headnode", state="running", private_ip="10.0.0.9")
-    workers = [Node(id=i, role="worker", state="running", private_ip=ip)
+    workers = [Node(id=i, role="worker", state="running", private_ip=ip, host_key_alias=f"w-{i}")
                for i, ip in (("i-a", "10.0.0.1"), ("i-b", "10.0.0.2"))]
-    monkeypatch.setattr(readiness.time, "sleep", lambda s: None)
-    # the clock moves past the grace at the third poll
-    monkeypatch.setattr(readiness.time, "monotonic", lambda: 100.0 if len(polls) >= 3 else 0.0)
-    failed, out = readiness.workers_ready(cluster, head, workers, set(), timeout=1000)
+    monkeypatch.setattr(readiness.time, "monotonic", lambda: clock[0])
+    failed, out = readiness.workers_ready(cluster, head, workers, {"i-a", "i-b"}, timeout=1000,
+                                          watch=lots)
     assert failed == [] and [w.state for w in out] == ["running", "running"]
-    assert len(polls) == 3
+    assert pinned == [["w-i-a", "w-i-b"]] and lots.closed
+    assert lots.read == readiness.CONNECT_GRACE + 1      # i-b waited out the grace, a look a second
     assert len(ui.warnings) == 1 and "i-b" in ui.warnings[0] and "worker.pl" in ui.warnings[0]
     states = {s["id"]: [c["step"] for c in s["changes"]] for s in ui.node_states()}
-    assert states["i-a"] == [None] and states["i-b"] == ["worker.pl connecting", None]
-    # a headnode without ss cannot tell: the reports alone decide
-    assert readiness.split_probe(reports) == (reports.splitlines(), None)
+    assert states["i-a"] == ["worker.pl connecting", None]
+    assert states["i-b"] == ["worker.pl connecting", None]
+    # a headnode without ss cannot tell: the reports alone decide, at the first lot
+    clock[0] = 0.0
+    lots = _Lots([reports], clock)
+    failed, out = readiness.workers_ready(cluster, head, workers, set(), timeout=1000, watch=lots)
+    assert failed == [] and lots.read == 1 and [w.state for w in out] == ["running", "running"]
 
 
 def test_the_agent_keeps_a_worker_s_newest_report_when_an_older_one_arrives_late(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -111,6 +112,27 @@ def test_host_keys_are_pinned_under_the_alias_and_a_change_is_refused(hosts, tmp
         r.run(t, "true", allow_new=True)
     r.forget(["i-0pin"])
     assert not r.is_pinned(t)
+
+
+def test_reported_keys_are_pinned_in_one_write_and_a_pinned_one_is_kept(tmp_path, monkeypatch):
+    # a lot of boot reports pins every new worker with one read and one write of the file; a
+    # worker already pinned keeps its key; a malformed alias or key never reaches the file
+    r = remote(tmp_path, None)
+    r.pin("i-0old", "ssh-ed25519", "AAAAold")
+    writes = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (writes.append(b), real(a, b)))
+    pins = [(Target("10.0.0.1", 22, USER, alias="i-0old"), "i-0old", "ssh-ed25519", "AAAAnew")]
+    pins += [(Target(f"10.0.0.{k}", 22, USER, alias=f"i-0w{k}"), f"i-0w{k}", "ssh-ed25519",
+              f"AAAA{k}") for k in range(2, 6)]
+    pins += [(Target("10.0.0.9", 22, USER, alias="x"), "-oProxy", "ssh-ed25519", "AAAA9"),
+             (Target("10.0.0.8", 22, USER, alias="y"), "i-0bad", "ssh-ed25519", "AA AA;rm")]
+    r.pin_many(pins)
+    assert len(writes) == 1
+    lines = (tmp_path / "cluster/known_hosts").read_text().splitlines()
+    assert lines == ["i-0old ssh-ed25519 AAAAold"] + [f"i-0w{k} ssh-ed25519 AAAA{k}"
+                                                      for k in range(2, 6)]
+    assert stat.S_IMODE((tmp_path / "cluster/known_hosts").stat().st_mode) == 0o600
 
 
 def test_refused_key_and_unreachable_node_are_told_apart(hosts, tmp_path):
