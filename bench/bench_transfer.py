@@ -207,19 +207,25 @@ def incremental_big(node: Node, work: Path, mb: int, repeat: int) -> Outcome:
 
 
 def full_upload(node: Node, work: Path, n: int, repeat: int) -> Outcome:
-    """Per pair each side uploads its whole tree into a remote directory that does not exist
-    yet (swiftrun with no manifest). One untimed pair first; each pair's remote directories
-    are removed after it is checked, so every pair starts from the same state."""
-    sw_local, _, rs_local, _, _ = sides(work)
-    make_tree(sw_local, n)
-    make_tree(rs_local, n)
+    """Per pair each side uploads a whole tree into a remote directory that does not exist
+    yet (swiftrun with no manifest). The two local trees swap sides every other pair, as the
+    fetch cases' lanes do (where a tree lies on this disk is no side's merit). One untimed
+    pair first; each pair's remote directories are removed after it is checked, so every pair
+    starts from the same state."""
+    trees = [work / "tree0", work / "tree1"]
+    for tree in trees:
+        make_tree(tree, n)
     files, sizes = [], []
 
     def remote_of(who: str, k: int) -> Path:
         return work / f"{who}-remote-{k}"
 
+    def tree_of(who: str, k: int) -> Path:
+        first = (k // 2) % 2
+        return trees[first if who == "sw" else 1 - first]
+
     def run_sw(k: int) -> None:
-        rep = sync.upload(node.link, sw_local, str(remote_of("sw", k)),
+        rep = sync.upload(node.link, tree_of("sw", k), str(remote_of("sw", k)),
                           state_file=work / f"sw-state-{k}.json")
         files.append(rep.files_sent)
         sizes.append(rep.bytes_sent)
@@ -232,7 +238,7 @@ def full_upload(node: Node, work: Path, n: int, repeat: int) -> Outcome:
         return f"{', '.join(short)}: remote tree incomplete" if short else None
 
     a, b, problems = interleaved(repeat, lambda k: None, run_sw,
-                                 lambda k: upload_rsync(node, rs_local, remote_of("rs", k)),
+                                 lambda k: upload_rsync(node, tree_of("rs", k), remote_of("rs", k)),
                                  check, warmup=1)
     return Outcome(a, b, problems, moved_text(files[1:], sizes[1:]))
 
