@@ -14,6 +14,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.cli import cluster_instances, swiftrun, toml_project
 from tests.test_e2e_run import copy_example
 
@@ -195,6 +197,31 @@ def test_the_watch_sends_only_what_changed_and_quotes_the_ids(tmp_path):
     proc.stdout.readline()
     proc.stdout.close()
     assert proc.wait(timeout=30) == 0 and list(tmp.iterdir()) == []
+
+
+def test_a_watch_that_keeps_ending_fails_the_wait_with_what_ssh_said(monkeypatch):
+    # the watch restarts after it ends (a dropped connection), once a second at most; three
+    # ends in a row without a lot fail the wait with the last line ssh printed
+    from swiftrun.cluster import readiness
+    from swiftrun.errors import RemoteError
+
+    started = []
+
+    class Remote:
+        def popen(self, target, command, **kw):
+            started.append(command)
+            return subprocess.Popen(["sh", "-c", "echo 'ssh: connect to host: refused' >&2; "
+                                     "exit 255"], **kw)
+
+    watch = readiness.Watch(type("C", (), {"remote": Remote()})(), None, ["i-0a"], 10)
+    monkeypatch.setattr(readiness.time, "sleep", lambda s: None)
+    clock = [0.0]
+    monkeypatch.setattr(readiness.time, "monotonic", lambda: clock[0])
+    with pytest.raises(RemoteError, match=r"ended 3 times in a row \(exit 255\): ssh: connect"):
+        for _ in range(10):
+            watch.lot(5.0)
+            clock[0] += 1.0
+    assert len(started) == 3
 
 
 class _Lots:

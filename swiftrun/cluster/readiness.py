@@ -27,11 +27,12 @@ import re
 import select
 import shlex
 import subprocess
+import tempfile
 import time
 from dataclasses import replace
 
 from swiftrun.cloud.base import HEADNODE, WORKER, Node
-from swiftrun.errors import CloudError
+from swiftrun.errors import CloudError, RemoteError
 from swiftrun.node.layout import STATE_DIR, WORKER_PORT
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")     # an instance id: i-0123456789abcdef0
@@ -94,16 +95,27 @@ def peer_of(line: str) -> str | None:
 class Watch:
     """``watch_command`` running on the headnode's open connection, read a lot at a time. One
     ssh process for the whole wait, asleep while nothing changes; if it ends (a dropped
-    connection) the next ``lot`` starts another, at most once a second."""
+    connection) the next ``lot`` starts another, at most once a second, and after
+    ``GIVE_UP`` ends in a row that said nothing the wait fails with what ssh said."""
+
+    GIVE_UP = 3
 
     def __init__(self, cluster, target, ids, rounds: int):
-        self._start = lambda: cluster.remote.popen(target, watch_command(ids, rounds),
-                                                   stdout=subprocess.PIPE,
-                                                   stderr=subprocess.DEVNULL)
+        self._err = None
+
+        def start():
+            if self._err is not None:
+                self._err.close()
+            self._err = tempfile.TemporaryFile()
+            return cluster.remote.popen(target, watch_command(ids, rounds),
+                                        stdout=subprocess.PIPE, stderr=self._err)
+
+        self._start = start
         self._proc = None
         self._buf = b""
         self._lines: list[str] = []
         self._started = 0.0
+        self._failed = 0            # ends in a row without a lot
 
     def lot(self, timeout: float) -> list[str]:
         """The lines of the next lot (reports, ``ss`` lines, ``_SS``), or [] when nothing new
@@ -125,7 +137,7 @@ class Watch:
                 return []
             chunk = os.read(fd, 1 << 16)
             if not chunk:               # it ended: the next call starts another
-                self.close()
+                self._ended()
                 return []
             self._buf += chunk
             *done, self._buf = self._buf.split(b"\n")
@@ -133,8 +145,26 @@ class Watch:
                 line = raw.decode("utf-8", "replace")
                 if line == _BATCH:
                     lot, self._lines = self._lines, []
+                    self._failed = 0
                     return lot
                 self._lines.append(line)
+
+    def _ended(self) -> None:
+        proc = self._proc
+        self.close()
+        self._failed += 1
+        if self._failed < self.GIVE_UP:
+            return
+        said = ""
+        if self._err is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._err.seek(0)
+                lines = self._err.read().decode("utf-8", "replace").strip().splitlines()
+                said = f": {lines[-1]}" if lines else ""
+        raise RemoteError(f"watching the workers' boot on the headnode ended {self._failed} times "
+                          f"in a row (exit {proc.returncode if proc else '?'}){said}",
+                          hint="check the headnode with `swiftrun doctor`, then run `swiftrun up` "
+                               "again: it finds the cluster and waits for the workers still booting")
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
