@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,21 @@ def test_the_watch_sends_only_what_changed_and_quotes_the_ids(tmp_path):
     proc.stdout.readline()
     proc.stdout.close()
     assert proc.wait(timeout=30) == 0 and list(tmp.iterdir()) == []
+
+
+def test_two_lots_in_one_read_are_both_delivered(tmp_path):
+    # the headnode can print a second lot before the client reads the first: both arrive, in
+    # order (a lost lot is a report never seen again: the watch sends only what is new)
+    from swiftrun.cluster import readiness
+
+    watch, proc = _watch_here(readiness, "printf '{\\n#lot\\n[\\n]\\n#lot\\n'; sleep 30", tmp_path)
+    try:
+        time.sleep(0.3)                 # both lots are in the pipe before the first read
+        assert watch.lot(10) == ["{"]
+        assert watch.lot(10) == ["[", "]"]
+        assert watch.lot(0.2) == []
+    finally:
+        watch.close()
 
 
 def test_a_watch_that_keeps_ending_fails_the_wait_with_what_ssh_said(monkeypatch):

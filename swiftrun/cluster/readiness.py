@@ -121,6 +121,9 @@ class Watch:
         """The lines of the next lot (reports, ``ss`` lines, ``_SS``), or [] when nothing new
         came within ``timeout`` seconds."""
         end = time.monotonic() + max(0.0, timeout)
+        lot = self._take()
+        if lot is not None:
+            return lot
         while True:
             if self._proc is None:
                 wait = self._started + 1.0 - time.monotonic()
@@ -141,13 +144,20 @@ class Watch:
                 return []
             self._buf += chunk
             *done, self._buf = self._buf.split(b"\n")
-            for raw in done:
-                line = raw.decode("utf-8", "replace")
-                if line == _BATCH:
-                    lot, self._lines = self._lines, []
-                    self._failed = 0
-                    return lot
-                self._lines.append(line)
+            self._lines += [raw.decode("utf-8", "replace") for raw in done]
+            lot = self._take()
+            if lot is not None:
+                return lot
+
+    def _take(self) -> list[str] | None:
+        """The first whole lot read so far (its lines and its end marker taken off), or None.
+        A read may hold more than one lot: the rest stays for the next call."""
+        if _BATCH not in self._lines:
+            return None
+        cut = self._lines.index(_BATCH)
+        lot, self._lines = self._lines[:cut], self._lines[cut + 1:]
+        self._failed = 0
+        return lot
 
     def _ended(self) -> None:
         proc = self._proc
