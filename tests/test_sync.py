@@ -21,7 +21,7 @@ import pytest
 from swiftrun import sync
 from swiftrun.errors import ConfigError, RemoteError
 from swiftrun.remote import Link, Remote, Target
-from swiftrun.sync import fetching, manifest, pulling, uploading
+from swiftrun.sync import fetching, manifest, pulling, sensitive, uploading
 from tests.support.sshd import LoopbackSshd, keygen
 
 FAKE_TAR = """#!/bin/sh
@@ -1075,6 +1075,68 @@ def test_secrets_are_judged_by_content_and_refused_before_a_byte_goes(conn, dirs
         (local / ".swiftignore").write_text("/innocent.txt\n")    # the way out the error names
     rep = up(conn, dirs)
     assert (remote / "innocent.txt").exists() is (not refused) and rep.files_sent >= 1
+
+
+def test_a_file_judged_clean_is_read_again_only_once_it_changed(conn, dirs, monkeypatch):
+    # every upload to a new remote (a cluster dissolved after each run) judged every file by
+    # reading it; a file judged clean is remembered by device, inode, size, mtime and ctime.
+    # An edit (even with size and mtime put back) or a file renamed over it moves the ctime,
+    # so it is read again and a secret in it is refused; the memory never goes up
+    local, remote, state = dirs
+    monkeypatch.setattr(sensitive, "RACY_NS", 0)
+    secret = f"aws_secret_access_key={EXAMPLE_SECRET}\n"
+    key_pair = f"{EXAMPLE_KEY_ID} {EXAMPLE_SECRET}".ljust(len(secret) - 1, ".") + "\n"
+
+    def clean(k):
+        return f"clean {k:02d}".ljust(len(secret) - 1, ".") + "\n"
+
+    for k in range(20):
+        write(local, f"data/f{k:02d}.txt", clean(k), mtime_ns=T0)
+    read = []
+    real = sensitive.secret_in
+    monkeypatch.setattr(sensitive, "secret_in", lambda path: (read.append(path), real(path))[1])
+    up(conn, dirs)
+    assert len(read) == 20
+    judged = local / ".swiftrun" / "judged.json"
+    assert stat.S_IMODE(judged.stat().st_mode) == 0o600
+    read.clear()
+    sync.upload(conn, local, str(remote) + "-2", state_file=state.with_name("other.json"))
+    assert read == []                                   # unchanged: nothing read again
+    assert not (remote / ".swiftrun/judged.json").exists()
+
+    def again():
+        read.clear()
+        with pytest.raises(ConfigError, match="never uploads secrets"):
+            sync.upload(conn, local, str(remote) + "-3", state_file=state.with_name("3.json"))
+
+    edited = local / "data/f03.txt"
+    edited.write_text(secret)                           # same size, mtime put back
+    os.utime(edited, ns=(T0, T0))
+    again()
+    assert read == [str(edited)]
+    write(local, "data/f03.txt", clean(3), mtime_ns=T0)
+    write(local, "incoming.tmp", key_pair, mtime_ns=T0)
+    os.replace(local / "incoming.tmp", local / "data/f07.txt")     # same size and mtime
+    again()
+    assert read == [str(local / "data/f03.txt"), str(local / "data/f07.txt")]
+
+
+def test_a_file_changed_just_before_it_was_judged_is_not_remembered(tmp_path):
+    # within the clock's tick a second write could leave the ctime unchanged: a file whose
+    # ctime is under RACY_NS old when judged is read again next time
+    write(tmp_path, "fresh.txt", "just written\n")
+    judged = tmp_path / "judged.json"
+    write(tmp_path, "old.txt", "written long ago\n")
+    real_ns = sensitive.time.time_ns
+    sensitive.refuse_secrets(tmp_path, ["fresh.txt"], judged=judged)
+    assert not judged.exists()                  # nothing to remember
+    # seen from 10 s later, both are settled and remembered
+    sensitive.time.time_ns = lambda: real_ns() + 10_000_000_000
+    try:
+        sensitive.refuse_secrets(tmp_path, ["fresh.txt", "old.txt"], judged=judged)
+    finally:
+        sensitive.time.time_ns = real_ns
+    assert sorted(json.loads(judged.read_text())["clean"]) == ["fresh.txt", "old.txt"]
 
 
 def test_the_literal_prefilter_never_hides_what_the_patterns_find():

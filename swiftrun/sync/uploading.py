@@ -399,7 +399,8 @@ def prepare(local_root: Path | str, remote_root: str, state_file: Path | str,
     if not known:
         manifest = Manifest(remote_root=remote_root)
     plan = plan_upload(local_root, manifest, rules, full=not known)
-    refuse_secrets(local_root, [r for r in plan.send if plan.local[r].type == "f"])
+    refuse_secrets(local_root, [r for r in plan.send if plan.local[r].type == "f"],
+                   judged=local_root / ".swiftrun" / "judged.json")
     return Prepared(manifest, plan, known)
 
 
