@@ -119,6 +119,13 @@ def sides(work: Path) -> tuple[Path, Path, Path, Path, Path]:
             work / "sw-state.json")
 
 
+def swapped(who: str, k: int) -> int:
+    """Which of two places side ``who`` ("sw" or "rs") uses in pair ``k``: they swap every two
+    pairs, while ``interleaved`` flips the order every pair, so place and turn vary apart."""
+    first = (k // 2) % 2
+    return first if who == "sw" else 1 - first
+
+
 def moved_text(files: list[int], sizes: list[int]) -> str:
     kinds = sorted(set(files))
     return (f"swiftrun moved {'/'.join(map(str, kinds))} file(s), "
@@ -221,8 +228,7 @@ def full_upload(node: Node, work: Path, n: int, repeat: int) -> Outcome:
         return work / f"{who}-remote-{k}"
 
     def tree_of(who: str, k: int) -> Path:
-        first = (k // 2) % 2
-        return trees[first if who == "sw" else 1 - first]
+        return trees[swapped(who, k)]
 
     def run_sw(k: int) -> None:
         rep = sync.upload(node.link, tree_of("sw", k), str(remote_of("sw", k)),
@@ -264,8 +270,7 @@ def fetch_case(node: Node, work: Path, repeat: int, write_outputs: Callable[[Pat
     files, sizes = [], []
 
     def lane(who: str, k: int) -> tuple[Path, Path, Path]:
-        first = (k // 2) % 2        # the order flips every pair (interleaved), the lanes every two
-        return lanes[first if who == "sw" else 1 - first]
+        return lanes[swapped(who, k)]
 
     def prepare(k: int) -> None:
         if k:

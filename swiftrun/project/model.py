@@ -105,8 +105,10 @@ class Project:
     swift: SwiftSettings = field(default_factory=SwiftSettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
     s3fs: S3fsSettings = field(default_factory=S3fsSettings)
-    # Non-fatal notes from loading (0.0.0.0/0 ssh_cidr, ignored legacy keys, ...). Not part of the
-    # project's identity: two projects that differ only in warnings compare equal.
+    # Non-fatal notes from loading (an ssh_cidr of 0.0.0.0/0 is the user's explicit choice, kept
+    # and warned about: key-only logins and pinned host keys, see checks/cloud.py; ignored
+    # legacy keys, ...). Not part of the project's identity: two projects that differ only in
+    # warnings compare equal.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property

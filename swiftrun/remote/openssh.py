@@ -274,10 +274,12 @@ class Remote:
         except OSError:
             return []
 
+    def _pinned_names(self) -> set[str]:
+        return {name for line in self._pins() if line.strip() and not line.startswith("#")
+                for name in line.split(None, 1)[0].split(",")}
+
     def is_pinned(self, target: Target) -> bool:
-        name = target.key_name
-        return any(line.split(None, 1)[0].split(",").count(name) for line in self._pins()
-                   if line.strip() and not line.startswith("#"))
+        return target.key_name in self._pinned_names()
 
     def pin(self, alias: str, key_type: str, key: str) -> None:
         """Record ``alias``'s host key, learnt over an authenticated path (a worker's boot report
@@ -288,8 +290,7 @@ class Remote:
         """``pin`` for each (target, alias, key type, key) whose target is not pinned yet, with
         one read and one write of the file for all of them (a boot of 200 workers pinned one
         at a time read and rewrote it 200 times)."""
-        have = {name for line in self._pins() if line.strip() and not line.startswith("#")
-                for name in line.split(None, 1)[0].split(",")}
+        have = self._pinned_names()
         self._write_pins([(alias, kind, key) for target, alias, kind, key in pins
                           if target.key_name not in have])
 
