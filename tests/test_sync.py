@@ -688,6 +688,24 @@ def _uploaded_over_rsync(node, tmp_path, monkeypatch):
     return c, local, remote, state
 
 
+def _before_each_rsync(monkeypatch, hook):
+    """Call ``hook(names, into_place)`` just before each of fetch's rsync pulls."""
+    real = pulling.rsync_pull
+
+    def first_the_hook(link, root, names, dest, hint, **kw):
+        hook(list(names), kw.get("into_place", False))
+        return real(link, root, names, dest, hint, **kw)
+
+    monkeypatch.setattr(pulling, "rsync_pull", first_the_hook)
+
+
+def _fetch_and_close(c, local, remote, state):
+    try:
+        return sync.fetch(c, local, str(remote), state_file=state)
+    finally:
+        c.remote.close()
+
+
 def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(node, tmp_path,
                                                                           monkeypatch):
     # over rsync, a new directory selected whole skips staging: rsync writes it into the project
@@ -701,22 +719,17 @@ def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(no
     write(remote, "risky/ok.txt", "ok")
     os.symlink("/etc/passwd", remote / "risky/escape")
     write(remote, "suid/tool", "#!/bin/sh\n", mode=0o4755)
-    real = pulling.rsync_pull
     asked = []
 
-    def spy(link, root, names, dest, hint, **kw):
-        asked.append((list(names), kw.get("into_place", False)))
-        if kw.get("into_place"):           # the run writes on after the listing
+    def spy(names, into_place):
+        asked.append((names, into_place))
+        if into_place:                      # the run writes on after the listing
             write(remote, "out/late.txt", "late")
             write(remote, "out/__pycache__/x.pyc", "pyc")
             write(remote, "out/setuid", "s", mode=0o6755)
-        return real(link, root, names, dest, hint, **kw)
 
-    monkeypatch.setattr(pulling, "rsync_pull", spy)
-    try:
-        rep = sync.fetch(c, local, str(remote), state_file=state)
-    finally:
-        c.remote.close()
+    _before_each_rsync(monkeypatch, spy)
+    rep = _fetch_and_close(c, local, remote, state)
     assert asked == [(["risky", "suid"], False), (["out"], True)]
     assert (local / "out/part07.txt").read_text() == "7"
     assert stat.S_IMODE((local / "out/sub/deep.txt").stat().st_mode) == 0o640
@@ -746,17 +759,9 @@ def test_a_new_directory_appearing_locally_meanwhile_loses_neither_version(node,
     c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
     write(remote, "out/a.txt", "remote a")
     write(remote, "out/b.txt", "remote b")
-    real = pulling.rsync_pull
-
-    def user_writes_first(link, root, names, dest, hint, **kw):
-        write(local, "out/a.txt", "the user's own a")
-        return real(link, root, names, dest, hint, **kw)
-
-    monkeypatch.setattr(pulling, "rsync_pull", user_writes_first)
-    try:
-        rep = sync.fetch(c, local, str(remote), state_file=state)
-    finally:
-        c.remote.close()
+    _before_each_rsync(monkeypatch, lambda names, into_place: write(local, "out/a.txt",
+                                                                     "the user's own a"))
+    rep = _fetch_and_close(c, local, remote, state)
     assert (local / "out/a.txt.local").read_text() == "the user's own a"
     assert (local / "out/a.txt").read_text() == "remote a"
     assert (local / "out/b.txt").read_text() == "remote b"
