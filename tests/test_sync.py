@@ -598,7 +598,8 @@ def test_upload_remote_failure_is_remote_error(conn, dirs, tmp_path):
 
 def test_many_deletions_and_odd_names(conn, dirs):
     local, remote, _ = dirs
-    names = [f"d/{i:04d} with space\nnewline.txt" for i in range(300)] + ["-dash", "*star", "$x"]
+    names = [f"d/{i:04d} with space\nnewline.txt" for i in range(300)] + ["-dash", "*star", "$x",
+                                                                        "host:colon", "e/--rf"]
     for n in names:
         write(local, n, n)
     up(conn, dirs)
@@ -609,6 +610,34 @@ def test_many_deletions_and_odd_names(conn, dirs):
     assert rep.deleted == 202
     assert not (remote / "-dash").exists() and (remote / "*star").exists()
     assert len(list((remote / "d").iterdir())) == 100
+
+
+@pytest.mark.parametrize("budget", [0, None], ids=["names-on-stdin", "names-as-arguments"])
+def test_rsync_gets_exactly_the_plan_whichever_way_the_names_go(node, dirs, monkeypatch, tmp_path,
+                                                                budget):
+    """rsync reads --files-from a byte per system call, so names go as arguments when they
+    fit: either way it sends the planned names (odd ones included) and nothing else."""
+    local, remote, state = dirs
+    monkeypatch.setattr(uploading, "RSYNC_MIN_FILES", 0)
+    if budget is not None:
+        monkeypatch.setattr(uploading, "RSYNC_ARGV_BYTES", budget)
+    seen = []
+    real = uploading._rsync_argv
+    monkeypatch.setattr(uploading, "_rsync_argv", lambda *a: seen.append(a[2]) or real(*a))
+    names = ["-n", "a:b", "x/host:y", "sp ace", "nl\nx", "*", "$(touch pwned)", "d/e/f"]
+    for n in names:
+        write(local, n, n)
+    c = connect(node, tmp_path / "cluster")
+    try:
+        sync.upload(c, local, str(remote), state_file=state)
+    finally:
+        c.remote.close()
+    assert (seen[0] is None) == (budget == 0)
+    got = sorted(str(p.relative_to(remote)) for p in remote.rglob("*")
+                 if p.is_file() and ".swiftrun" not in p.parts)
+    assert got == sorted(names)
+    assert all((remote / n).read_text() == n for n in names)
+    assert not (local / "pwned").exists() and not (remote / "pwned").exists()
 
 
 def test_interrupted_upload_makes_the_next_one_full(conn, dirs, tar_mode):

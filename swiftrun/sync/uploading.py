@@ -284,19 +284,40 @@ def _have_rsync() -> bool:
     return shutil.which("rsync") is not None
 
 
-def _rsync_argv(link, script: str) -> list[str]:
+# The names to send go on rsync's command line when they fit, else on its stdin
+# (--files-from). rsync reads --files-from one byte per read(2), each after a poll(2): 20 000
+# names cost ~700 000 system calls, ~150 ms here (20 000 1 KB files on tmpfs: 470 ms against
+# 330 ms as arguments, 300 ms for `rsync -a` of the whole directory). The budget stays far
+# below ARG_MAX (the environment shares it; one argument may hold 128 KiB, a name far less).
+RSYNC_ARGV_BYTES = min(1024 * 1024, (os.sysconf("SC_ARG_MAX") if hasattr(os, "sysconf") else 131072) // 4)
+
+
+def _as_args(names: list[str]) -> list[str] | None:
+    """The names as rsync source arguments: "./" first, so none reads as an option or a
+    "host:" path and -R keeps each one relative; None when they would not fit."""
+    args = ["./" + n for n in names]
+    if sum(len(os.fsencode(a)) + 9 for a in args) > RSYNC_ARGV_BYTES:   # + the argv pointer
+        return None
+    return args
+
+
+def _rsync_argv(link, script: str, sources: list[str] | None) -> list[str]:
     """rsync over the node's open OpenSSH master. Only the listed paths (no recursion): what
     changed, and what the manifest says was deleted here (missing locally: rsync deletes them
     there; a directory only if it is empty, so outputs in it stay). Links that stay inside the
     script directory go as links, links out of it as the files they point at (the scan's rule).
-    Large changed files go as deltas against the headnode's copy."""
+    Large changed files go as deltas against the headnode's copy. ``sources``: the names as
+    arguments (``_as_args``), or None to read them from stdin."""
     # --modify-window=-1: mtimes compared to the nanosecond. rsync's default compares whole
     # seconds, so a file rewritten with the same size within a second of its last upload was
     # skipped (the manifest, to the nanosecond, had listed it as changed).
-    return ["rsync", "-lptd", "--modify-window=-1", "--files-from=-", "--from0",
+    head = ["rsync", "-lptd", "--modify-window=-1",
             "--copy-unsafe-links", "--no-implied-dirs", "--timeout=300",
-            "-e", link.rsh, "--rsync-path", "sh -c " + shlex.quote(script) + " sh",
-            "./", f"{link.target.host}:."]
+            "-e", link.rsh, "--rsync-path", "sh -c " + shlex.quote(script) + " sh"]
+    dest = f"{link.target.host}:."
+    if sources is None:
+        return head + ["--files-from=-", "--from0", "./", dest]
+    return head + ["-R", "--", *sources, dest]
 
 
 def _send_rsync(link, local_root: Path, remote_root: str, plan: UploadPlan, expect: str | None,
@@ -309,12 +330,14 @@ def _send_rsync(link, local_root: Path, remote_root: str, plan: UploadPlan, expe
         return None                     # a small change: the tar stream is one process fewer
     if sum(len(p) + 3 for p in plan.remove_files + plan.remove_dirs) > RSYNC_MAX_REMOVALS:
         return None                     # thousands of removals: the tar stream sends them on stdin
-    listing = b"".join(os.fsencode(n) + b"\0" for n in plan.send)
+    sources = _as_args(plan.send)
+    listing = None if sources is not None else b"".join(os.fsencode(n) + b"\0" for n in plan.send)
     script = _rsync_path_script(root_expr(remote_root), expect, new_id, plan)
     if meanwhile is not None:
         meanwhile()
     try:
-        proc = subprocess.run(_rsync_argv(link, script), input=listing, cwd=local_root,
+        proc = subprocess.run(_rsync_argv(link, script, sources), input=listing,
+                              stdin=subprocess.DEVNULL if listing is None else None, cwd=local_root,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     except OSError as exc:
         raise RemoteError(f"upload to {remote_root} failed: {exc}",
