@@ -13,6 +13,7 @@ import os
 import random
 import shutil
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -620,7 +621,7 @@ def test_rsync_gets_exactly_the_plan_whichever_way_the_names_go(node, dirs, monk
     local, remote, state = dirs
     monkeypatch.setattr(uploading, "RSYNC_MIN_FILES", 0)
     if budget is not None:
-        monkeypatch.setattr(uploading, "RSYNC_ARGV_BYTES", budget)
+        monkeypatch.setattr(uploading, "_argv_budget", lambda: budget)
     seen = []
     real = uploading._rsync_argv
     monkeypatch.setattr(uploading, "_rsync_argv", lambda *a: seen.append(a[2]) or real(*a))
@@ -638,6 +639,21 @@ def test_rsync_gets_exactly_the_plan_whichever_way_the_names_go(node, dirs, monk
     assert got == sorted(names)
     assert all((remote / n).read_text() == n for n in names)
     assert not (local / "pwned").exists() and not (remote / "pwned").exists()
+
+
+def test_the_argument_budget_holds_a_20k_tree_and_execs():
+    """A budget of ARG_MAX/4 sent the bench's 20 000 names (17 characters each) to stdin. The
+    budget now takes what the environment leaves of ARG_MAX: such a tree goes as arguments,
+    and a command line that fills the whole budget still execs."""
+    arg_max = os.sysconf("SC_ARG_MAX")
+    if arg_max < 2 * 1024 * 1024:
+        pytest.skip(f"ARG_MAX is {arg_max} here; the 20 000-name case needs Linux's usual 2 MiB")
+    assert uploading._as_args([f"d{i // 100:03d}/f{i:05d}.txt" for i in range(20000)]) is not None
+    budget = uploading._argv_budget()
+    name = "n" * 200
+    args = uploading._as_args([name] * (budget // (len("./" + name) + 1 + 9)))   # + NUL, pointer
+    assert args is not None
+    subprocess.run(["true", *args], check=True)
 
 
 def test_interrupted_upload_makes_the_next_one_full(conn, dirs, tar_mode):
@@ -1131,12 +1147,13 @@ def test_a_file_judged_clean_is_read_again_only_once_it_changed(conn, dirs, monk
     monkeypatch.setattr(sensitive, "secret_in", lambda path: (read.append(path), real(path))[1])
     up(conn, dirs)
     assert len(read) == 20
-    judged = local / ".swiftrun" / "judged.json"
+    judged = local / ".swiftrun" / "judged"
     assert stat.S_IMODE(judged.stat().st_mode) == 0o600
+    assert sensitive.remembered(judged) == {f"data/f{k:02d}.txt" for k in range(20)}
     read.clear()
     sync.upload(conn, local, str(remote) + "-2", state_file=state.with_name("other.json"))
     assert read == []                                   # unchanged: nothing read again
-    assert not (remote / ".swiftrun/judged.json").exists()
+    assert not (remote / ".swiftrun/judged").exists()
 
     def again():
         read.clear()
@@ -1170,7 +1187,34 @@ def test_a_file_changed_just_before_it_was_judged_is_not_remembered(tmp_path):
         sensitive.refuse_secrets(tmp_path, ["fresh.txt", "old.txt"], judged=judged)
     finally:
         sensitive.time.time_ns = real_ns
-    assert sorted(json.loads(judged.read_text())["clean"]) == ["fresh.txt", "old.txt"]
+    assert sensitive.remembered(judged) == {"fresh.txt", "old.txt"}
+
+
+def test_the_judged_memory_keeps_odd_names_and_one_record_per_file(tmp_path, monkeypatch):
+    # the memory is "dev:ino:size:mtime:ctime:name" strings: a name with ":" or a newline or
+    # bytes that are not UTF-8 is remembered as itself, and a file read again (edited) leaves
+    # one record, its new one, not the stale one beside it
+    monkeypatch.setattr(sensitive, "RACY_NS", 0)
+    names = ["a:b:c:d:e:f.txt", "line\nbreak.txt", os.fsdecode(b"caf\xe9.txt"), "plain.txt"]
+    for n in names:
+        (tmp_path / n).write_text(f"clean {n!r}\n")
+    judged = tmp_path / ".swiftrun" / "judged"
+    sensitive.refuse_secrets(tmp_path, names, judged=judged)
+    assert sensitive.remembered(judged) == set(names)
+    read = []
+    real = sensitive.secret_in
+    monkeypatch.setattr(sensitive, "secret_in", lambda path: (read.append(path), real(path))[1])
+    (tmp_path / "plain.txt").write_text("edited, still clean\n")
+    sensitive.refuse_secrets(tmp_path, names, judged=judged)
+    assert read == [os.path.join(str(tmp_path), "plain.txt")]
+    records = judged.read_bytes().split(b"\n", 1)[1].split(b"\0")
+    assert len(records) == len(names)
+    # given the scan's stats, nothing is stat'ed again
+    stats = {n: os.stat(tmp_path / n) for n in names}
+    monkeypatch.setattr(sensitive.os, "stat", lambda *a, **k: pytest.fail("stat'ed again"))
+    read.clear()
+    sensitive.refuse_secrets(tmp_path, names, judged=judged, stats=stats)
+    assert read == []
 
 
 def test_the_literal_prefilter_never_hides_what_the_patterns_find():

@@ -196,8 +196,10 @@ def _unreadable(path: str, exc: OSError) -> ConfigError:
                        "(.swiftignore or [sync] exclude); a path skipped here would be deleted on the headnode")
 
 
-def scan(local_root: Path, rules: IgnoreRules) -> dict[str, Entry]:
+def scan(local_root: Path, rules: IgnoreRules,
+         stats: dict[str, os.stat_result] | None = None) -> dict[str, Entry]:
     """Walk ``local_root`` without following symlinks, skipping ignored paths (pruning ignored dirs).
+    ``stats``, when given, gets the stat of each regular file (the secret check's identity).
 
     A directory that cannot be listed or an entry that cannot be stat'ed (other than one that
     vanished meanwhile) is a ConfigError: skipping it would make the upload delete it remotely.
@@ -236,6 +238,8 @@ def scan(local_root: Path, rules: IgnoreRules) -> dict[str, Entry]:
             if is_reg(mode):
                 if file_ignored is None or not file_ignored(rel):
                     out[rel] = make(("f", st.st_size, st.st_mtime_ns, imode(mode), None))
+                    if stats is not None:
+                        stats[rel] = st
                 continue
             if is_dir_mode(mode):
                 if dir_ignored is None or not dir_ignored(rel):

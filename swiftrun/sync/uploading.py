@@ -66,16 +66,17 @@ class UploadPlan:
         return sum(self.local[r].size for r in self.send)
 
 
-def plan_upload(local_root: Path | str, manifest: Manifest, rules: IgnoreRules, *, full: bool) -> UploadPlan:
+def plan_upload(local_root: Path | str, manifest: Manifest, rules: IgnoreRules, *, full: bool,
+                stats: dict[str, os.stat_result] | None = None) -> UploadPlan:
     """Diff the local tree against the manifest. ``full``: send everything, delete nothing.
 
     Paths that changed type (file -> dir, ...) are both deleted and re-sent, deletions first, so
     tar never has to extract a file over a directory. Manifest entries that are ignored now (say a
     fetched ``run001/``) are neither deleted remotely nor forgotten. Only what the manifest knows is
     removed remotely (``remove_files`` / ``remove_dirs``): a deleted directory that holds run
-    outputs stays, with just those outputs in it.
+    outputs stays, with just those outputs in it. ``stats``: see ``scan``.
     """
-    local = scan(Path(local_root), rules)
+    local = scan(Path(local_root), rules, stats)
     if full:
         return UploadPlan(local, sorted(local), [], {})
     old = manifest.entries
@@ -287,18 +288,23 @@ def _have_rsync() -> bool:
 # The names to send go on rsync's command line when they fit, else on its stdin
 # (--files-from). rsync reads --files-from one byte per read(2), each after a poll(2): 20 000
 # names cost ~700 000 system calls, ~150 ms here (20 000 1 KB files on tmpfs: 470 ms against
-# 330 ms as arguments, 300 ms for `rsync -a` of the whole directory). The budget stays far
-# below ARG_MAX (the environment shares it; one argument may hold 128 KiB, a name far less).
-RSYNC_ARGV_BYTES = min(1024 * 1024, (os.sysconf("SC_ARG_MAX") if hasattr(os, "sysconf") else 131072) // 4)
+# 330 ms as arguments, 300 ms for `rsync -a` of the whole directory). What execve takes is
+# ARG_MAX for the arguments and the environment together (each string under 128 KiB, a name
+# far less): the names get what the environment leaves of it, less 128 KiB for rsync's own
+# options and what the environment may grow by before the exec. A budget of ARG_MAX/4 (512 KiB
+# here) sent 20 000 names of 17 characters to stdin.
+def _argv_budget() -> int:
+    arg_max = os.sysconf("SC_ARG_MAX") if hasattr(os, "sysconf") else 131072
+    env = sum(len(k) + len(v) + 2 + 8 for k, v in os.environb.items()) if os.name == "posix" else 32768
+    return max(0, min(arg_max * 3 // 4, arg_max - env - 128 * 1024))
 
 
 def _as_args(names: list[str]) -> list[str] | None:
     """The names as rsync source arguments: "./" first, so none reads as an option or a
     "host:" path and -R keeps each one relative; None when they would not fit."""
     args = ["./" + n for n in names]
-    if sum(len(os.fsencode(a)) + 9 for a in args) > RSYNC_ARGV_BYTES:   # + the argv pointer
-        return None
-    return args
+    size = len("\0".join(args).encode("utf-8", "surrogateescape")) + 9 * len(args)    # + pointers
+    return None if size > _argv_budget() else args
 
 
 def _rsync_argv(link, script: str, sources: list[str] | None) -> list[str]:
@@ -421,9 +427,10 @@ def prepare(local_root: Path | str, remote_root: str, state_file: Path | str,
     known = manifest.remote_root == remote_root and manifest.sync_id is not None
     if not known:
         manifest = Manifest(remote_root=remote_root)
-    plan = plan_upload(local_root, manifest, rules, full=not known)
+    stats: dict[str, os.stat_result] = {}
+    plan = plan_upload(local_root, manifest, rules, full=not known, stats=stats)
     refuse_secrets(local_root, [r for r in plan.send if plan.local[r].type == "f"],
-                   judged=local_root / ".swiftrun" / "judged.json")
+                   judged=local_root / ".swiftrun" / "judged", stats=stats)
     return Prepared(manifest, plan, known)
 
 
