@@ -1,11 +1,13 @@
 """swiftrun's transfers against the rsync command a user would type, on the same footing.
 
 Run: python bench/bench_transfer.py [--case NAME ...] [--size N] [--repeat 7] [--quick]
+                                     [--work-dir DIR]
 
 Cases (``--size`` overrides the file count, or the MB of the one-file cases):
   inc-2k       incremental sync, 2000 files, 1 changed
   inc-20k      incremental sync, 20000 files, 1 changed
   inc-big      incremental sync, one 500 MB file, 1 byte rewritten in place (size kept)
+  full-2k      full upload of 2000 files into an empty directory
   full-20k     full upload of 20000 files into an empty directory
   fetch-small  fetch of 5000 new 1 KB files the "run" wrote
   fetch-big    fetch of one new 200 MB file the "run" wrote
@@ -20,6 +22,13 @@ checked afterwards (untimed): both remote copies hold the change, or both local 
 the new outputs, so no side wins by moving nothing. swiftrun is ``sync.upload`` /
 ``sync.fetch`` called in this process; rsync is ``rsync -a --delete -e RSH local/
 host:remote/`` (upload) and ``rsync -a --exclude=/.swiftrun -e RSH host:remote/ local/`` (fetch).
+
+Where the trees live: in tmpfs (``/dev/shm``) when it has room, else the system's temp
+directory; ``--work-dir`` chooses. Both sides write the same files into the same file system,
+so the place is no side's merit, but on ext4 it drowned the sides' difference: the benches
+remove 20 000-file trees between pairs, and ext4's inode allocator then skips inodes freed in
+the last minutes (``recently_deleted``, 57% of the CPU under perf in a full upload), so one
+pair's file creation cost 2-7 times another's, depending on what the pair before freed.
 
 Prints median [min-max] in ms per side and the ratio of medians (swiftrun / rsync); no
 assertions. The last line is `BENCH_SUMMARY {json}` for bench/run_all.py.
@@ -334,6 +343,7 @@ CASES = [
     Case("inc-2k", "incremental sync, {n} files, 1 changed", 2000, 300, incremental),
     Case("inc-20k", "incremental sync, {n} files, 1 changed", 20000, 2000, incremental),
     Case("inc-big", "incremental sync, one {n} MB file, 1 byte changed", 500, 20, incremental_big),
+    Case("full-2k", "full upload, {n} files", 2000, 300, full_upload),
     Case("full-20k", "full upload, {n} files", 20000, 2000, full_upload),
     Case("fetch-small", "fetch, {n} new files of 1 KB", 5000, 500, fetch_small),
     Case("fetch-big", "fetch, one new {n} MB file", 200, 20, fetch_big),
@@ -350,6 +360,18 @@ def table(rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join(lines)
 
 
+def default_work_dir() -> Path:
+    """tmpfs when it is there, writable and has room for the largest case (4 GB), else the
+    system's temp directory."""
+    shm = Path("/dev/shm")
+    try:
+        if os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 4 << 30:
+            return shm
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir())
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--case", action="append", choices=[c.name for c in CASES],
@@ -357,17 +379,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, help="files (or MB) for the selected cases")
     ap.add_argument("--repeat", type=int, default=7, help="A/B pairs per case (default 7)")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run of ~1 min")
+    ap.add_argument("--work-dir", type=Path, default=default_work_dir(),
+                    help="where the trees live (default: %(default)s; see the docstring)")
     args = ap.parse_args(argv)
     chosen = [c for c in CASES if not args.case or c.name in args.case]
 
-    base = Path(tempfile.mkdtemp(prefix="bench-transfer-"))
+    base = Path(tempfile.mkdtemp(prefix="bench-transfer-", dir=args.work_dir))
     rows = [("case", "swiftrun ms median [min-max]", "rsync ms median [min-max]", "ratio")]
     notes, summary = [], {}
     try:
         with loopback_node(base / "node") as node:
             master = node.master_pid()
             print(f"loopback sshd on port {node.sshd.port}; one ControlMaster (pid {master}) "
-                  f"for both sides; {args.repeat} pairs per case, A B interleaved", flush=True)
+                  f"for both sides; {args.repeat} pairs per case, A B interleaved; trees in "
+                  f"{base}", flush=True)
             for case in chosen:
                 n = args.size or (case.quick if args.quick else case.size)
                 title = case.title.format(n=n)

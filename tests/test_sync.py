@@ -86,14 +86,18 @@ def connect(node, cluster_dir: Path) -> Link:
     return remote.connect(target, allow_new=False)
 
 
-@pytest.fixture(params=["rsync", "tar"])
+@pytest.fixture(params=["rsync", "tar", "bulk"])
 def conn(node, tmp_path, request, monkeypatch):
-    """Each test runs on both upload transports: rsync over the master (the default) and the tar
-    stream it falls back to (no rsync on one side, or thousands of removals)."""
+    """Each test runs on every upload transport: rsync over the master (the default for a large
+    incremental upload), the tar stream it falls back to (no rsync on one side, or thousands of
+    removals), and bulk's pipeline, which carries every full upload where GNU tar is (the other
+    two then carry only incremental ones)."""
+    if request.param != "bulk":
+        monkeypatch.setattr(uploading.bulk, "gnu_tar", lambda: None)
     if request.param == "tar":
         monkeypatch.setattr(uploading, "_have_rsync", lambda: False)
         monkeypatch.setattr(pulling, "worth_it", lambda *a: False)
-    else:                               # rsync for every upload and fetch, however small
+    elif request.param == "rsync":      # rsync for every upload and fetch, however small
         monkeypatch.setattr(uploading, "RSYNC_MIN_BYTES", 0)
         monkeypatch.setattr(uploading, "RSYNC_MIN_FILES", 0)
         monkeypatch.setattr(pulling, "PULL_MIN_BYTES", 0)
@@ -144,6 +148,11 @@ def make_project(local: Path) -> None:
     (local / "empty" / "nested").mkdir(parents=True)
     os.symlink("data/in.txt", local / "input-link")
     os.symlink("../bin", local / "data" / "bin-link")
+
+
+def count_tree(root: Path) -> int:
+    """Files and links under ``root``, swiftrun's own ``.swiftrun/`` left out."""
+    return sum(1 for p in root.rglob("*") if not p.is_dir() and ".swiftrun" not in p.relative_to(root).parts)
 
 
 def up(conn, dirs, **kw):
@@ -620,6 +629,7 @@ def test_rsync_gets_exactly_the_plan_whichever_way_the_names_go(node, dirs, monk
     fit: either way it sends the planned names (odd ones included) and nothing else."""
     local, remote, state = dirs
     monkeypatch.setattr(uploading, "RSYNC_MIN_FILES", 0)
+    monkeypatch.setattr(uploading.bulk, "gnu_tar", lambda: None)     # rsync for a first upload
     if budget is not None:
         monkeypatch.setattr(uploading, "_argv_budget", lambda: budget)
     seen = []
@@ -1114,17 +1124,123 @@ EXAMPLE_SECRET = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"      # AWS's do
     ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx8 me@host\n", False),      # a public key
     (f"the access key id is {EXAMPLE_KEY_ID}\n", False),                # an id alone
 ])
-def test_secrets_are_judged_by_content_and_refused_before_a_byte_goes(conn, dirs, body, refused):
+def test_secrets_are_judged_by_content_and_never_go(conn, dirs, body, refused):
+    # an incremental upload (rsync, tar stream) judges everything before a byte goes; a full
+    # one (bulk) judges each directory before its names reach tar, so clean files judged
+    # earlier may be on the headnode: the secret never is, and the refused upload leaves no
+    # sync-id there and no manifest here (the next one is full)
     local, remote, state = dirs
     write(local, "a.swift", "type file;\n")
     write(local, "innocent.txt", body)
     if refused:
         with pytest.raises(ConfigError, match="innocent.txt.*never uploads secrets"):
             up(conn, dirs)
-        assert not remote.exists() and not state.exists()
+        assert not (remote / "innocent.txt").exists() and not state.exists()
+        assert not (remote / ".swiftrun/sync-id").exists()
         (local / ".swiftignore").write_text("/innocent.txt\n")    # the way out the error names
     rep = up(conn, dirs)
     assert (remote / "innocent.txt").exists() is (not refused) and rep.files_sent >= 1
+
+
+def _spy_bulk(monkeypatch) -> list:
+    calls = []
+    real = uploading.bulk.stream_full
+    monkeypatch.setattr(uploading.bulk, "stream_full", lambda *a, **k: calls.append(a) or real(*a, **k))
+    return calls
+
+
+def test_a_full_upload_goes_through_the_pipeline_and_keeps_what_the_scan_saw(node, dirs, tmp_path,
+                                                                             monkeypatch):
+    """bulk: GNU tar reads the names verbatim (an option-looking name, a newline, bytes that
+    are not UTF-8, shell syntax), links inside the tree go as links, a link out of it as the
+    file (a second archive, read on by tar -i), modes and nanosecond mtimes arrive as the
+    manifest records them (the remote listing compares them), and the next upload is
+    incremental, not another full one."""
+    if uploading.bulk.gnu_tar() is None:
+        pytest.skip("GNU tar is not installed here (bulk's pipeline needs it)")
+    local, remote, state = dirs
+    calls = _spy_bulk(monkeypatch)
+    names = ["-n", "--to-command=touch pwned", "nl\nx", os.fsdecode(b"caf\xe9"), "$(touch pwned)",
+             "a:b", "d/e/f.txt", "sp ace"]
+    for i, n in enumerate(names):
+        write(local, n, os.fsencode(n), mode=0o640 if i % 2 else 0o755, mtime_ns=T0 + i)
+    write(tmp_path / "app", "sim.sh", "#!/bin/sh\n", mode=0o755)
+    os.symlink(str(tmp_path / "app" / "sim.sh"), local / "sim.sh")
+    os.symlink("d/e/f.txt", local / "inside")
+    c = connect(node, tmp_path / "cluster")
+    try:
+        rep = sync.upload(c, local, str(remote), state_file=state)
+        assert len(calls) == 1 and rep.full and rep.files_sent == len(names) + 2
+        for i, n in enumerate(names):
+            st = (remote / n).lstat()
+            assert (remote / n).read_bytes() == os.fsencode(n) and st.st_mtime_ns == T0 + i
+            assert stat.S_IMODE(st.st_mode) == (0o640 if i % 2 else 0o755)
+        assert not (remote / "sim.sh").is_symlink() and (remote / "sim.sh").read_text() == "#!/bin/sh\n"
+        assert os.readlink(remote / "inside") == "d/e/f.txt"
+        assert not (local / "pwned").exists() and not (remote / "pwned").exists()
+        assert not list(remote.rglob("PaxHeaders*"))
+        listing = sync.remote_listing(c, str(remote))
+        recorded = sync.Manifest.load(state).entries
+        assert all(listing[r] == recorded[r] for r in names)
+        write(local, "d/e/f.txt", "changed")
+        rep = sync.upload(c, local, str(remote), state_file=state)
+        assert len(calls) == 1 and not rep.full and rep.files_sent == 1
+    finally:
+        c.remote.close()
+
+
+def test_a_secret_found_part_way_stops_the_pipeline(node, dirs, tmp_path, monkeypatch):
+    """Many clean files go first (more than tar's 10 KiB records, so bytes are on the wire), the
+    secret sits in a directory the walk reaches later: the upload stops with the file named,
+    the secret is not on the headnode, no sync-id is there and no manifest here, no tar is
+    left running, and once the file is left out the next upload is full and complete."""
+    if uploading.bulk.gnu_tar() is None:
+        pytest.skip("GNU tar is not installed here (bulk's pipeline needs it)")
+    local, remote, state = dirs
+    for i in range(300):
+        write(local, f"a/{i:03d}.txt", os.urandom(256).hex())
+    write(local, "a/zz/key.pem", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n")   # after a/
+    started = []
+    real_popen = uploading.bulk.subprocess.Popen
+    monkeypatch.setattr(uploading.bulk.subprocess, "Popen",
+                        lambda *a, **k: started.append(real_popen(*a, **k)) or started[-1])
+    order = []
+    real_walk = uploading.bulk.walk
+    monkeypatch.setattr(uploading.bulk, "walk", lambda *a: (order.append(b) or b for b in real_walk(*a)))
+    c = connect(node, tmp_path / "cluster")
+    try:
+        with pytest.raises(ConfigError, match=r"a/zz/key\.pem holds a private key"):
+            sync.upload(c, local, str(remote), state_file=state)
+        assert any("a/000.txt" in b for b in order[:-1])        # the clean ones went first
+        assert started and all(p.poll() is not None for p in started)
+        assert not (remote / "a/zz/key.pem").exists() and not (remote / ".swiftrun/sync-id").exists()
+        assert not state.exists()
+        (local / ".swiftignore").write_text("/a/zz/key.pem\n")
+        rep = sync.upload(c, local, str(remote), state_file=state)
+        assert rep.full and rep.files_sent == 301
+        assert count_tree(remote) == 301 and (remote / ".swiftrun/sync-id").exists()
+    finally:
+        c.remote.close()
+
+
+def test_a_full_upload_that_fails_remotely_says_why_and_records_nothing(node, dirs, tmp_path,
+                                                                         tar_mode):
+    if uploading.bulk.gnu_tar() is None:
+        pytest.skip("GNU tar is not installed here (bulk's pipeline needs it)")
+    local, remote, state = dirs
+    for i in range(50):
+        write(local, f"a/{i:03d}.txt", os.urandom(512).hex())
+    tar_mode("fail")
+    c = connect(node, tmp_path / "cluster")
+    try:
+        with pytest.raises(RemoteError, match="remote exit 2"):
+            sync.upload(c, local, str(remote), state_file=state)
+        assert not state.exists() and not (remote / ".swiftrun/sync-id").exists()
+        tar_mode("")
+        rep = sync.upload(c, local, str(remote), state_file=state)
+        assert rep.full and count_tree(remote) == 50
+    finally:
+        c.remote.close()
 
 
 def test_a_file_judged_clean_is_read_again_only_once_it_changed(conn, dirs, monkeypatch):

@@ -6,6 +6,7 @@ remote command per round trip:
 - ``ignore``: which paths never go up (gitignore rules, .swiftignore, [sync] exclude, swift's runs);
 - ``manifest``: a tree's entries, the local ``scan`` and the manifest of what the headnode holds;
 - ``uploading``: ``upload``, incremental against the manifest, one round trip when nothing moved;
+- ``bulk``: a full upload as one pipeline (the scan feeding GNU tar while it walks);
 - ``fetching``: ``fetch``, staged then installed file by file, with the conflict rules.
 
 Callers import from here; the modules of this package import each other.

@@ -17,6 +17,7 @@ import tempfile
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 from typing import NamedTuple
 
 from swiftrun.errors import ConfigError
@@ -205,6 +206,15 @@ def scan(local_root: Path, rules: IgnoreRules,
     vanished meanwhile) is a ConfigError: skipping it would make the upload delete it remotely.
     The walk costs one lstat per entry and, for a directory no rule can touch, no rule check."""
     out: dict[str, Entry] = {}
+    for _ in walk(local_root, rules, out, stats):
+        pass
+    return out
+
+
+def walk(local_root: Path, rules: IgnoreRules, out: dict[str, Entry],
+         stats: dict[str, os.stat_result] | None = None) -> Iterator[list[str]]:
+    """``scan``, one directory at a time: after each, the names it added to ``out`` (the
+    directory's entries, subdirectories before what they hold)."""
     real_root = None
     make = _new_entry
     is_reg, is_dir_mode, imode = stat.S_ISREG, stat.S_ISDIR, stat.S_IMODE
@@ -220,6 +230,7 @@ def scan(local_root: Path, rules: IgnoreRules,
         prefix = rel_dir + "/" if rel_dir else ""
         file_ignored = rules.child_check(rel_dir, False)
         dir_ignored = rules.child_check(rel_dir, True)
+        added: list[str] = []
         for de in it:
             rel = prefix + de.name
             try:
@@ -238,12 +249,14 @@ def scan(local_root: Path, rules: IgnoreRules,
             if is_reg(mode):
                 if file_ignored is None or not file_ignored(rel):
                     out[rel] = make(("f", st.st_size, st.st_mtime_ns, imode(mode), None))
+                    added.append(rel)
                     if stats is not None:
                         stats[rel] = st
                 continue
             if is_dir_mode(mode):
                 if dir_ignored is None or not dir_ignored(rel):
                     out[rel] = make(("d", 0, st.st_mtime_ns, imode(mode), None))
+                    added.append(rel)
                     stack.append((rel, de.path))
                 continue
             if file_ignored is not None and file_ignored(rel):
@@ -257,7 +270,8 @@ def scan(local_root: Path, rules: IgnoreRules,
             entry = Entry.from_stat(st, target if stat.S_ISLNK(st.st_mode) else None)
             if entry is not None:       # a link out of the root goes as the file it points at
                 out[rel] = entry
-    return out
+                added.append(rel)
+        yield added
 
 
 def _link_stat(local_root, rel: str, path: str, target: str, real_root: str) -> os.stat_result | None:

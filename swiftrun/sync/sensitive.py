@@ -112,48 +112,66 @@ def _save_judged(path: Path, clean: set[str]) -> None:
         pass            # only a cache: the next upload reads the files again
 
 
+class Judge:
+    """Reads what it has not judged before and refuses a secret; remembers what was clean
+    (``judged``, see above) once ``save`` is called. A full upload judges directory by directory
+    while what was judged clean is already on its way (``check`` per batch)."""
+
+    def __init__(self, local_root, judged: Path | None = None):
+        self.root = str(local_root)
+        self.judged = judged
+        self.known = _load_judged(judged) if judged is not None else set()
+        self.added: list[str] = []
+        self.again: set[str] = set()    # names read again: what was remembered of them is stale
+        self.settled = time.time_ns() - RACY_NS
+
+    def check(self, rels, stats: dict[str, os.stat_result] | None = None) -> None:
+        """ConfigError naming the first of ``rels`` that holds a secret. ``stats``: the scan's
+        stat of each regular file (a link followed out of the tree is not in it and is stat'ed
+        here, through the link: what is read)."""
+        root, known, stats = self.root, self.known, stats or {}
+        for rel in rels:
+            st = stats.get(rel)
+            path = None
+            if st is None:
+                path = os.path.join(root, rel)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    st = None
+            key = _key(rel, st) if st is not None else None
+            if key is not None and key in known:
+                continue            # the common case: no path built, no system call
+            path = path or os.path.join(root, rel)
+            self.again.add(rel)
+            what = secret_in(path)
+            if what:
+                raise ConfigError(
+                    f"{path} holds {what}: swiftrun never uploads secrets to the nodes",
+                    hint=f"leave it out with a line '/{rel}' in .swiftignore (or [sync] exclude), "
+                         "or move it out of the script directory")
+            # a file changed after the stat gets a later ctime, unless within the clock's tick:
+            # only one last changed well before this judgement is remembered ("racy git")
+            if key is not None and st.st_ctime_ns < self.settled:
+                self.added.append(key)
+
+    def save(self) -> None:
+        if self.judged is None or not (self.added or self.again):
+            return
+        known = self.known
+        clean = {k for k in known if k.split(":", 5)[5] not in self.again} if self.again else set(known)
+        clean.update(self.added)
+        if clean != known:
+            _save_judged(self.judged, clean)
+
+
 def refuse_secrets(local_root, rels, *, judged: Path | None = None,
                    stats: dict[str, os.stat_result] | None = None) -> None:
     """ConfigError naming the first of ``rels`` (files under ``local_root``) that holds a secret.
     ``judged``: the file that remembers which files were clean, and as what (see above).
-    ``stats``: the scan's stat of each regular file (a link followed out of the tree is not
-    in it and is stat'ed here, through the link: what is read)."""
-    root = str(local_root)
-    known = _load_judged(judged) if judged is not None else set()
-    stats = stats or {}
-    added: list[str] = []
-    again: set[str] = set()         # names read again: what was remembered of them is stale
-    settled = time.time_ns() - RACY_NS
-
-    def save() -> None:
-        if judged is None or not (added or again):
-            return
-        clean = {k for k in known if k.split(":", 5)[5] not in again} if again else set(known)
-        clean.update(added)
-        if clean != known:
-            _save_judged(judged, clean)
-
-    for rel in rels:
-        path = os.path.join(root, rel)
-        st = stats.get(rel)
-        if st is None:
-            try:
-                st = os.stat(path)
-            except OSError:
-                st = None
-        key = _key(rel, st) if st is not None else None
-        if key is not None and key in known:
-            continue
-        again.add(rel)
-        what = secret_in(path)
-        if what:
-            save()
-            raise ConfigError(
-                f"{path} holds {what}: swiftrun never uploads secrets to the nodes",
-                hint=f"leave it out with a line '/{rel}' in .swiftignore (or [sync] exclude), or move "
-                     "it out of the script directory")
-        # a file changed after the stat gets a later ctime, unless within the clock's tick:
-        # only one last changed well before this judgement is remembered ("racy git")
-        if key is not None and st.st_ctime_ns < settled:
-            added.append(key)
-    save()
+    ``stats``: see ``Judge.check``."""
+    judge = Judge(local_root, judged)
+    try:
+        judge.check(rels, stats)
+    finally:
+        judge.save()

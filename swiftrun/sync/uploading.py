@@ -11,7 +11,9 @@ Two transports carry the same plan. A large upload (many files or many bytes) go
 rsync over the node's open OpenSSH master, with the sync-id check and the removals in its
 --rsync-path wrapper, so it stays one round trip; large changed files then go as deltas. A
 small one goes as a tar stream on the same master (fewer processes). Without rsync on either
-side, or with thousands of removals, the tar stream carries everything.
+side, or with thousands of removals, the tar stream carries everything. A full upload (no
+manifest for this remote root) where GNU tar is goes through ``bulk``: scanned, judged and
+sent at once.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ from typing import Callable, Iterable
 
 from swiftrun.errors import ConfigError, RemoteError
 from swiftrun.node.layout import RUNS
+from swiftrun.sync import bulk
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.ignore import IgnoreRules
 from swiftrun.sync.manifest import Entry, Manifest, _ancestors, discard, scan
-from swiftrun.sync.sensitive import refuse_secrets
+from swiftrun.sync.sensitive import Judge, refuse_secrets
 
 MISMATCH_EXIT = 75              # remote: "sync-id differs, data discarded"
 
@@ -153,7 +156,8 @@ class UploadReport:
     channels: int = 0        # SSH channels (round trips) used
 
 
-def _upload_script(root: str, expect: str | None, new_id: str, delete_bytes: int, rmdir_bytes: int = 0) -> str:
+def _upload_script(root: str, expect: str | None, new_id: str, delete_bytes: int, rmdir_bytes: int = 0,
+                   concatenated: bool = False) -> str:
     """Remote half of an upload. stdin = NUL-separated lists of files/links to remove (delete_bytes
     long) and of directories to remove if empty (rmdir_bytes long, deepest first) + tar.
 
@@ -173,7 +177,8 @@ def _upload_script(root: str, expect: str | None, new_id: str, delete_bytes: int
         lines.append(f"head -c {delete_bytes} | xargs -0 rm -f --")
     if rmdir_bytes:     # a directory still holding what never came from here stays
         lines.append(f"head -c {rmdir_bytes} | xargs -0 rmdir -- 2>/dev/null || :")
-    lines += ["tar -x -p --no-same-owner -f -",
+    # concatenated: archives one after another (bulk's second one, read with -h): -i reads on
+    lines += ["tar -x -p --no-same-owner -f -" + (" -i" if concatenated else ""),
               f"printf '%s\\n' {shlex.quote(new_id)} > .swiftrun/sync-id.tmp",
               "mv -f .swiftrun/sync-id.tmp .swiftrun/sync-id"]
     return "\n".join(lines)
@@ -418,12 +423,14 @@ class Prepared:
 
 
 def prepare(local_root: Path | str, remote_root: str, state_file: Path | str,
-            exclude: Iterable[str] = ()) -> Prepared:
+            exclude: Iterable[str] = (), manifest: Manifest | None = None) -> Prepared:
     """Scan and plan an upload, and refuse a file that holds a secret (judged by content,
-    before a byte is sent; a changed file is read again: it may be new)."""
+    before a byte is sent; a changed file is read again: it may be new). ``manifest``: the
+    one in ``state_file``, when the caller has loaded it already."""
     local_root = Path(local_root)
     rules = IgnoreRules.from_dir(local_root, exclude)
-    manifest = Manifest.load(Path(state_file))
+    if manifest is None:
+        manifest = Manifest.load(Path(state_file))
     known = manifest.remote_root == remote_root and manifest.sync_id is not None
     if not known:
         manifest = Manifest(remote_root=remote_root)
@@ -475,7 +482,13 @@ def _upload(conn, local_root: Path, remote_root: str, state_file: Path, exclude,
             timeout: float | None, on_large, early: Pipe | None, t0: float,
             prepared: "Prepared | None") -> UploadReport:
     if prepared is None or prepared.manifest.remote_root != remote_root:
-        prepared = prepare(local_root, remote_root, state_file, exclude)
+        manifest = Manifest.load(state_file)
+        if (manifest.remote_root != remote_root or manifest.sync_id is None) and early is not None:
+            tar = bulk.gnu_tar()
+            if tar is not None:         # a full upload: scanned, judged and sent at once
+                return _upload_bulk(local_root, remote_root, state_file, exclude, warn_bytes,
+                                    on_large, early, tar, t0)
+        prepared = prepare(local_root, remote_root, state_file, exclude, manifest)
     manifest, plan, known = prepared.manifest, prepared.plan, prepared.known
     if on_large is not None:
         planned = sum(plan.local[r].size for r in plan.send if plan.local[r].type == "f")
@@ -511,3 +524,58 @@ def _upload(conn, local_root: Path, remote_root: str, state_file: Path, exclude,
         total_files=len(files), total_bytes=sum(e.size for e in files), full=full,
         large=bytes_sent > warn_bytes, seconds=time.monotonic() - t0,
         dirs_sent=sum(1 for e in sent if e.type == "d"), channels=channels)
+
+
+def _upload_bulk(local_root: Path, remote_root: str, state_file: Path, exclude, warn_bytes: int,
+                 on_large, early: Pipe, tar: str, t0: float) -> UploadReport:
+    """A full upload through ``bulk``'s pipeline, on the shell started while the manifest was
+    read. ``on_large`` is told once the bytes handed to tar pass ``warn_bytes`` (the size is
+    not known before the scan ends; the upload is still under way and can be stopped)."""
+    rules = IgnoreRules.from_dir(local_root, exclude)
+    judge = Judge(local_root, local_root / ".swiftrun" / "judged")
+    new_id = secrets.token_hex(16)
+    chan = early.run(_upload_script(root_expr(remote_root), None, new_id, 0, 0, concatenated=True))
+    told: list[int] = []
+
+    def on_bytes(total: int) -> None:
+        if on_large is not None and not told and total > warn_bytes:
+            told.append(total)
+            on_large(total)
+
+    try:
+        local = bulk.stream_full(chan, tar, local_root, rules, judge, on_bytes)
+    except RemoteError as exc:
+        if chan.exit_status_ready():        # the remote end gave up first: its reason
+            rc, err = _finish(chan)
+            if rc != 0:
+                raise RemoteError(f"upload to {remote_root} failed (remote exit {rc}): "
+                                  f"{err[-500:] or 'no message'}",
+                                  hint="check free space and permissions on the headnode, then "
+                                       "run again") from exc
+        raise
+    finally:
+        judge.save()
+    aside = _Aside(state_file, Manifest(remote_root, new_id, local))
+    try:
+        aside.start()                       # while the remote side extracts the last of it
+        try:
+            chan.makefile("rb").read()
+            rc, err = _finish(chan)
+        except (OSError, EOFError) as exc:
+            raise RemoteError(f"upload to {remote_root} failed: {exc or type(exc).__name__}",
+                              hint="run the same command again; the next sync resends what is "
+                                   "missing") from exc
+        if rc != 0:
+            raise RemoteError(f"upload to {remote_root} failed (remote exit {rc}): "
+                              f"{err[-500:] or 'no message'}",
+                              hint="check free space and permissions on the headnode, then run again")
+        aside.commit()
+    finally:
+        aside.drop()
+    files = [e for e in local.values() if e.type == "f"]
+    sent = [e for e in local.values() if e.type != "d"]
+    bytes_sent = sum(e.size for e in sent)
+    return UploadReport(
+        files_sent=len(sent), bytes_sent=bytes_sent, deleted=0, total_files=len(files),
+        total_bytes=sum(e.size for e in files), full=True, large=bytes_sent > warn_bytes,
+        seconds=time.monotonic() - t0, dirs_sent=len(local) - len(sent), channels=1)
