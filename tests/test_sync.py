@@ -651,6 +651,19 @@ def test_rsync_gets_exactly_the_plan_whichever_way_the_names_go(node, dirs, monk
     assert not (local / "pwned").exists() and not (remote / "pwned").exists()
 
 
+def test_find_mtimes_parse_exactly_on_the_fast_path_and_off_it():
+    """GNU find's %T@ has ten fractional digits; the fast path reads those, anything else goes
+    the general way; both give the same nanoseconds as the plain decimal reading."""
+    from fractions import Fraction
+
+    from swiftrun.sync.listing import _parse_mtime_ns
+    rng = random.Random(7)
+    texts = ["1715000000", "1715000000.5", "1715000000.123456789", "0.0000000010"]
+    texts += [f"{rng.randrange(2**34)}.{rng.randrange(10**9):09d}0" for _ in range(200)]
+    for t in texts:
+        assert _parse_mtime_ns(t) == int(Fraction(t) * 10**9), t
+
+
 def test_the_argument_budget_holds_a_20k_tree_and_execs():
     """A budget of ARG_MAX/4 sent the bench's 20 000 names (17 characters each) to stdin. The
     budget now takes what the environment leaves of ARG_MAX: such a tree goes as arguments,
