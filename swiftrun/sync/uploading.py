@@ -36,7 +36,7 @@ from swiftrun.node.layout import RUNS
 from swiftrun.sync import bulk
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.ignore import IgnoreRules
-from swiftrun.sync.manifest import Entry, Manifest, _ancestors, discard, scan
+from swiftrun.sync.manifest import Entry, Manifest, _ancestors, scan
 from swiftrun.sync.sensitive import Judge, refuse_secrets
 
 MISMATCH_EXIT = 75              # remote: "sync-id differs, data discarded"
@@ -404,12 +404,13 @@ class _Aside:
         self._join()
         if self.error is not None:
             raise self.error
-        os.replace(self.tmp, self.state_file)
+        self.tmp.commit()
         self.tmp = None
 
     def drop(self) -> None:
         self._join()
-        discard(self.tmp)
+        if self.tmp is not None:
+            self.tmp.discard()
         self.tmp = None
 
 
