@@ -1236,13 +1236,16 @@ def test_a_secret_found_part_way_stops_the_pipeline(node, dirs, tmp_path, monkey
         c.remote.close()
 
 
+@pytest.mark.parametrize("n", [50, 3000])
 def test_a_full_upload_that_fails_remotely_says_why_and_records_nothing(node, dirs, tmp_path,
-                                                                         tar_mode):
+                                                                         tar_mode, n):
+    # 3000 names: the pipes break while this side still writes (tar gone, ssh gone); the
+    # error is still the remote end's own, not a broken pipe
     if uploading.bulk.gnu_tar() is None:
         pytest.skip("GNU tar is not installed here (bulk's pipeline needs it)")
     local, remote, state = dirs
-    for i in range(50):
-        write(local, f"a/{i:03d}.txt", os.urandom(512).hex())
+    for i in range(n):
+        write(local, f"a{i // 100}/{i:04d}.txt", os.urandom(512).hex())
     tar_mode("fail")
     c = connect(node, tmp_path / "cluster")
     try:
@@ -1251,7 +1254,7 @@ def test_a_full_upload_that_fails_remotely_says_why_and_records_nothing(node, di
         assert not state.exists() and not (remote / ".swiftrun/sync-id").exists()
         tar_mode("")
         rep = sync.upload(c, local, str(remote), state_file=state)
-        assert rep.full and count_tree(remote) == 50
+        assert rep.full and count_tree(remote) == n
     finally:
         c.remote.close()
 

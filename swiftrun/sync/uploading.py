@@ -535,7 +535,6 @@ def _upload_bulk(local_root: Path, remote_root: str, state_file: Path, exclude, 
     rules = IgnoreRules.from_dir(local_root, exclude)
     judge = Judge(local_root, local_root / ".swiftrun" / "judged")
     new_id = secrets.token_hex(16)
-    chan = early.run(_upload_script(root_expr(remote_root), None, new_id, 0, 0, concatenated=True))
     told: list[int] = []
 
     def on_bytes(total: int) -> None:
@@ -543,17 +542,24 @@ def _upload_bulk(local_root: Path, remote_root: str, state_file: Path, exclude, 
             told.append(total)
             on_large(total)
 
+    chan = None
     try:
+        chan = early.run(_upload_script(root_expr(remote_root), None, new_id, 0, 0,
+                                        concatenated=True))
         local = bulk.stream_full(chan, tar, local_root, rules, judge, on_bytes)
-    except RemoteError as exc:
-        if chan.exit_status_ready():        # the remote end gave up first: its reason
+    except (RemoteError, OSError, EOFError) as exc:
+        # a pipe that broke (tar or ssh gone) says less than the remote end's own exit
+        if chan is not None and chan.exit_status_ready():
             rc, err = _finish(chan)
             if rc != 0:
                 raise RemoteError(f"upload to {remote_root} failed (remote exit {rc}): "
                                   f"{err[-500:] or 'no message'}",
                                   hint="check free space and permissions on the headnode, then "
                                        "run again") from exc
-        raise
+        if isinstance(exc, RemoteError):
+            raise
+        raise RemoteError(f"upload to {remote_root} failed: {exc or type(exc).__name__}",
+                          hint="run the same command again; the next upload sends everything") from exc
     finally:
         judge.save()
     aside = _Aside(state_file, Manifest(remote_root, new_id, local))
