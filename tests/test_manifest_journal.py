@@ -128,3 +128,17 @@ def test_a_manifest_written_before_the_journal_loads_and_then_journals(tmp_path)
     assert json.loads(path.read_text())["generation"] and fresh_load(path) == loaded
     os.unlink(path)
     assert fresh_load(path) == Manifest()
+
+
+def test_a_save_that_changes_most_entries_writes_the_whole_file_once(tmp_path):
+    # a fetch of a new run adds thousands of entries: encoding them as a journal line only to
+    # find it too long was wasted work; past a quarter of the entries it goes whole at once
+    path = tmp_path / "p4.json"
+    big(400).save(path)
+    first = json.loads(path.read_text())["generation"]
+    m = Manifest.load(path)
+    for k in range(300):
+        m.entries[f"run001/out{k:04d}.dat"] = Entry("f", k, k, 0o644)
+    m.save(path)
+    assert json.loads(path.read_text())["generation"] != first
+    assert not Path(str(path) + ".log").exists() and fresh_load(path) == m

@@ -187,6 +187,8 @@ class Manifest:
         drop = list(old.keys() - new.keys())
         if not put and not drop and self.sync_id == disk.sync_id:
             return b""
+        if len(put) + len(drop) > max(256, len(old) // 4):
+            return None             # most of it changed (a fetch of a new run): whole, once
         doc = dict(_columns(put), generation=disk.generation, sync_id=self.sync_id, drop=drop)
         return json.dumps(doc, separators=(",", ":")).encode() + b"\n"
 

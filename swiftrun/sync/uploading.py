@@ -238,9 +238,14 @@ def _send(conn, local_root: Path, remote_root: str, plan: UploadPlan, expect: st
     if rc == MISMATCH_EXIT and b"sync-id-mismatch" in out:
         return False
     if rc != 0:
-        raise RemoteError(f"upload to {remote_root} failed (remote exit {rc}): {err[-500:] or 'no message'}",
-                          hint="check free space and permissions on the headnode, then run again")
+        raise _remote_exit(remote_root, rc, err)
     return True
+
+
+def _remote_exit(remote_root: str, rc: int, err: str) -> RemoteError:
+    """The upload's remote script ended with ``rc``: its own words, and what to check."""
+    return RemoteError(f"upload to {remote_root} failed (remote exit {rc}): {err[-500:] or 'no message'}",
+                       hint="check free space and permissions on the headnode, then run again")
 
 
 NO_RSYNC_EXIT = 76              # remote: "no rsync here", nothing changed: use the tar stream
@@ -552,10 +557,7 @@ def _upload_bulk(local_root: Path, remote_root: str, state_file: Path, exclude, 
         if chan is not None and chan.exit_status_ready():
             rc, err = _finish(chan)
             if rc != 0:
-                raise RemoteError(f"upload to {remote_root} failed (remote exit {rc}): "
-                                  f"{err[-500:] or 'no message'}",
-                                  hint="check free space and permissions on the headnode, then "
-                                       "run again") from exc
+                raise _remote_exit(remote_root, rc, err) from exc
         if isinstance(exc, RemoteError):
             raise
         raise RemoteError(f"upload to {remote_root} failed: {exc or type(exc).__name__}",
@@ -573,9 +575,7 @@ def _upload_bulk(local_root: Path, remote_root: str, state_file: Path, exclude, 
                               hint="run the same command again; the next sync resends what is "
                                    "missing") from exc
         if rc != 0:
-            raise RemoteError(f"upload to {remote_root} failed (remote exit {rc}): "
-                              f"{err[-500:] or 'no message'}",
-                              hint="check free space and permissions on the headnode, then run again")
+            raise _remote_exit(remote_root, rc, err)
         aside.commit()
     finally:
         aside.drop()
