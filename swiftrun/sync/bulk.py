@@ -68,6 +68,10 @@ def _names(rels: list[str]) -> bytes:
     return "\0".join(rels).encode("utf-8", "surrogateescape") + b"\0" if rels else b""
 
 
+class TarFailed(RemoteError):
+    """GNU tar on this side failed on its own (a file it could not read): its words."""
+
+
 class Pipeline:
     """GNU tar reading names from this side and writing into the remote script's stdin."""
 
@@ -90,11 +94,13 @@ class Pipeline:
         was read) is this upload's."""
         self.proc.stdin.close()
         rc = self.proc.wait()
+        if rc < 0:          # killed, SIGPIPE as a rule: the far end went away; it says why
+            raise BrokenPipeError(f"local tar ended by signal {-rc}")
         if rc not in (0, TAR_CHANGED):
             self.err.seek(0)
             lines = [ln.strip() for ln in self.err.read().decode("utf-8", "replace").splitlines()
                      if ln.strip()]
-            raise RemoteError(f"upload failed: local tar exited {rc}: "
+            raise TarFailed(f"upload failed: local tar exited {rc}: "
                               f"{lines[-1] if lines else 'no message'}",
                               hint="check that the file named can be read, then run again; "
                                    "the next upload sends everything")
@@ -114,7 +120,8 @@ def stream_full(chan: Pipe, tar: str, local_root: Path, rules: IgnoreRules, judg
     ``tar -x -i`` already started), then end ``chan``'s input. The scanned entries (what the
     manifest records). ``on_bytes(total)``: after each directory, the file bytes handed to tar
     so far. Any error kills tar and the remote end first (nothing is left half-sent that the
-    remote script would take for a finished upload)."""
+    remote script would take for a finished upload), except a broken pipe (OSError): ``chan``
+    is then left to the caller, to hear from the remote end why (``channel._remote_reason``)."""
     local: dict[str, Entry] = {}
     stats: dict[str, os.stat_result] = {}
     as_files: list[str] = []        # links out of the tree: the files they point at (tar -h)
@@ -140,6 +147,9 @@ def stream_full(chan: Pipe, tar: str, local_root: Path, rules: IgnoreRules, judg
             pipe.send(as_files)
             pipe.end()
         chan.shutdown_write()
+    except (OSError, EOFError):
+        pipe.kill()
+        raise
     except BaseException:
         pipe.kill()
         chan.kill()

@@ -124,11 +124,16 @@ class Manifest:
             if generation is not None and journal:
                 if not m._replay(journal, generation):
                     return cls()
-            _ON_DISK[str(path)] = _Disk(generation, base_id, len(journal), base_id[1],
-                                        m.remote_root, m.sync_id, dict(m.entries))
+            _ON_DISK[str(path)] = _Disk(generation, base_id, len(journal), m.remote_root,
+                                        m.sync_id, dict(m.entries))
             return m
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return cls()
+
+    def describes(self, remote_root: str) -> bool:
+        """Whether this is the record of ``remote_root`` from a finished upload (else the next
+        upload there is full)."""
+        return self.remote_root == remote_root and self.sync_id is not None
 
     def _replay(self, journal: bytes, generation: str) -> bool:
         """Apply the journal's complete lines of ``generation``; False if one is malformed."""
@@ -161,7 +166,7 @@ class Manifest:
         disk = _ON_DISK.get(str(path))
         if disk is not None and disk.generation is not None and disk.remote_root == self.remote_root:
             line = self._journal_line(disk)
-            if line is not None and disk.journal_bytes + len(line) <= max(64 * 1024, disk.base_bytes // 2):
+            if line is not None and disk.journal_bytes + len(line) <= max(64 * 1024, disk.base_id[1] // 2):
                 try:
                     same = (_identity(os.stat(path)) == disk.base_id
                             and _journal_size(path) == disk.journal_bytes)
@@ -210,8 +215,8 @@ class Pending:
             with contextlib.suppress(OSError):      # its lines carry the old generation
                 os.unlink(_journal_path(path))
             st = os.stat(path)
-            _ON_DISK[str(path)] = _Disk(self.generation, _identity(st), 0, st.st_size,
-                                        m.remote_root, m.sync_id, dict(m.entries))
+            _ON_DISK[str(path)] = _Disk(self.generation, _identity(st), 0, m.remote_root,
+                                        m.sync_id, dict(m.entries))
             return
         if self.line:
             fd = os.open(_journal_path(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -231,9 +236,8 @@ class _Disk:
     """What a manifest file held when this process last read or wrote it."""
 
     generation: str | None
-    base_id: tuple
+    base_id: tuple              # the base file's (inode, size, mtime)
     journal_bytes: int
-    base_bytes: int
     remote_root: str
     sync_id: str | None
     entries: dict

@@ -232,14 +232,19 @@ def _send(conn, local_root: Path, remote_root: str, plan: UploadPlan, expect: st
         out = chan.makefile("rb").read()
         rc, err = _finish(chan)
     except (OSError, EOFError) as exc:
-        why = f"{exc or type(exc).__name__}{_remote_reason(chan)}"
-        raise RemoteError(f"upload to {remote_root} failed: {why}",
-                          hint="run the same command again; the next sync resends what is missing") from exc
+        raise _broken(remote_root, exc, chan) from exc
     if rc == MISMATCH_EXIT and b"sync-id-mismatch" in out:
         return False
     if rc != 0:
         raise _remote_exit(remote_root, rc, err)
     return True
+
+
+def _broken(remote_root: str, exc: BaseException, chan: Pipe | None) -> RemoteError:
+    """A pipe to the remote script broke: what the remote end said as it ended explains it."""
+    why = f"{exc or type(exc).__name__}{_remote_reason(chan)}"
+    return RemoteError(f"upload to {remote_root} failed: {why}",
+                       hint="run the same command again; the next sync resends what is missing")
 
 
 def _remote_exit(remote_root: str, rc: int, err: str) -> RemoteError:
@@ -380,12 +385,12 @@ class _Aside:
 
     def __init__(self, state_file: Path, manifest: Manifest):
         self.state_file, self.manifest = state_file, manifest
-        self.tmp = self.error = self.thread = None
+        self.pending = self.error = self.thread = None
         self.done = False
 
     def _write(self) -> None:
         try:
-            self.tmp = self.manifest.write_aside(self.state_file)
+            self.pending = self.manifest.write_aside(self.state_file)
         except BaseException as exc:    # raised by commit()
             self.error = exc
 
@@ -409,14 +414,14 @@ class _Aside:
         self._join()
         if self.error is not None:
             raise self.error
-        self.tmp.commit()
-        self.tmp = None
+        self.pending.commit()
+        self.pending = None
 
     def drop(self) -> None:
         self._join()
-        if self.tmp is not None:
-            self.tmp.discard()
-        self.tmp = None
+        if self.pending is not None:
+            self.pending.discard()
+        self.pending = None
 
 
 @dataclass
@@ -437,7 +442,7 @@ def prepare(local_root: Path | str, remote_root: str, state_file: Path | str,
     rules = IgnoreRules.from_dir(local_root, exclude)
     if manifest is None:
         manifest = Manifest.load(Path(state_file))
-    known = manifest.remote_root == remote_root and manifest.sync_id is not None
+    known = manifest.describes(remote_root)
     if not known:
         manifest = Manifest(remote_root=remote_root)
     stats: dict[str, os.stat_result] = {}
@@ -489,7 +494,7 @@ def _upload(conn, local_root: Path, remote_root: str, state_file: Path, exclude,
             prepared: "Prepared | None") -> UploadReport:
     if prepared is None or prepared.manifest.remote_root != remote_root:
         manifest = Manifest.load(state_file)
-        if (manifest.remote_root != remote_root or manifest.sync_id is None) and early is not None:
+        if not manifest.describes(remote_root) and early is not None:
             tar = bulk.gnu_tar()
             if tar is not None:         # a full upload: scanned, judged and sent at once
                 return _upload_bulk(local_root, remote_root, state_file, exclude, warn_bytes,
@@ -522,14 +527,20 @@ def _upload(conn, local_root: Path, remote_root: str, state_file: Path, exclude,
             aside.commit()
     finally:
         aside.drop()
-    files = [e for e in plan.local.values() if e.type == "f"]
-    sent = [plan.local[r] for r in plan.send]
+    return _report(plan.local, [plan.local[r] for r in plan.send], len(plan.delete), full,
+                   warn_bytes, t0, channels)
+
+
+def _report(local: dict[str, Entry], sent: list[Entry], deleted: int, full: bool, warn_bytes: int,
+            t0: float, channels: int) -> UploadReport:
+    files = [e for e in local.values() if e.type == "f"]
     bytes_sent = sum(e.size for e in sent)
+    dirs = sum(1 for e in sent if e.type == "d")
     return UploadReport(
-        files_sent=sum(1 for e in sent if e.type != "d"), bytes_sent=bytes_sent, deleted=len(plan.delete),
+        files_sent=len(sent) - dirs, bytes_sent=bytes_sent, deleted=deleted,
         total_files=len(files), total_bytes=sum(e.size for e in files), full=full,
-        large=bytes_sent > warn_bytes, seconds=time.monotonic() - t0,
-        dirs_sent=sum(1 for e in sent if e.type == "d"), channels=channels)
+        large=bytes_sent > warn_bytes, seconds=time.monotonic() - t0, dirs_sent=dirs,
+        channels=channels)
 
 
 def _upload_bulk(local_root: Path, remote_root: str, state_file: Path, exclude, warn_bytes: int,
@@ -547,21 +558,12 @@ def _upload_bulk(local_root: Path, remote_root: str, state_file: Path, exclude, 
             told.append(total)
             on_large(total)
 
-    chan = None
     try:
         chan = early.run(_upload_script(root_expr(remote_root), None, new_id, 0, 0,
                                         concatenated=True))
         local = bulk.stream_full(chan, tar, local_root, rules, judge, on_bytes)
-    except (RemoteError, OSError, EOFError) as exc:
-        # a pipe that broke (tar or ssh gone) says less than the remote end's own exit
-        if chan is not None and chan.exit_status_ready():
-            rc, err = _finish(chan)
-            if rc != 0:
-                raise _remote_exit(remote_root, rc, err) from exc
-        if isinstance(exc, RemoteError):
-            raise
-        raise RemoteError(f"upload to {remote_root} failed: {exc or type(exc).__name__}",
-                          hint="run the same command again; the next upload sends everything") from exc
+    except (OSError, EOFError) as exc:      # tar or ssh gone: the remote end's exit says why
+        raise _broken(remote_root, exc, early) from exc
     finally:
         judge.save()
     aside = _Aside(state_file, Manifest(remote_root, new_id, local))
@@ -571,18 +573,10 @@ def _upload_bulk(local_root: Path, remote_root: str, state_file: Path, exclude, 
             chan.makefile("rb").read()
             rc, err = _finish(chan)
         except (OSError, EOFError) as exc:
-            raise RemoteError(f"upload to {remote_root} failed: {exc or type(exc).__name__}",
-                              hint="run the same command again; the next sync resends what is "
-                                   "missing") from exc
+            raise _broken(remote_root, exc, chan) from exc
         if rc != 0:
             raise _remote_exit(remote_root, rc, err)
         aside.commit()
     finally:
         aside.drop()
-    files = [e for e in local.values() if e.type == "f"]
-    sent = [e for e in local.values() if e.type != "d"]
-    bytes_sent = sum(e.size for e in sent)
-    return UploadReport(
-        files_sent=len(sent), bytes_sent=bytes_sent, deleted=0, total_files=len(files),
-        total_bytes=sum(e.size for e in files), full=True, large=bytes_sent > warn_bytes,
-        seconds=time.monotonic() - t0, dirs_sent=len(local) - len(sent), channels=1)
+    return _report(local, list(local.values()), 0, True, warn_bytes, t0, 1)
