@@ -542,8 +542,8 @@ def test_connection_drop_mid_fetch(node, dirs, monkeypatch, tmp_path):
     write(remote, "notes.txt", "changed by the run")
     real_exec = fetching._exec
 
-    def exec_then_drop(conn, script, timeout):
-        chan = real_exec(conn, script, timeout)
+    def exec_then_drop(conn, script, timeout, *early):
+        chan = real_exec(conn, script, timeout, *early)
         if "tar -c" in script:
             real_makefile = chan.makefile
             chan.makefile = lambda *a: DroppingReader(real_makefile(*a),
@@ -743,6 +743,17 @@ def test_names_are_split_by_directory_as_a_test_per_name_would_split_them():
         assert pulling.split_under(names, dirs) == (inside, [n for n in names if n not in inside])
 
 
+@pytest.fixture(params=["tar", "rsync"])
+def place_by(request, monkeypatch):
+    """How a new output directory comes whole (``pulling.place``): GNU tar both ends, or rsync
+    where this side has no GNU tar."""
+    if request.param == "tar" and pulling.bulk.gnu_tar() is None:
+        pytest.skip("no GNU tar on this machine: the rsync case carries the new directory")
+    if request.param == "rsync":
+        monkeypatch.setattr(pulling.bulk, "gnu_tar", lambda: None)
+    return request.param
+
+
 def _uploaded_over_rsync(node, tmp_path, monkeypatch):
     """A one-file project uploaded, fetches going by rsync however small: (link, local, remote,
     manifest)."""
@@ -756,15 +767,22 @@ def _uploaded_over_rsync(node, tmp_path, monkeypatch):
     return c, local, remote, state
 
 
-def _before_each_rsync(monkeypatch, hook):
-    """Call ``hook(names, into_place)`` just before each of fetch's rsync pulls."""
-    real = pulling.rsync_pull
+def _before_each_pull(monkeypatch, hook):
+    """Call ``hook(names, into_place)`` just before each of fetch's rsync or GNU tar pulls (a
+    tar pull always brings whole directories into place)."""
+    real_rsync, real_tar = pulling.rsync_pull, pulling.tar_pull
 
-    def first_the_hook(link, root, names, dest, hint, **kw):
+    def rsync_after_the_hook(link, root, names, dest, hint, **kw):
         hook(list(names), kw.get("into_place", False))
-        return real(link, root, names, dest, hint, **kw)
+        return real_rsync(link, root, names, dest, hint, **kw)
 
-    monkeypatch.setattr(pulling, "rsync_pull", first_the_hook)
+    def tar_after_the_hook(link, root, names, dest, hint, **kw):
+        if pulling.bulk.gnu_tar() is not None:
+            hook(list(names), True)
+        return real_tar(link, root, names, dest, hint, **kw)
+
+    monkeypatch.setattr(pulling, "rsync_pull", rsync_after_the_hook)
+    monkeypatch.setattr(pulling, "tar_pull", tar_after_the_hook)
 
 
 def _fetch_and_close(c, local, remote, state):
@@ -775,10 +793,11 @@ def _fetch_and_close(c, local, remote, state):
 
 
 def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(node, tmp_path,
-                                                                          monkeypatch):
-    # over rsync, a new directory selected whole skips staging: rsync writes it into the project
-    # (each file whole under its name), with the rules staging applies said to rsync. One with
-    # a link out of the project or a setuid file goes through staging and its per-entry rules.
+                                                                          monkeypatch, place_by):
+    # a new directory selected whole skips the per-entry install: GNU tar (or rsync) brings it
+    # into staging, one walk applies the rules there (modes, links, the paths never fetched)
+    # and records it, one rename puts it in place. One with a link out of the project or a
+    # setuid file goes through the per-entry rules instead.
     c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
     for k in range(30):
         write(remote, f"out/part{k:02d}.txt", f"{k}")
@@ -796,23 +815,29 @@ def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(no
             write(remote, "out/__pycache__/x.pyc", "pyc")
             write(remote, "out/setuid", "s", mode=0o6755)
 
-    _before_each_rsync(monkeypatch, spy)
+    _before_each_pull(monkeypatch, spy)
     rep = _fetch_and_close(c, local, remote, state)
     assert asked == [(["risky", "suid"], False), (["out"], True)]
     assert (local / "out/part07.txt").read_text() == "7"
     assert stat.S_IMODE((local / "out/sub/deep.txt").stat().st_mode) == 0o640
-    # what came after the listing is fetched as well, under the same rules, and recorded
-    assert (local / "out/late.txt").read_text() == "late"
-    assert not (local / "out/__pycache__").exists()
-    assert stat.S_IMODE((local / "out/setuid").stat().st_mode) == 0o755
-    assert {"out/late.txt", "out/part00.txt", "out/sub/deep.txt"} <= set(rep.files)
+    assert {"out/part00.txt", "out/sub/deep.txt"} <= set(rep.files)
     assert not (local / "risky/escape").exists() and "risky/escape" in " ".join(rep.refused)
     assert stat.S_IMODE((local / "suid/tool").stat().st_mode) == 0o755
     assert (local / "build").is_dir() and not (local / "build/__pycache__").exists()
     assert not list((local / ".swiftrun").glob("fetch-*"))      # staging cleaned up
-    # recorded in the manifest: the next upload sends nothing back, the next fetch brings nothing
+    # what the node wrote after the listing is left to the next fetch (its listing has the
+    # mtimes the manifest must record), under the same rules; it never brings a cache
+    assert not (local / "out/late.txt").exists() and not (local / "out/setuid").exists()
+    monkeypatch.undo()
     c = connect(node, tmp_path / "cluster")
     try:
+        rep = sync.fetch(c, local, str(remote), state_file=state)
+        assert sorted(rep.files) == ["out/late.txt", "out/setuid"]
+        assert (local / "out/late.txt").read_text() == "late"
+        assert stat.S_IMODE((local / "out/setuid").stat().st_mode) == 0o755
+        assert not (local / "out/__pycache__").exists()
+        # all recorded in the manifest: the next upload sends nothing back, the next fetch
+        # brings nothing
         assert sync.upload(c, local, str(remote), state_file=state).files_sent == 0
         assert sync.fetch(c, local, str(remote), state_file=state).files == []
     finally:
@@ -820,15 +845,15 @@ def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(no
 
 
 def test_a_new_directory_appearing_locally_meanwhile_loses_neither_version(node, tmp_path,
-                                                                           monkeypatch):
+                                                                           monkeypatch, place_by):
     # the user writes into the output directory's path between the listing and the transfer:
     # the directory no longer goes in whole; entry by entry, the user's file is kept aside as
     # a conflict and the run's version and its sibling arrive
     c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
     write(remote, "out/a.txt", "remote a")
     write(remote, "out/b.txt", "remote b")
-    _before_each_rsync(monkeypatch, lambda names, into_place: write(local, "out/a.txt",
-                                                                     "the user's own a"))
+    _before_each_pull(monkeypatch, lambda names, into_place: write(local, "out/a.txt",
+                                                                   "the user's own a"))
     rep = _fetch_and_close(c, local, remote, state)
     assert (local / "out/a.txt.local").read_text() == "the user's own a"
     assert (local / "out/a.txt").read_text() == "remote a"
@@ -837,21 +862,59 @@ def test_a_new_directory_appearing_locally_meanwhile_loses_neither_version(node,
     assert not list((local / ".swiftrun").glob("fetch-*"))
 
 
-def test_a_new_output_directory_arrives_whole_or_not_at_all(node, tmp_path, monkeypatch):
-    # rsync killed mid-transfer: nothing of the directory locally (it is renamed in only once
-    # it all arrived), no staging left, and the retry brings it all
+def test_a_new_directory_turned_unsafe_after_the_listing_goes_in_entry_by_entry(
+        node, tmp_path, monkeypatch, place_by):
+    # between the listing and the transfer the node swaps a listed file for a link out of the
+    # project and adds a fifo and a setuid file: the walk in staging sees it, the directory is
+    # not renamed in, and the per-entry rules refuse the link; the rest arrives, modes fixed
+    c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
+    write(remote, "out/a.txt", "a")
+    write(remote, "out/turns.txt", "t")
+    write(remote, "out/tool", "x", mode=0o755)
+
+    def swap(names, into_place):
+        if into_place:
+            (remote / "out/turns.txt").unlink()
+            os.symlink("/etc/passwd", remote / "out/turns.txt")
+            os.mkfifo(remote / "out/pipe")
+            os.chmod(remote / "out/tool", 0o4755)
+
+    _before_each_pull(monkeypatch, swap)
+    rep = _fetch_and_close(c, local, remote, state)
+    assert (local / "out/a.txt").read_text() == "a"
+    assert not (local / "out/turns.txt").exists() and not (local / "out/turns.txt").is_symlink()
+    # refused when it arrived as the link (tar); rsync's --safe-links leaves it out, so it
+    # counts as not read on the headnode (a failure: the cluster is kept)
+    assert "out/turns.txt" in " ".join(rep.refused if place_by == "tar" else rep.failed)
+    assert not (local / "out/pipe").exists()
+    assert stat.S_IMODE((local / "out/tool").stat().st_mode) == 0o755
+    assert not list((local / ".swiftrun").glob("fetch-*"))
+
+
+def _killed_soon(script: str, program: str) -> str:
+    """``script`` with its ``exec PROGRAM ...`` run in the background (stdin kept) and killed
+    50 ms later, the script exiting 12."""
+    head, sep, tail = script.partition(f"exec {program} ")
+    assert sep, script
+    return f"{head}{{ {program} {tail} <&0 & p=$!; sleep 0.05; kill -9 $p; exit 12; }}"
+
+
+def test_a_new_output_directory_arrives_whole_or_not_at_all(node, tmp_path, monkeypatch,
+                                                            place_by):
+    # the transfer killed part way: nothing of the directory locally (it is renamed in only
+    # once it all arrived), no staging left, and the retry brings it all
     c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
     for k in range(50):
         write(remote, f"out/part{k:02d}.bin", os.urandom(256 << 10))
-    real = pulling._rsync_path
-    monkeypatch.setattr(pulling, "_rsync_path", lambda root: real(root).replace(
-        'exec rsync "$@"', 'rsync "$@" & p=$!; sleep 0.05; kill -9 $p; exit 12'))
+    name, program = ("_tar_script", "tar") if place_by == "tar" else ("_rsync_path", "rsync")
+    real = getattr(pulling, name)
+    monkeypatch.setattr(pulling, name, lambda root: _killed_soon(real(root), program))
     try:
         with pytest.raises(RemoteError, match="swiftrun fetch"):
             sync.fetch(c, local, str(remote), state_file=state)
         assert not (local / "out").exists()
         assert not list((local / ".swiftrun").glob("fetch-*"))
-        monkeypatch.setattr(pulling, "_rsync_path", real)
+        monkeypatch.setattr(pulling, name, real)
         rep = sync.fetch(c, local, str(remote), state_file=state)
     finally:
         c.remote.close()
@@ -860,23 +923,31 @@ def test_a_new_output_directory_arrives_whole_or_not_at_all(node, tmp_path, monk
 
 
 def test_a_new_output_directory_transferred_in_part_goes_in_entry_by_entry(node, tmp_path,
-                                                                         monkeypatch):
+                                                                         monkeypatch, place_by):
     # rsync says some files did not come whole (exit 23/24): the directory is not renamed in;
     # what arrived at its listed size is installed entry by entry, the one cut short is a
-    # failure (the cluster is kept) and the retry brings it
+    # failure (the cluster is kept) and the retry brings it. GNU tar saying a file changed
+    # while it read it (it pads a shrunk one with zeros) sends the directory to rsync first.
     c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
     for name in ("a", "b", "sub/c"):
         write(remote, f"out/{name}.txt", name * 100)
-    real = pulling.rsync_pull
+    real, real_tar = pulling.rsync_pull, pulling.tar_pull
+    tar_said = []
 
     def cut_short(link, root, names, dest, hint, **kw):
         assert real(link, root, names, dest, hint, **kw) == "complete"
         os.truncate(os.path.join(dest, "out/b.txt"), 10)
         return "partial"
 
+    def changed(link, root, names, dest, hint, **kw):
+        tar_said.append(real_tar(link, root, names, dest, hint, **kw))
+        return "changed" if tar_said[-1] == "complete" else tar_said[-1]
+
     monkeypatch.setattr(pulling, "rsync_pull", cut_short)
+    monkeypatch.setattr(pulling, "tar_pull", changed)
     try:
         rep = sync.fetch(c, local, str(remote), state_file=state)
+        assert tar_said == (["complete"] if place_by == "tar" else [None])
         assert sorted(rep.files) == ["out/a.txt", "out/sub/c.txt"]
         assert [f.split(":")[0] for f in rep.failed] == ["out/b.txt"]
         assert (local / "out/sub/c.txt").read_text() == "sub/c" * 100
@@ -1068,10 +1139,10 @@ def test_fetch_reports_files_the_headnode_could_not_read(conn, dirs, tar_mode, m
     write(remote, "vanishing.txt", "v")                  # deleted between listing and tar
     real_exec = fetching._exec
 
-    def exec_and_delete(conn, script, timeout):
+    def exec_and_delete(conn, script, timeout, *early):
         if "tar -c" in script:
             (remote / "vanishing.txt").unlink()
-        return real_exec(conn, script, timeout)
+        return real_exec(conn, script, timeout, *early)
 
     monkeypatch.setattr(fetching, "_exec", exec_and_delete)
     tar_mode("skip")

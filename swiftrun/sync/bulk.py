@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from swiftrun.errors import RemoteError
-from swiftrun.sync.channel import Pipe
+from swiftrun.sync.channel import Pipe, widen
 from swiftrun.sync.ignore import IgnoreRules
 from swiftrun.sync.manifest import Entry, walk
 from swiftrun.sync.sensitive import Judge
@@ -128,6 +128,7 @@ def stream_full(chan: Pipe, tar: str, local_root: Path, rules: IgnoreRules, judg
     pipe = Pipeline(tar, local_root, chan)
     try:
         chan.proc.stdin.flush()     # the script ahead of tar's bytes in the same pipe
+        widen(chan.proc.stdin)
         pipe.start()
         total = 0
         for names in walk(local_root, rules, local, stats):

@@ -12,11 +12,26 @@ start with ``~/``; that part is expanded by the remote shell, everything else is
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import shlex
 import subprocess
 import tempfile
 
 SSH_LOST = 255          # ssh's own exit code: the connection failed or dropped
+WIDE_PIPE = 1 << 20     # bytes: Linux's default pipe-max-size, what anyone may ask for
+
+
+def widen(pipe) -> None:
+    """Give the pipe ``pipe`` (a file object or descriptor, either end) 1 MiB instead of Linux's
+    64 KiB, where the system allows it. Between OpenSSH and a tar on this side, a 64 KiB pipe
+    makes the two take turns (fill, wake, drain) some 80 times for 5 000 small files; at
+    1 MiB the pull of them took 84 ms [72-94] against 128 [78-173] here. Elsewhere, or when
+    this user's pipe quota is spent, the pipe stays as it is."""
+    op = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if op is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        fcntl.fcntl(pipe if isinstance(pipe, int) else pipe.fileno(), op, WIDE_PIPE)
 
 
 # A remote shell whose script comes first on its stdin: a line with the script's length, then
@@ -46,6 +61,12 @@ class Pipe:
         """End an ``early`` shell that was given no script (EOF: it exits at once)."""
         with contextlib.suppress(OSError, ValueError):
             self.finish()
+
+    def discard(self) -> None:
+        """End an ``early`` shell that was given no script without waiting for the far end to
+        say so (a round trip): the master closes its channel when this ssh goes."""
+        self.kill()
+        self.close()
 
     def __init__(self, link, script: str):
         self._err = tempfile.TemporaryFile()
@@ -84,10 +105,13 @@ class Pipe:
             self.proc.wait()
 
 
-def _exec(link, script: str, timeout: float | None = None) -> Pipe:
-    """Start ``script`` under POSIX sh (whatever the login shell is) on the node of ``link``.
-    ``timeout`` is kept for the callers' sake: a dead connection is noticed by OpenSSH's
-    ServerAlive probes (45 s), a stuck remote command by the caller's own limits."""
+def _exec(link, script: str, timeout: float | None = None, early: Pipe | None = None) -> Pipe:
+    """Start ``script`` under POSIX sh (whatever the login shell is) on the node of ``link``;
+    on ``early`` (``Pipe.early``) when that was given no script yet. ``timeout`` is kept for
+    the callers' sake: a dead connection is noticed by OpenSSH's ServerAlive probes (45 s), a
+    stuck remote command by the caller's own limits."""
+    if early is not None and not early.used:
+        return early.run(script)
     return Pipe(link, script)
 
 

@@ -37,8 +37,7 @@ from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_exp
 from swiftrun.sync.ignore import compile_glob, glob_matches
 from swiftrun.sync.listing import RETRY_HINT, remote_listing
 from swiftrun.sync.manifest import Entry, Manifest, _ancestors, _local_entry, _safe_rel
-
-NEVER_FETCH = frozenset({".swiftrun", ".git", "__pycache__"})   # path components never brought back
+from swiftrun.sync.pulling import NEVER_FETCH
 
 
 @dataclass
@@ -198,7 +197,8 @@ def _receive(chan: Pipe, names: list[str], local_root: Path, staging: str,
 
 
 def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], local_root: Path,
-          staging: str, report: FetchReport, placed: dict[str, Entry]) -> dict[str, _Staged] | None:
+          staging: str, report: FetchReport, placed: dict[str, Entry],
+          early: Pipe | None = None) -> dict[str, _Staged] | None:
     """``_receive``'s work by rsync: the names land in ``staging`` under their own paths, then
     each is judged as the tar path judges a member (nothing through a staged symlink; links
     absolute or leading out of the root refused; modes as the data filter leaves them). After
@@ -223,7 +223,8 @@ def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], l
             return None
         _judge_staged(names, listing, staging, done, staged, report, real_root)
     if direct:
-        done, left = pulling.place(conn, remote_root, direct, root, staging, RETRY_HINT, placed)
+        done, left = pulling.place(conn, remote_root, direct, root, staging, RETRY_HINT, placed,
+                                   listing, early=early)
         if done is None:
             return None
         if left:                # entry by entry, like the rest
@@ -351,9 +352,9 @@ def _keep_local_copy(root: str, rel: str) -> str:
 def _record_placed(placed: dict[str, Entry], manifest: Manifest, report: FetchReport) -> None:
     """What rsync put straight into place is fetched like the rest: in the manifest (so the next
     upload does not send it back) and in the report."""
+    manifest.entries.update(placed)
     for rel in sorted(placed):
         entry = placed[rel]
-        manifest.entries[rel] = entry
         if entry.type == "d":
             report.dirs.append(rel)
         else:
@@ -439,9 +440,25 @@ def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | 
     local_root = Path(local_root)
     state_file = Path(state_file)
     loaded: list[Manifest] = []
-    listing = remote_listing(conn, remote_root, timeout=timeout,
-                             meanwhile=lambda: loaded.append(Manifest.load(state_file)))
-    manifest = loaded[0]
+    early: list[Pipe] = []
+
+    def meanwhile():
+        loaded.append(Manifest.load(state_file))
+        # round trip 2's shell, started while the node lists: ~10 ms off a fetch's wall time
+        early.append(Pipe.early(conn))
+
+    try:
+        listing = remote_listing(conn, remote_root, timeout=timeout, meanwhile=meanwhile)
+        return _fetch(conn, local_root, remote_root, state_file, listing, loaded[0], early[0],
+                      outputs, extra_dirs, timeout, t0)
+    finally:
+        if early and not early[0].used:
+            early[0].discard()
+
+
+def _fetch(conn, local_root: Path, remote_root: str, state_file: Path,
+           listing: dict[str, Entry], manifest: Manifest, early: Pipe, outputs, extra_dirs,
+           timeout: float | None, t0: float) -> FetchReport:
     if manifest.remote_root != remote_root:
         manifest = Manifest(remote_root=remote_root)
     names = select_fetch(listing, manifest, local_root, outputs=outputs, extra_dirs=extra_dirs)
@@ -459,14 +476,17 @@ def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | 
     try:
         staged = None
         if pulling.worth_it(conn, len(names), sum(listing[n].size for n in names)):
-            staged = _pull(conn, remote_root, names, listing, local_root, staging, report, placed)
+            staged = _pull(conn, remote_root, names, listing, local_root, staging, report, placed,
+                           early)
         if staged is None:
-            staged = _stream(conn, remote_root, names, local_root, staging, report, timeout)
+            staged = _stream(conn, remote_root, names, local_root, staging, report, timeout, early)
         _check_arrived(conn, remote_root, names, listing, staged.keys() | placed.keys(), report,
-                       timeout)
+                       timeout, early)
         installing = True
+        # the parents of the directories renamed in (not of all they hold: thousands)
+        tops = [d for d in placed if d.rpartition("/")[0] not in placed]
         _install(local_root, staged, listing, manifest, report,
-                 also={a for d in placed for a in _ancestors(d)} - placed.keys())
+                 also={a for d in tops for a in _ancestors(d)} - placed.keys())
     finally:
         if placed:
             installing = True
@@ -514,7 +534,8 @@ def _vanished_script(root: str) -> str:
 
 
 def _check_arrived(conn, remote_root: str, names: list[str], listing: dict[str, Entry],
-                   staged: dict[str, _Staged], report: FetchReport, timeout: float | None) -> None:
+                   staged: dict[str, _Staged], report: FetchReport, timeout: float | None,
+                   early: Pipe | None = None) -> None:
     """Remote tar skips files it cannot read (--ignore-failed-read, so one bad file does not cost
     the rest): a requested regular file that did not arrive is a failure, unless it is gone on the
     headnode now (deleted between the listing and tar). One more channel, only when one is missing."""
@@ -524,7 +545,7 @@ def _check_arrived(conn, remote_root: str, names: list[str], listing: dict[str, 
         return
     gone: set[str] = set()
     try:
-        chan = _exec(conn, _vanished_script(root_expr(remote_root)), timeout)
+        chan = _exec(conn, _vanished_script(root_expr(remote_root)), timeout, early)
         feeder = threading.Thread(target=_feed_names, args=(chan, missing, []), daemon=True)
         feeder.start()
         data = chan.makefile("rb").read()
@@ -540,7 +561,8 @@ def _check_arrived(conn, remote_root: str, names: list[str], listing: dict[str, 
 
 
 def _stream(conn, remote_root: str, names: list[str], local_root: Path, staging: str,
-            report: FetchReport, timeout: float | None) -> dict[str, _Staged]:
+            report: FetchReport, timeout: float | None,
+            early: Pipe | None = None) -> dict[str, _Staged]:
     """Round trip 2: remote ``tar -c`` of ``names`` into staging; RemoteError on any failure.
 
     The name list goes in from a thread (tar may answer before reading it all). A failure to send
@@ -550,7 +572,7 @@ def _stream(conn, remote_root: str, names: list[str], local_root: Path, staging:
     chan = None
     what = f"fetching results from {remote_root} failed"
     try:
-        chan = _exec(conn, _fetch_script(root_expr(remote_root)), timeout)
+        chan = _exec(conn, _fetch_script(root_expr(remote_root)), timeout, early)
         feeder = threading.Thread(target=_feed_names, args=(chan, names, errors), daemon=True)
         feeder.start()
         staged = _receive(chan, names, local_root, staging, report)

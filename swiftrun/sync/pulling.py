@@ -14,6 +14,14 @@ the list directory by directory (incremental recursion) while the files flow: 5 
 outputs came ~1.7x faster here. Directories are never needed from rsync for their own sake:
 their mode and mtime are in the listing. Anything a recursed directory holds that was not
 selected (a file written after the listing) lands in staging and stays there.
+
+A new output directory nothing stands in the way of (``place``) comes by GNU tar where this
+side has it: ``tar -c`` of the directory on the node, ``tar -x`` into staging here, nothing
+between them but the master's channel (through a 1 MiB pipe, ``channel.widen``). For 5 000
+files of 1 KB that took 84 ms [72-94] here against rsync's 180 [132-205]: rsync's processes
+exchange a file list and per-file requests before the bytes of a new file flow. Whichever brought it, the staged directory is walked once before it
+is renamed in (``fit_to_place``): that walk is what the manifest records, and it holds the
+rules rsync was told (``INTO_PLACE``) to whatever tar wrote.
 """
 
 from __future__ import annotations
@@ -24,12 +32,16 @@ import shlex
 import shutil
 import stat
 import subprocess
+import tempfile
 
 from swiftrun.errors import RemoteError
-from swiftrun.sync.channel import root_expr
+from swiftrun.sync import bulk
+from swiftrun.sync.channel import Pipe, _exec, root_expr, widen
 from swiftrun.sync.manifest import Entry, _ancestors
 
+NEVER_FETCH = frozenset({".swiftrun", ".git", "__pycache__"})   # path components never brought back
 NO_RSYNC_EXIT = 76      # remote: no rsync there, nothing done: use the tar stream
+NO_TAR_EXIT = 77        # remote: no tar there, nothing done: rsync instead
 NO_ROOT_EXIT = 66       # remote: the root is gone
 # Below these a tar stream on the open master is cheaper (rsync starts two processes a side).
 PULL_MIN_FILES = 200
@@ -186,21 +198,113 @@ def direct_dirs(names: list[str], listing: dict[str, Entry], kinds: dict[str, st
     return sorted(chosen)
 
 
+# GNU tar both ends. Create: the named directories and all they hold (what the run wrote
+# after the listing too: the walk takes that out again), never the paths fetch leaves there,
+# hard links as files, names verbatim and NUL-separated, in 64 KiB records (one channel write
+# each, not one per 10 KiB: ~20 ms of 5 000 small files). gnu format, not posix: a pax header
+# per file for its nanosecond mtime cost ~30 ms more at 5 000 files than setting the mtimes
+# the listing holds afterwards (``fit_to_place``), which is also why the local tar does not
+# set them (--touch). Extract: modes as archived, owned by whoever fetches; the walk after
+# applies the rules to what it wrote (a path fetch never brings back among them, there only if
+# the node's tar ignored its --exclude, sends the directory to the per-entry rules).
+_NEVER = [f"--exclude={n}" for n in sorted(NEVER_FETCH)]
+TAR_PULL_CREATE = ["-c", "-f", "-", "-b", "128", "--format=gnu", "--hard-dereference",
+                   "--numeric-owner", "--ignore-failed-read", *_NEVER,
+                   "--verbatim-files-from", "--null", "-T", "-"]
+TAR_PULL_EXTRACT = ["-x", "-f", "-", "-b", "128", "--preserve-permissions", "--no-same-owner",
+                    "--touch"]
+
+
+def _tar_script(root: str) -> str:
+    return "; ".join([
+        f"cd {root} || exit {NO_ROOT_EXIT}",
+        f"command -v tar >/dev/null 2>&1 || {{ echo swiftrun-no-tar >&2; exit {NO_TAR_EXIT}; }}",
+        "exec tar " + " ".join(shlex.quote(a) for a in TAR_PULL_CREATE)])
+
+
+def tar_pull(link, remote_root: str, dirs: list[str], dest: str, hint: str, *,
+             early: Pipe | None = None) -> str | None:
+    """Bring ``dirs`` (relative to ``remote_root``) with all they hold into ``dest`` (fetch's
+    private staging directory) by GNU tar on both ends: "complete"; "changed" when the remote
+    tar saw a file change or shrink while it read it (it pads a shrunk file with zeros to its
+    old size, so what arrived cannot be trusted: the caller takes these by rsync); None when
+    either end has no tar (nothing was done); RemoteError when the transfer failed.
+
+    What the local tar writes stays inside ``dest``: GNU tar strips a leading "/" and refuses a
+    member with ".." in its name, and a link leading up or out is written as a placeholder
+    until the end, so no member is written through it. What it wrote is judged by
+    ``fit_to_place`` before anything leaves staging. ``early``: a shell to run it on (see
+    ``channel._exec``)."""
+    tar = bulk.gnu_tar()
+    if tar is None:
+        return None
+    what = f"fetching results from {remote_root} failed"
+    chan = _exec(link, _tar_script(root_expr(remote_root)), early=early)
+    widen(chan.stdout)
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.Popen([tar, *TAR_PULL_EXTRACT, "-C", dest], stdin=chan.stdout,
+                                    stdout=subprocess.DEVNULL, stderr=err)
+        except OSError as exc:
+            chan.kill()
+            chan.finish()
+            raise RemoteError(f"{what}: {exc}", hint=hint) from exc
+        chan.stdout.close()         # tar reads it now; the remote end sees its going
+        try:
+            chan.sendall(b"".join(os.fsencode(d) + b"\0" for d in dirs))
+        except OSError:
+            pass                    # the remote end went: its exit status says why
+        chan.shutdown_write()
+        local_rc = proc.wait()
+        rc, remote_err = chan.finish()
+        err.seek(0)
+        local_err = err.read().decode("utf-8", "replace")
+    if rc == NO_TAR_EXIT and "swiftrun-no-tar" in remote_err:
+        return None
+    if rc == NO_ROOT_EXIT:
+        raise RemoteError(f"{what}: {remote_root} does not exist on the headnode", hint=hint)
+    if rc == -1:
+        raise RemoteError(f"{what} (the connection dropped)", hint=hint)
+    if local_rc != 0:           # first: the remote tar's own failure (a broken pipe) follows
+        raise RemoteError(f"{what} (tar here exited {local_rc}: {_last(local_err)})", hint=hint)
+    if rc not in (0, bulk.TAR_CHANGED):
+        raise RemoteError(f"{what} (remote tar exit {rc}: {_last(remote_err)})", hint=hint)
+    return "complete" if rc == 0 else "changed"
+
+
+def _last(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
 def place(link, remote_root: str, dirs: list[str], local_root: str, staging: str, hint: str,
-          placed: dict[str, Entry]) -> tuple[str | None, list[str]]:
-    """rsync ``dirs`` (from ``direct_dirs``) into ``staging`` under the rules of ``INTO_PLACE``,
-    then rename each whole into the project if its path there is still vacant: one rename per
-    directory, so it appears complete or not at all. ``placed`` gets every entry now under
-    the renamed ones. Returns ``rsync_pull``'s result (None: no rsync there, nothing done) and
-    the directories left in staging (the transfer was partial, or something now stands at the
-    path locally): the caller judges and installs what they hold entry by entry."""
+          placed: dict[str, Entry], listing: dict[str, Entry], *,
+          early: Pipe | None = None) -> tuple[str | None, list[str]]:
+    """Bring ``dirs`` (from ``direct_dirs``) into ``staging`` (``tar_pull``, else rsync under
+    the rules of ``INTO_PLACE``), then rename each whole into the project if it passes
+    ``fit_to_place`` and its path there is still vacant: one rename per directory, so it
+    appears complete or not at all. ``placed`` gets every entry now under the renamed ones.
+    Returns how the transfer went ("complete", "partial"; None: no rsync there, nothing done)
+    and the directories left in staging (the transfer was partial, something there breaks the
+    rules, or something now stands at the path locally): the caller judges and installs what
+    they hold entry by entry."""
     for d in dirs:
         os.makedirs(os.path.join(staging, os.path.dirname(d)), exist_ok=True)
-    done = rsync_pull(link, remote_root, dirs, staging, hint, into_place=True)
+    done = tar_pull(link, remote_root, dirs, staging, hint, early=early)
+    if done == "changed":
+        for d in dirs:          # may hold a zero-padded file: rsync brings these again
+            shutil.rmtree(os.path.join(staging, d), ignore_errors=True)
+    if done != "complete":
+        done = rsync_pull(link, remote_root, dirs, staging, hint, into_place=True)
     if done != "complete":
         return done, list(dirs) if done else []
     left = []
+    real_root = os.path.realpath(local_root)
     for d in dirs:
+        got: dict[str, Entry] = {}
+        if not fit_to_place(os.path.join(staging, d), d, got, real_root, listing):
+            left.append(d)
+            continue
         dest = os.path.join(local_root, d)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         if os.path.lexists(dest):
@@ -211,40 +315,105 @@ def place(link, remote_root: str, dirs: list[str], local_root: str, staging: str
         except OSError:
             left.append(d)
             continue
-        _record_tree(dest, d, placed)
+        placed.update(got)
     return done, left
 
 
-def _record_tree(path: str, rel: str, into: dict[str, Entry]) -> None:
-    """Every entry at and under ``path`` (named from ``rel``), as it is on disk now, links not
-    followed. Each directory is read through its own descriptor, so an entry costs one
-    ``fstatat`` of its bare name, not a lookup of its whole path."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+def fit_to_place(path: str, rel: str, into: dict[str, Entry], real_root: str,
+                 listing: dict[str, Entry]) -> bool:
+    """Record the staged tree at ``path`` (named from ``rel``) into ``into`` and say whether it
+    may go into the project as it is: only regular files, directories and links that lead
+    inside ``real_root``, none of the paths fetch never brings back. False: the per-entry rules
+    decide (they refuse what breaks them, by name). Changed here, in staging, on the way
+    (``_Walk``): modes to what the data filter leaves; the mtime the ``listing`` holds on every
+    file of the listed size and every listed directory (tar's gnu format keeps whole seconds
+    only, and the local tar leaves them to this); and what the listing does not hold (written
+    on the node after it) taken out, as the per-entry path leaves it in staging: the next
+    fetch brings it, with its own listing's mtime. So the manifest records what the next
+    listing compares with. A file the node rewrote after the listing at the same size gets
+    the listed mtime too: the next listing then differs from the manifest and the next fetch
+    replaces it (the local copy is as recorded, so that is no conflict); one rewritten while
+    tar read it makes tar say so, and rsync brings the directory instead (``place``)."""
+    walk = _Walk(into, listing)
     try:
-        into[rel] = Entry.from_stat(os.fstat(fd))
-        _record_dir(fd, rel, into)
-    finally:
-        os.close(fd)
+        walk.tree(path, rel)
+    except OSError:
+        return False
+    if walk.odd:
+        return False
+    return all(link_stays_inside(real_root, n, into[n].target or "") for n in walk.links)
 
 
-def _record_dir(fd: int, rel: str, into: dict[str, Entry]) -> None:
-    with os.scandir(fd) as it:
-        for de in it:
-            here = f"{rel}/{de.name}"
-            try:
+class _Walk:
+    """One walk of a staged tree: each directory read through its own descriptor, so an entry
+    costs one ``fstatat`` of its bare name (and, where needed, one ``fchmodat``/``utimensat``),
+    not a lookup of its whole path."""
+
+    def __init__(self, into: dict[str, Entry], listing: dict[str, Entry]):
+        self.into, self.listing = into, listing
+        self.links: list[str] = []
+        self.odd: list[str] = []        # neither file, directory nor link; or a NEVER_FETCH name
+
+    def tree(self, path: str, rel: str) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            self._dir(fd, rel)
+            self.into[rel] = self._fit_dir(os.fstat(fd), rel, fd)
+        finally:
+            os.close(fd)
+
+    def _fit_dir(self, st: os.stat_result, rel: str, fd: int) -> Entry:
+        """The entry for the directory open as ``fd`` (``st``) at ``rel``, after the rules."""
+        mode = stat.S_IMODE(st.st_mode)
+        want = (mode & 0o755) | 0o700
+        r = self.listing.get(rel)
+        mtime = r.mtime_ns if r is not None and r.type == "d" else st.st_mtime_ns
+        if want != mode:
+            os.fchmod(fd, want)
+        if mtime != st.st_mtime_ns:
+            os.utime(fd, ns=(mtime, mtime))
+        return Entry("d", 0, mtime, want)
+
+    def _dir(self, fd: int, rel: str) -> None:
+        into, listing, utime = self.into, self.listing, os.utime
+        with os.scandir(fd) as it:
+            for de in it:
+                name = de.name
+                here = f"{rel}/{name}"
+                if name in NEVER_FETCH:
+                    self.odd.append(here)
+                    continue
                 st = de.stat(follow_symlinks=False)
-                if stat.S_ISLNK(st.st_mode):
-                    into[here] = Entry.from_stat(st, os.readlink(de.name, dir_fd=fd))
+                r = listing.get(here)
+                if r is None:           # written after the listing
+                    if stat.S_ISDIR(st.st_mode):
+                        shutil.rmtree(name, dir_fd=fd)
+                    else:
+                        os.unlink(name, dir_fd=fd)
                     continue
-                entry = Entry.from_stat(st)
-                if entry is None:
-                    continue
-                into[here] = entry
-                if entry.type == "d":
-                    sub = os.open(de.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                if stat.S_ISREG(st.st_mode):
+                    # file_mode, inline: one call fewer for each of thousands of files
+                    mode = st.st_mode & 0o7777
+                    want = (mode & 0o755) | 0o600
+                    if not want & 0o100:
+                        want &= ~0o011
+                    if want != mode:
+                        os.chmod(name, want, dir_fd=fd)
+                    size = st.st_size
+                    mtime = st.st_mtime_ns
+                    if r[0] == "f" and r[1] == size and r[2] != mtime:
+                        mtime = r[2]
+                        utime(name, ns=(mtime, mtime), dir_fd=fd)
+                    into[here] = Entry("f", size, mtime, want)
+                elif stat.S_ISDIR(st.st_mode):
+                    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
                     try:
-                        _record_dir(sub, here, into)
+                        self._dir(sub, here)        # its entries first: removals move its mtime
+                        into[here] = self._fit_dir(os.fstat(sub), here, sub)
                     finally:
                         os.close(sub)
-            except OSError:
-                continue        # gone meanwhile: not placed, the check after says so
+                elif stat.S_ISLNK(st.st_mode):
+                    into[here] = Entry.from_stat(st, os.readlink(name, dir_fd=fd))
+                    self.links.append(here)
+                else:
+                    self.odd.append(here)
