@@ -188,8 +188,12 @@ class Manifest:
 
     def _journal_line(self, disk: "_Disk") -> bytes | None:
         old, new = disk.entries, self.entries
-        put = dict(new.items() - old.items())       # set operations on the views: C loops
-        drop = list(old.keys() - new.keys())
+        # a lookup and a tuple compare per entry (~2 ms at 20 000), not a set of hashed items
+        # (the items views' difference hashes every entry's five fields: ~10 ms)
+        get = old.get
+        put = {k: v for k, v in new.items() if get(k) != v}
+        added = sum(1 for k in put if k not in old)
+        drop = list(old.keys() - new.keys()) if len(new) - added != len(old) else []
         if not put and not drop and self.sync_id == disk.sync_id:
             return b""
         if len(put) + len(drop) > max(256, len(old) // 4):
