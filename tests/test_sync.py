@@ -565,9 +565,10 @@ def test_connection_drop_mid_fetch(node, dirs, monkeypatch, tmp_path):
         c.remote.close()
 
 
-def test_rsync_fetch_cut_short_leaves_local_files_intact(node, dirs, monkeypatch, tmp_path):
-    """The remote rsync killed mid-transfer: nothing local replaced, no staging left, and the
-    retry brings everything."""
+def test_bulk_fetch_cut_short_leaves_local_files_intact(node, dirs, monkeypatch, tmp_path,
+                                                        pull_by):
+    """The remote tar or rsync killed mid-transfer: nothing local replaced, no staging left,
+    and the retry brings everything."""
     local, remote, _ = dirs
     c = connect(node, tmp_path / "cluster")
     try:
@@ -575,9 +576,9 @@ def test_rsync_fetch_cut_short_leaves_local_files_intact(node, dirs, monkeypatch
         sync.upload(c, local, str(remote), state_file=dirs[2])
         write(remote, "a_big.bin", os.urandom(8 << 20))
         write(remote, "notes.txt", "changed by the run")
-        real = pulling._rsync_path
-        monkeypatch.setattr(pulling, "_rsync_path", lambda root: real(root).replace(
-            'exec rsync "$@"', 'rsync "$@" & p=$!; sleep 0.05; kill -9 $p; exit 12'))
+        name, program = ("_tar_script", "tar") if pull_by == "tar" else ("_rsync_path", "rsync")
+        real = getattr(pulling, name)
+        monkeypatch.setattr(pulling, name, lambda root: _killed_soon(real(root), program))
         with pytest.raises(RemoteError, match="swiftrun fetch"):
             sync.fetch(c, local, str(remote), state_file=dirs[2])
         assert (local / "notes.txt").read_text() == "original"
@@ -589,6 +590,38 @@ def test_rsync_fetch_cut_short_leaves_local_files_intact(node, dirs, monkeypatch
         assert (local / "a_big.bin").read_bytes() == (remote / "a_big.bin").read_bytes()
     finally:
         c.remote.close()
+
+
+def test_a_file_tar_saw_change_is_brought_again_by_rsync(node, dirs, monkeypatch, tmp_path):
+    """GNU tar exits 1 when a file changed or shrank while it read it (it pads a shrunk one
+    with zeros): what it staged is thrown away and rsync brings those names again."""
+    if pulling.bulk.gnu_tar() is None:
+        pytest.skip("no GNU tar on this machine: fetch's pulls go by rsync only")
+    local, remote, state = dirs
+    c = connect(node, tmp_path / "cluster")
+    try:
+        write(local, "in.txt", "i")
+        sync.upload(c, local, str(remote), state_file=state)
+        write(remote, "big.bin", b"real bytes" * 100_000)
+        write(remote, "other.txt", "other")
+        real_tar = pulling.tar_pull
+        said = []
+
+        def padded(link, root, names, dest, hint, **kw):
+            said.append(real_tar(link, root, names, dest, hint, **kw))
+            with open(os.path.join(dest, "big.bin"), "r+b") as fh:
+                fh.write(b"\0" * 4096)     # what a shrunk file looks like after tar
+            return "changed"
+
+        monkeypatch.setattr(pulling, "tar_pull", padded)
+        monkeypatch.setattr(pulling, "PULL_MIN_FILES", 0)
+        rep = sync.fetch(c, local, str(remote), state_file=state)
+    finally:
+        c.remote.close()
+    assert said == ["complete"]
+    assert sorted(rep.files) == ["big.bin", "other.txt"] and rep.failed == []
+    assert (local / "big.bin").read_bytes() == b"real bytes" * 100_000
+    assert (local / "other.txt").read_text() == "other"
 
 
 def test_fetch_missing_remote_root(conn, dirs):
@@ -776,11 +809,11 @@ def test_names_are_split_by_directory_as_a_test_per_name_would_split_them():
 
 
 @pytest.fixture(params=["tar", "rsync"])
-def place_by(request, monkeypatch):
-    """How a new output directory comes whole (``pulling.place``): GNU tar both ends, or rsync
-    where this side has no GNU tar."""
+def pull_by(request, monkeypatch):
+    """How fetch's bulk pulls go (``pulling.pull``): GNU tar both ends, or rsync where this
+    side has no GNU tar."""
     if request.param == "tar" and pulling.bulk.gnu_tar() is None:
-        pytest.skip("no GNU tar on this machine: the rsync case carries the new directory")
+        pytest.skip("no GNU tar on this machine: the rsync case carries the pull")
     if request.param == "rsync":
         monkeypatch.setattr(pulling.bulk, "gnu_tar", lambda: None)
     return request.param
@@ -800,21 +833,14 @@ def _uploaded_over_rsync(node, tmp_path, monkeypatch):
 
 
 def _before_each_pull(monkeypatch, hook):
-    """Call ``hook(names, into_place)`` just before each of fetch's rsync or GNU tar pulls (a
-    tar pull always brings whole directories into place)."""
-    real_rsync, real_tar = pulling.rsync_pull, pulling.tar_pull
+    """Call ``hook(names, into_place)`` just before each of fetch's GNU tar or rsync pulls."""
+    real = pulling.pull
 
-    def rsync_after_the_hook(link, root, names, dest, hint, **kw):
+    def after_the_hook(link, root, names, dest, hint, **kw):
         hook(list(names), kw.get("into_place", False))
-        return real_rsync(link, root, names, dest, hint, **kw)
+        return real(link, root, names, dest, hint, **kw)
 
-    def tar_after_the_hook(link, root, names, dest, hint, **kw):
-        if pulling.bulk.gnu_tar() is not None:
-            hook(list(names), True)
-        return real_tar(link, root, names, dest, hint, **kw)
-
-    monkeypatch.setattr(pulling, "rsync_pull", rsync_after_the_hook)
-    monkeypatch.setattr(pulling, "tar_pull", tar_after_the_hook)
+    monkeypatch.setattr(pulling, "pull", after_the_hook)
 
 
 def _fetch_and_close(c, local, remote, state):
@@ -825,7 +851,7 @@ def _fetch_and_close(c, local, remote, state):
 
 
 def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(node, tmp_path,
-                                                                          monkeypatch, place_by):
+                                                                          monkeypatch, pull_by):
     # a new directory selected whole skips the per-entry install: GNU tar (or rsync) brings it
     # into staging, one walk applies the rules there (modes, links, the paths never fetched)
     # and records it, one rename puts it in place. One with a link out of the project or a
@@ -877,7 +903,7 @@ def test_a_new_output_directory_goes_straight_into_place_under_the_same_rules(no
 
 
 def test_a_new_directory_appearing_locally_meanwhile_loses_neither_version(node, tmp_path,
-                                                                           monkeypatch, place_by):
+                                                                           monkeypatch, pull_by):
     # the user writes into the output directory's path between the listing and the transfer:
     # the directory no longer goes in whole; entry by entry, the user's file is kept aside as
     # a conflict and the run's version and its sibling arrive
@@ -895,7 +921,7 @@ def test_a_new_directory_appearing_locally_meanwhile_loses_neither_version(node,
 
 
 def test_a_new_directory_turned_unsafe_after_the_listing_goes_in_entry_by_entry(
-        node, tmp_path, monkeypatch, place_by):
+        node, tmp_path, monkeypatch, pull_by):
     # between the listing and the transfer the node swaps a listed file for a link out of the
     # project and adds a fifo and a setuid file: the walk in staging sees it, the directory is
     # not renamed in, and the per-entry rules refuse the link; the rest arrives, modes fixed
@@ -917,7 +943,7 @@ def test_a_new_directory_turned_unsafe_after_the_listing_goes_in_entry_by_entry(
     assert not (local / "out/turns.txt").exists() and not (local / "out/turns.txt").is_symlink()
     # refused when it arrived as the link (tar); rsync's --safe-links leaves it out, so it
     # counts as not read on the headnode (a failure: the cluster is kept)
-    assert "out/turns.txt" in " ".join(rep.refused if place_by == "tar" else rep.failed)
+    assert "out/turns.txt" in " ".join(rep.refused if pull_by == "tar" else rep.failed)
     assert not (local / "out/pipe").exists()
     assert stat.S_IMODE((local / "out/tool").stat().st_mode) == 0o755
     assert not list((local / ".swiftrun").glob("fetch-*"))
@@ -932,13 +958,13 @@ def _killed_soon(script: str, program: str) -> str:
 
 
 def test_a_new_output_directory_arrives_whole_or_not_at_all(node, tmp_path, monkeypatch,
-                                                            place_by):
+                                                            pull_by):
     # the transfer killed part way: nothing of the directory locally (it is renamed in only
     # once it all arrived), no staging left, and the retry brings it all
     c, local, remote, state = _uploaded_over_rsync(node, tmp_path, monkeypatch)
     for k in range(50):
         write(remote, f"out/part{k:02d}.bin", os.urandom(256 << 10))
-    name, program = ("_tar_script", "tar") if place_by == "tar" else ("_rsync_path", "rsync")
+    name, program = ("_tar_script", "tar") if pull_by == "tar" else ("_rsync_path", "rsync")
     real = getattr(pulling, name)
     monkeypatch.setattr(pulling, name, lambda root: _killed_soon(real(root), program))
     try:
@@ -955,7 +981,7 @@ def test_a_new_output_directory_arrives_whole_or_not_at_all(node, tmp_path, monk
 
 
 def test_a_new_output_directory_transferred_in_part_goes_in_entry_by_entry(node, tmp_path,
-                                                                         monkeypatch, place_by):
+                                                                         monkeypatch, pull_by):
     # rsync says some files did not come whole (exit 23/24): the directory is not renamed in;
     # what arrived at its listed size is installed entry by entry, the one cut short is a
     # failure (the cluster is kept) and the retry brings it. GNU tar saying a file changed
@@ -979,7 +1005,7 @@ def test_a_new_output_directory_transferred_in_part_goes_in_entry_by_entry(node,
     monkeypatch.setattr(pulling, "tar_pull", changed)
     try:
         rep = sync.fetch(c, local, str(remote), state_file=state)
-        assert tar_said == (["complete"] if place_by == "tar" else [None])
+        assert tar_said == (["complete"] if pull_by == "tar" else [None])
         assert sorted(rep.files) == ["out/a.txt", "out/sub/c.txt"]
         assert [f.split(":")[0] for f in rep.failed] == ["out/b.txt"]
         assert (local / "out/sub/c.txt").read_text() == "sub/c" * 100

@@ -199,14 +199,15 @@ def _receive(chan: Pipe, names: list[str], local_root: Path, staging: str,
 def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], local_root: Path,
           staging: str, report: FetchReport, placed: dict[str, Entry],
           early: Pipe | None = None) -> dict[str, _Staged] | None:
-    """``_receive``'s work by rsync: the names land in ``staging`` under their own paths, then
+    """``_receive``'s work by GNU tar or rsync (``pulling.pull``): the names land in
+    ``staging`` under their own paths, then
     each is judged as the tar path judges a member (nothing through a staged symlink; links
     absolute or leading out of the root refused; modes as the data filter leaves them). After
     a partial transfer a file of another size than listed counts as not arrived (it may be cut
     short). New directories that pass those rules whole (``pulling.direct_dirs``) go into
     place with one rename each after the rest arrived (``pulling.place``); ``placed`` gets
-    what they hold. None when the node has no rsync (nothing was done: the tar stream goes
-    instead)."""
+    what they hold. None when neither GNU tar nor rsync could carry them (nothing was done:
+    the Python tar stream goes instead)."""
     kinds = {rel: e.type for rel, e in listing.items()}
     cache: dict[str, bool] = {}
     root = str(local_root)
@@ -217,8 +218,8 @@ def _pull(conn, remote_root: str, names: list[str], listing: dict[str, Entry], l
         inside_direct, names = pulling.split_under(names, direct)
     staged: dict[str, _Staged] = {}
     if names:
-        done = pulling.rsync_pull(conn, remote_root, pulling.transfer_list(names, kinds),
-                                  staging, RETRY_HINT)
+        done = pulling.pull(conn, remote_root, pulling.transfer_list(names, kinds), staging,
+                            RETRY_HINT, early=early)
         if done is None:
             return None
         _judge_staged(names, listing, staging, done, staged, report, real_root)
@@ -252,10 +253,12 @@ def _judge_staged(names: list[str], listing: dict[str, Entry], staging: str, don
             if done != "complete" and st.st_size != listing[name].size:
                 continue
             mode = pulling.file_mode(st.st_mode)
-            ready = mode == stat.S_IMODE(st.st_mode)
-            staged[name] = _Staged("f", st.st_mtime_ns, mode, path, ready=ready,
-                                   entry=Entry("f", st.st_size, st.st_mtime_ns, mode) if ready
-                                   else None)
+            mtime = st.st_mtime_ns
+            if st.st_size == r.size and mtime != r.mtime_ns:
+                mtime = r.mtime_ns      # tar's gnu format kept whole seconds (see fit_to_place)
+            ready = mode == stat.S_IMODE(st.st_mode) and mtime == st.st_mtime_ns
+            staged[name] = _Staged("f", mtime, mode, path, ready=ready,
+                                   entry=Entry("f", st.st_size, mtime, mode) if ready else None)
             report.bytes += st.st_size
         elif stat.S_ISDIR(st.st_mode):
             staged[name] = _Staged("d", st.st_mtime_ns, (st.st_mode & 0o755) | 0o700)

@@ -49,8 +49,30 @@ PULL_MIN_BYTES = 4 * 2**20
 
 
 def worth_it(link, count: int, size: int) -> bool:
-    return (hasattr(link, "rsh") and shutil.which("rsync") is not None
+    return (hasattr(link, "rsh")
+            and (bulk.gnu_tar() is not None or shutil.which("rsync") is not None)
             and (count >= PULL_MIN_FILES or size >= PULL_MIN_BYTES))
+
+
+def pull(link, remote_root: str, names: list[str], dest: str, hint: str, *,
+         into_place: bool = False, early: Pipe | None = None) -> str | None:
+    """Bring ``names`` (a directory with all it holds) into ``dest`` (fetch's staging): by
+    ``tar_pull`` where both ends have GNU tar, else (or when tar saw a file change while it
+    read it) by ``rsync_pull``. Returns "complete" or "partial" (see ``rsync_pull``); None
+    when neither could run (nothing was done: the caller uses the Python tar stream)."""
+    done = tar_pull(link, remote_root, names, dest, hint, early=early)
+    if done == "changed":       # may hold a zero-padded file: rsync brings these again
+        for n in names:
+            path = os.path.join(dest, n)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.unlink(path)
+    if done == "complete":
+        return done
+    if shutil.which("rsync") is None:
+        return None
+    return rsync_pull(link, remote_root, names, dest, hint, into_place=into_place)
 
 
 def _rsync_path(root: str) -> str:
@@ -280,7 +302,7 @@ def _last(text: str) -> str:
 def place(link, remote_root: str, dirs: list[str], local_root: str, staging: str, hint: str,
           placed: dict[str, Entry], listing: dict[str, Entry], *,
           early: Pipe | None = None) -> tuple[str | None, list[str]]:
-    """Bring ``dirs`` (from ``direct_dirs``) into ``staging`` (``tar_pull``, else rsync under
+    """Bring ``dirs`` (from ``direct_dirs``) into ``staging`` (``pull``: GNU tar, or rsync told
     the rules of ``INTO_PLACE``), then rename each whole into the project if it passes
     ``fit_to_place`` and its path there is still vacant: one rename per directory, so it
     appears complete or not at all. ``placed`` gets every entry now under the renamed ones.
@@ -290,12 +312,7 @@ def place(link, remote_root: str, dirs: list[str], local_root: str, staging: str
     they hold entry by entry."""
     for d in dirs:
         os.makedirs(os.path.join(staging, os.path.dirname(d)), exist_ok=True)
-    done = tar_pull(link, remote_root, dirs, staging, hint, early=early)
-    if done == "changed":
-        for d in dirs:          # may hold a zero-padded file: rsync brings these again
-            shutil.rmtree(os.path.join(staging, d), ignore_errors=True)
-    if done != "complete":
-        done = rsync_pull(link, remote_root, dirs, staging, hint, into_place=True)
+    done = pull(link, remote_root, dirs, staging, hint, into_place=True, early=early)
     if done != "complete":
         return done, list(dirs) if done else []
     left = []
