@@ -3,8 +3,9 @@
 ``fetch`` lists the remote tree (``listing.py``, round trip 1), picks what is new or
 changed relative to the manifest (or matches ``outputs``, or lies in ``extra_dirs``; never
 ``.swiftrun/``, ``.git/``, ``__pycache__/``) and pulls it (round trip 2): in one ``tar -c``
-stream when it is small, by rsync over the same open master when it is many files or many bytes
-(``pulling.py``). Contents land in a staging directory first and are moved into place per file
+stream when it is small, by GNU tar on both ends (rsync where this side has no GNU tar) over the
+same open master when it is many files or many bytes (``pulling.py``); the shell for round
+trip 2 starts while the node lists. Contents land in a staging directory first and are moved into place per file
 with ``os.replace`` only after the whole transfer arrived and the remote tar (or rsync) exited
 well, so a dropped connection never leaves a half-written file where a good one was; a new
 directory nothing stands in the way of goes in whole, by one rename.
