@@ -68,18 +68,21 @@ class Entry(NamedTuple):
         return (self.size, self.mtime_ns, self.mode) == (other.size, other.mtime_ns, other.mode)
 
     def same_remote(self, other: "Entry | None") -> bool:
-        """Remote listing vs local knowledge: mtimes within tolerance (or equal at whole seconds
-        when the remote file system only keeps seconds). Modes are not compared: a run that only
-        chmods a file is not worth a download."""
+        """Remote listing vs local knowledge, either way round: mtimes within tolerance, or
+        equal at whole seconds when one side keeps only seconds (a file system that does, or
+        the headnode's copy from a full upload: GNU tar's gnu format, see bulk.TAR_CREATE).
+        Modes are not compared: a run that only chmods a file is not worth a download."""
         if other is None or other.type != self.type:
             return False
         if self.type == "l":
             return self.target == other.target
         if self.type == "f" and self.size != other.size:
             return False
-        if abs(self.mtime_ns - other.mtime_ns) < MTIME_TOLERANCE_NS:
+        a, b = self.mtime_ns, other.mtime_ns
+        if abs(a - b) < MTIME_TOLERANCE_NS:
             return True
-        return self.mtime_ns % 1_000_000_000 == 0 and self.mtime_ns == other.mtime_ns // 1_000_000_000 * 1_000_000_000
+        second = 1_000_000_000
+        return (a % second == 0 and a == b - b % second) or (b % second == 0 and b == a - a % second)
 
 
 @dataclass
