@@ -69,8 +69,9 @@ class Entry(NamedTuple):
 
     def same_remote(self, other: "Entry | None") -> bool:
         """Remote listing vs local knowledge, either way round: mtimes within tolerance, or
-        equal at whole seconds when one side keeps only seconds (a file system that does, or
-        the headnode's copy from a full upload: GNU tar's gnu format, see bulk.TAR_CREATE).
+        equal at whole seconds when one side keeps only seconds (a file system that does, on
+        either machine: asked only one way round, a project on such a disk here was fetched
+        again on every run).
         Modes are not compared: a run that only chmods a file is not worth a download."""
         if other is None or other.type != self.type:
             return False
