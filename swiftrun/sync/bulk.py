@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from swiftrun.errors import RemoteError
-from swiftrun.sync.channel import Pipe, widen
+from swiftrun.sync.channel import Pipe, last_line, widen
 from swiftrun.sync.ignore import IgnoreRules
 from swiftrun.sync.manifest import Entry, walk
 from swiftrun.sync.sensitive import Judge
@@ -102,10 +102,8 @@ class Pipeline:
             raise BrokenPipeError(f"local tar ended by signal {-rc}")
         if rc not in (0, TAR_CHANGED):
             self.err.seek(0)
-            lines = [ln.strip() for ln in self.err.read().decode("utf-8", "replace").splitlines()
-                     if ln.strip()]
-            raise TarFailed(f"upload failed: local tar exited {rc}: "
-                              f"{lines[-1] if lines else 'no message'}",
+            said = last_line(self.err.read().decode("utf-8", "replace"))
+            raise TarFailed(f"upload failed: local tar exited {rc}: {said}",
                               hint="check that the file named can be read, then run again; "
                                    "the next upload sends everything")
 

@@ -34,6 +34,12 @@ def widen(pipe) -> None:
         fcntl.fcntl(pipe if isinstance(pipe, int) else pipe.fileno(), op, WIDE_PIPE)
 
 
+def last_line(text: str) -> str:
+    """The last non-blank line of a tool's stderr (what it said last is why it stopped)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
 # A remote shell whose script comes first on its stdin: a line with the script's length, then
 # the script (``read`` takes one byte at a time from a pipe and ``head -c`` no more than it is
 # told, so what follows stays on stdin for the script itself).

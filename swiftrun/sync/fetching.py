@@ -3,11 +3,11 @@
 ``fetch`` lists the remote tree (``listing.py``, round trip 1), picks what is new or
 changed relative to the manifest (or matches ``outputs``, or lies in ``extra_dirs``; never
 ``.swiftrun/``, ``.git/``, ``__pycache__/``) and pulls it (round trip 2): in one ``tar -c``
-stream when it is small, by GNU tar on both ends (rsync where this side has no GNU tar) over the
-same open master when it is many files or many bytes (``pulling.py``); the shell for round
-trip 2 starts while the node lists. Contents land in a staging directory first and are moved into place per file
-with ``os.replace`` only after the whole transfer arrived and the remote tar (or rsync) exited
-well, so a dropped connection never leaves a half-written file where a good one was; a new
+stream when it is small, by GNU tar on both ends (rsync where this side has no GNU tar) over
+the same open master when it is many files or many bytes (``pulling.py``); the shell for
+round trip 2 starts while the node lists. Contents land in a staging directory first and are
+moved into place per file with ``os.replace`` only after the whole transfer arrived and the
+remote tar (or rsync) exited well, so a dropped connection never leaves a half-written file where a good one was; a new
 directory nothing stands in the way of goes in whole, by one rename.
 
 The conflict rules (``_install`` and ``_install_one``): a file edited here and changed by the run,
@@ -256,7 +256,7 @@ def _judge_staged(names: list[str], listing: dict[str, Entry], staging: str, don
             mode = pulling.file_mode(st.st_mode)
             mtime = st.st_mtime_ns
             if st.st_size == r.size and mtime != r.mtime_ns:
-                mtime = r.mtime_ns      # tar's gnu format kept whole seconds (see fit_to_place)
+                mtime = r.mtime_ns      # the pull's tar keeps whole seconds (see fit_to_place)
             ready = mode == stat.S_IMODE(st.st_mode) and mtime == st.st_mtime_ns
             staged[name] = _Staged("f", mtime, mode, path, ready=ready,
                                    entry=Entry("f", st.st_size, mtime, mode) if ready else None)
@@ -354,8 +354,8 @@ def _keep_local_copy(root: str, rel: str) -> str:
 
 
 def _record_placed(placed: dict[str, Entry], manifest: Manifest, report: FetchReport) -> None:
-    """What rsync put straight into place is fetched like the rest: in the manifest (so the next
-    upload does not send it back) and in the report."""
+    """What ``pulling.place`` renamed straight into place is fetched like the rest: in the
+    manifest (so the next upload does not send it back) and in the report."""
     manifest.entries.update(placed)
     for rel in sorted(placed):
         entry = placed[rel]

@@ -36,7 +36,7 @@ import tempfile
 
 from swiftrun.errors import RemoteError
 from swiftrun.sync import bulk
-from swiftrun.sync.channel import Pipe, _exec, root_expr, widen
+from swiftrun.sync.channel import Pipe, _exec, last_line, root_expr, widen
 from swiftrun.sync.manifest import Entry, _ancestors
 
 NEVER_FETCH = frozenset({".swiftrun", ".git", "__pycache__"})   # path components never brought back
@@ -288,15 +288,10 @@ def tar_pull(link, remote_root: str, dirs: list[str], dest: str, hint: str, *,
     if rc == -1:
         raise RemoteError(f"{what} (the connection dropped)", hint=hint)
     if local_rc != 0:           # first: the remote tar's own failure (a broken pipe) follows
-        raise RemoteError(f"{what} (tar here exited {local_rc}: {_last(local_err)})", hint=hint)
+        raise RemoteError(f"{what} (tar here exited {local_rc}: {last_line(local_err)})", hint=hint)
     if rc not in (0, bulk.TAR_CHANGED):
-        raise RemoteError(f"{what} (remote tar exit {rc}: {_last(remote_err)})", hint=hint)
+        raise RemoteError(f"{what} (remote tar exit {rc}: {last_line(remote_err)})", hint=hint)
     return "complete" if rc == 0 else "changed"
-
-
-def _last(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else "no message"
 
 
 def place(link, remote_root: str, dirs: list[str], local_root: str, staging: str, hint: str,
