@@ -7,8 +7,8 @@ stream when it is small, by GNU tar on both ends (rsync where this side has no G
 the same open master when it is many files or many bytes (``pulling.py``); the shell for
 round trip 2 starts while the node lists. Contents land in a staging directory first and are
 moved into place per file with ``os.replace`` only after the whole transfer arrived and the
-remote tar (or rsync) exited well, so a dropped connection never leaves a half-written file where a good one was; a new
-directory nothing stands in the way of goes in whole, by one rename.
+remote tar (or rsync) exited well, so a dropped connection never leaves a half-written file
+where a good one was; a new directory nothing stands in the way of goes in whole, by one rename.
 
 The conflict rules (``_install`` and ``_install_one``): a file edited here and changed by the run,
 or made here where the run made one too, is copied aside to ``<name>.local`` before the run's
