@@ -7,7 +7,8 @@ remote command per round trip:
 - ``manifest``: a tree's entries, the local ``scan`` and the manifest of what the headnode holds;
 - ``uploading``: ``upload``, incremental against the manifest, one round trip when nothing moved;
 - ``bulk``: a full upload as one pipeline (the scan feeding GNU tar while it walks);
-- ``fetching``: ``fetch``, staged then installed file by file, with the conflict rules.
+- ``fetching``: ``fetch``, staged then installed file by file, with the conflict rules;
+- ``heap``: Python's cycle collector held off while a scan, a manifest or a listing is built.
 
 Callers import from here; the modules of this package import each other.
 """

@@ -35,6 +35,7 @@ from typing import Iterable
 from swiftrun.errors import RemoteError
 from swiftrun.sync import pulling
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
+from swiftrun.sync.heap import paused_gc
 from swiftrun.sync.ignore import compile_glob, glob_matches
 from swiftrun.sync.listing import RETRY_HINT, remote_listing
 from swiftrun.sync.manifest import Entry, Manifest, _ancestors, _local_entry, _safe_rel
@@ -429,6 +430,7 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
             manifest.entries[d] = entry
 
 
+@paused_gc()
 def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | str,
           outputs: Iterable[str] = (), extra_dirs: Iterable[str] = (),
           timeout: float | None = 300.0) -> FetchReport:

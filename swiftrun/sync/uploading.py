@@ -35,6 +35,7 @@ from swiftrun.errors import ConfigError, RemoteError
 from swiftrun.node.layout import RUNS
 from swiftrun.sync import bulk
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
+from swiftrun.sync.heap import paused_gc
 from swiftrun.sync.ignore import IgnoreRules
 from swiftrun.sync.manifest import Entry, Manifest, _ancestors, scan
 from swiftrun.sync.sensitive import Judge, refuse_secrets
@@ -433,6 +434,7 @@ class Prepared:
     known: bool         # the manifest describes remote_root: an incremental upload
 
 
+@paused_gc()
 def prepare(local_root: Path | str, remote_root: str, state_file: Path | str,
             exclude: Iterable[str] = (), manifest: Manifest | None = None) -> Prepared:
     """Scan and plan an upload, and refuse a file that holds a secret (judged by content,
@@ -452,6 +454,7 @@ def prepare(local_root: Path | str, remote_root: str, state_file: Path | str,
     return Prepared(manifest, plan, known)
 
 
+@paused_gc()
 def upload(conn, local_root: Path | str, remote_root: str, *, state_file: Path | str,
            exclude: Iterable[str] = (), warn_bytes: int = 200 * 2**20,
            timeout: float | None = 300.0,
