@@ -27,6 +27,10 @@ def copy_example(example: str, dest: Path, cloud, **kw) -> Path:
 
 def test_p4_round_trip_keep_reuse_and_dissolve(cloud, tmp_path):
     proj = copy_example("p4", tmp_path / "p4", cloud, name="p4run", workers=1)
+    from swiftrun.sync import AHEAD_MIN_ENTRIES
+    for i in range(AHEAD_MIN_ENTRIES):      # inputs enough that a warm run lists them ahead
+        (proj / "data" / f"{i % 20}").mkdir(parents=True, exist_ok=True)
+        (proj / "data" / f"{i % 20}" / f"in{i}").write_text(str(i))
     first = tmp_path / "ssh-connections-first.log"
     res = swiftrun("p4.swift", "--keep-cluster", "--json", cwd=proj,
                    env={"TESTCLOUD_PROXY_LOG": str(first)})
@@ -59,7 +63,7 @@ def test_p4_round_trip_keep_reuse_and_dissolve(cloud, tmp_path):
     assert doc2["sync"]["files_sent"] == 1 and not doc2["sync"]["full"]
     assert {i["InstanceId"] for i in cluster_instances(cloud, "p4run")} == ids
     assert (proj / "sorted.txt").read_text().split() == ["1", "3", "5", "9"]
-    assert (proj / "run002").is_dir()
+    assert (proj / "run002").is_dir() and (proj / "run002" / "swift.log").is_file()
 
     # Third run without --keep-cluster dissolves it after the outputs are back.
     (proj / "unsorted.txt").write_text("2\n1\n")

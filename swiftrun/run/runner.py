@@ -95,6 +95,7 @@ class Runner:
         self.root = remote_root(project, self.script_dir)
         self.report = RunReport(cluster=cluster.name)
         self._prepared = (None, 0.0)    # check_tree's upload plan and when it was made
+        self._ahead = None              # the fetch's listing, made while swift runs
 
     # -- the whole job -----------------------------------------------------------------------
     def run(self) -> RunReport:
@@ -177,6 +178,9 @@ class Runner:
                   swift_home=self.project.swift.home, script=self.script.name, args=args,
                   conf_text=conf_text)
         self.t_run = time.monotonic()
+        # a warm run's fetch then lists only what changed (after a full upload nearly all did)
+        if rep.total_files >= sync.AHEAD_MIN_ENTRIES and not rep.full:
+            self._ahead = sync.ListAhead.start(conn, self.root)
 
     def _push_tools(self) -> None:
         """[swift] path: the files of those directories (the first directory wins a name) into
@@ -227,8 +231,9 @@ class Runner:
     def _fetch(self) -> None:
         t = time.monotonic()
         extra = (self.report.swift_run,) if self.report.swift_run else ()
+        ahead, self._ahead = self._ahead, None
         rep = fetch_outputs(self.cluster, self.target, self.project, self.script_dir, self.root,
-                            extra_dirs=extra)
+                            extra_dirs=extra, ahead=ahead)
         self.report.fetched = list(rep.files)
         say_fetched(self.ui, rep, self._script_arg())
         self.ui.node("fetch", f"{rep.files_fetched} file(s) back, {rep.bytes} bytes")
@@ -278,6 +283,9 @@ class Runner:
         return "kept: swift is still running"
 
     def _finish(self, keep_reason: str) -> None:
+        if self._ahead is not None:         # the run ended before its fetch
+            self._ahead.cancel()
+            self._ahead = None
         keep = self.opts.keep_cluster or self.project.cluster.keep
         if keep_reason:
             self.report.kept_reason = keep_reason
@@ -292,14 +300,15 @@ class Runner:
         self.cluster.remote.close()
 
 
-def fetch_outputs(cluster, target, project, script_dir: Path, root: str, *, extra_dirs=()):
+def fetch_outputs(cluster, target, project, script_dir: Path, root: str, *, extra_dirs=(),
+                  ahead=None):
     """Bring a run's outputs back over the cluster's connection (for `run` and `swiftrun fetch`);
     the caller reports with :func:`say_fetched`."""
     from swiftrun import sync
 
     return sync.fetch(cluster.remote.connect(target), script_dir, root,
                       state_file=cluster.manifest_file(root), outputs=project.sync.outputs,
-                      extra_dirs=extra_dirs)
+                      extra_dirs=extra_dirs, ahead=ahead)
 
 
 def say_fetched(ui, rep, script_arg: str) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Iterable
 from swiftrun.errors import RemoteError
 from swiftrun.sync import pulling
+from swiftrun.sync.ahead import ListAhead
 from swiftrun.sync.channel import Pipe, _exec, _finish, _remote_reason, root_expr
 from swiftrun.sync.heap import paused_gc
 from swiftrun.sync.ignore import compile_glob, glob_matches
@@ -433,28 +434,32 @@ def _install(local_root: Path, staged: dict[str, _Staged], listing: dict[str, En
 @paused_gc()
 def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | str,
           outputs: Iterable[str] = (), extra_dirs: Iterable[str] = (),
-          timeout: float | None = 300.0) -> FetchReport:
+          timeout: float | None = 300.0, ahead: "ListAhead | None" = None) -> FetchReport:
     """Bring back what the run produced (see ``select_fetch``) in one tar stream.
 
     Nothing in ``local_root`` is touched until the whole stream arrived and the remote tar exited
     0; then each file replaces its old version atomically. Unsafe entries (absolute names, '..',
     symlinks pointing out of the root, anything not asked for) are skipped and listed in
     ``refused``. Fetched entries are recorded in the manifest so the next upload does not send them
-    back. Failures raise RemoteError saying how to retry.
+    back. Failures raise RemoteError saying how to retry. ``ahead``: the listing a run made
+    while swift worked (``ahead.ListAhead``): only what changed since is listed now.
     """
     t0 = time.monotonic()
-    local_root = Path(local_root)
-    state_file = Path(state_file)
+    local_root, state_file = Path(local_root), Path(state_file)
     loaded: list[Manifest] = []
     early: list[Pipe] = []
 
-    def meanwhile():
+    def meanwhile():            # once, though a listing ahead that could not tell called it
+        if loaded:
+            return
         loaded.append(Manifest.load(state_file))
         # round trip 2's shell, started while the node lists: ~10 ms off a fetch's wall time
         early.append(Pipe.early(conn))
 
     try:
-        listing = remote_listing(conn, remote_root, timeout=timeout, meanwhile=meanwhile)
+        listing = None if ahead is None else ahead.catch_up(conn, remote_root, timeout, meanwhile)
+        if listing is None:     # none ahead, or it could not tell: the whole tree, as ever
+            listing = remote_listing(conn, remote_root, timeout=timeout, meanwhile=meanwhile)
         return _fetch(conn, local_root, remote_root, state_file, listing, loaded[0], early[0],
                       outputs, extra_dirs, timeout, t0)
     finally:

@@ -1,0 +1,232 @@
+"""A fetch's listing made ahead (while swift runs) and caught up after: it must say what a whole
+listing says, or give up; never something else. Real sshd, real GNU find, real ctimes.
+
+The remote trees live on /dev/shm (tmpfs, a file system whose ctimes are trusted) so the ahead
+path is taken wherever the tests run; one test checks that an untrusted one is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from swiftrun import sync
+from swiftrun.remote import Remote, Target
+from swiftrun.sync import ahead as ahead_mod
+from tests.support.sshd import LoopbackSshd, keygen
+
+SHM = Path("/dev/shm")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ahead-node")
+    key = keygen(base / "client" / "id_ed25519")
+    auth = base / "authorized_keys"
+    auth.write_text(Path(str(key) + ".pub").read_text())
+    home = base / "home"
+    home.mkdir()
+    sshd = LoopbackSshd(base / "sshd", auth, env={"HOME": str(home)}).start()
+    try:
+        yield sshd, key
+    finally:
+        sshd.stop()
+
+
+@pytest.fixture
+def conn(node, tmp_path):
+    sshd, key = node
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    target = Target("127.0.0.1", sshd.port, sshd.user, alias="node", label="node")
+    (cluster / "known_hosts").write_text(f"node ssh-ed25519 {sshd.host_key_pub}\n")
+    remote = Remote(cluster_dir=cluster, key_file=key, user=sshd.user, persist="0")
+    yield remote.connect(target, allow_new=False)
+    remote.close()
+
+
+@pytest.fixture
+def remote():
+    if not (SHM.is_dir() and os.access(SHM, os.W_OK)):
+        pytest.skip("/dev/shm (tmpfs) is not writable here: the ahead listing needs a trusted file system")
+    root = Path(tempfile.mkdtemp(prefix="ahead-", dir=SHM))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def build(root: Path, dirs: int = 6, files: int = 8) -> None:
+    for d in range(dirs):
+        for s in range(2):
+            sub = root / f"d{d}" / f"s{s}"
+            sub.mkdir(parents=True)
+            for f in range(files):
+                (sub / f"f{f}.txt").write_text(f"{d}/{s}/{f}")
+    (root / "top.txt").write_text("top")
+    os.symlink("top.txt", root / "link")
+    (root / ".swiftrun").mkdir()
+    (root / ".swiftrun" / "state").write_text("never listed")
+
+
+def ahead_of(conn, root: Path) -> sync.ListAhead:
+    """The listing ahead of a tree made more than the margin before it (as a run's inputs are)."""
+    time.sleep(ahead_mod.MARGIN_NS / 1e9 + 0.05)
+    a = sync.ListAhead.start(conn, str(root))
+    a._thread.join(30)
+    assert a._got is not None, "the listing ahead gave no answer"
+    return a
+
+
+def test_nothing_changed_lists_next_to_nothing(conn, remote, monkeypatch):
+    build(remote)
+    a = ahead_of(conn, remote)
+    sizes = []
+    real = ahead_mod._answer
+
+    def counted(chan, head_fields):
+        got = real(chan, head_fields)
+        sizes.append(len(got.entries))
+        return got
+
+    monkeypatch.setattr(ahead_mod, "_answer", counted)
+    got = a.catch_up(conn, str(remote))
+    assert got == sync.remote_listing(conn, str(remote))
+    assert ".swiftrun" not in got and "top.txt" in got and len(got) == 6 * (1 + 2 + 2 * 8) + 2
+    assert sizes == [0]                 # the change listing held nothing: 0 of 116 entries
+
+
+def test_what_changed_after_the_listing_comes_through(conn, remote):
+    build(remote)
+    a = ahead_of(conn, remote)
+    old = remote / "d1" / "s0" / "f1.txt"
+    st = old.stat()
+    old.write_text("d1/s0/f!")                  # same size, in place
+    os.utime(old, ns=(st.st_atime_ns, st.st_mtime_ns))  # the mtime put back: only ctime tells
+    (remote / "d2" / "s1" / "f0.txt").chmod(0o600)
+    (remote / "d3" / "s0" / "f2.txt").unlink()
+    shutil.rmtree(remote / "d4")
+    (remote / "run001" / "out").mkdir(parents=True)
+    (remote / "run001" / "out" / "o.txt").write_text("new")
+    os.rename(remote / "d5" / "s0" / "f0.txt", remote / "d0" / "moved.txt")
+    (remote / "link").unlink()
+    os.symlink("d0", remote / "link")
+    got = a.catch_up(conn, str(remote))
+    assert got is not None
+    assert got == sync.remote_listing(conn, str(remote))
+    assert "d4" not in got and "d4/s0/f0.txt" not in got and "d3/s0/f2.txt" not in got
+
+
+def test_an_old_directory_moved_in_makes_it_list_everything(conn, remote):
+    build(remote)
+    a = ahead_of(conn, remote)
+    os.rename(remote / "d1", remote / "d0" / "inside")     # d1/s0/... now under d0/inside/
+    assert a.catch_up(conn, str(remote)) is None
+
+
+def test_two_directories_swapped_are_told_apart_by_inode(conn, remote):
+    build(remote)
+    (remote / "d0" / "s0" / "only-in-d0").write_text("x")
+    a = ahead_of(conn, remote)
+    os.rename(remote / "d0", remote / "tmp")
+    os.rename(remote / "d1", remote / "d0")
+    os.rename(remote / "tmp", remote / "d1")
+    got = a.catch_up(conn, str(remote))
+    assert got is None or got == sync.remote_listing(conn, str(remote))
+
+
+def test_random_changes_always_agree_with_a_whole_listing(conn, remote):
+    """Whatever mix of edits follows the listing ahead, the merge either gives up or says
+    exactly what a whole listing says."""
+    rng = random.Random(17)
+    agreed = gave_up = 0
+    for round_ in range(12):
+        root = remote / f"t{round_}"
+        root.mkdir()
+        build(root, dirs=4, files=5)
+        a = ahead_of(conn, root)
+        for _ in range(rng.randint(1, 8)):
+            files = [p for p in root.rglob("*") if p.is_file() and ".swiftrun" not in p.parts]
+            dirs = [p for p in root.rglob("*") if p.is_dir() and ".swiftrun" not in p.parts]
+            op = rng.choice(["write", "new", "rm", "rmdir", "mkdir", "mvfile", "mvdir", "chmod"])
+            if op == "write" and files:
+                rng.choice(files).write_text("changed")
+            elif op == "new" and dirs:
+                (rng.choice(dirs) / f"n{rng.randint(0, 999)}").write_text("n")
+            elif op == "rm" and files:
+                rng.choice(files).unlink()
+            elif op == "rmdir" and dirs:
+                shutil.rmtree(rng.choice(dirs), ignore_errors=True)
+            elif op == "mkdir" and dirs:
+                (rng.choice(dirs) / f"m{rng.randint(0, 999)}").mkdir(exist_ok=True)
+            elif op == "mvfile" and files and dirs:
+                dest = rng.choice(dirs) / f"mv{rng.randint(0, 999)}"
+                if not dest.exists():
+                    os.rename(rng.choice(files), dest)
+            elif op == "mvdir" and len(dirs) > 1:
+                src = rng.choice(dirs)
+                dest = root / f"moved{rng.randint(0, 999)}"
+                if not dest.exists():
+                    os.rename(src, dest)
+            elif op == "chmod" and files:
+                rng.choice(files).chmod(0o640)
+        got = a.catch_up(conn, str(root))
+        if got is None:
+            gave_up += 1
+        else:
+            assert got == sync.remote_listing(conn, str(root)), f"round {round_}"
+            agreed += 1
+    assert agreed >= 6, (agreed, gave_up)       # giving up is for moved directories only
+
+
+def test_an_untrusted_file_system_gets_no_listing_ahead(conn, remote, monkeypatch):
+    monkeypatch.setattr(ahead_mod, "TRUSTED_FS", frozenset({"nfs"}))
+    build(remote)
+    a = sync.ListAhead.start(conn, str(remote))
+    a._thread.join(30)
+    assert a._got is None and a.catch_up(conn, str(remote)) is None
+
+
+def test_a_clock_that_went_back_makes_it_list_everything(conn, remote):
+    build(remote)
+    a = ahead_of(conn, remote)
+    a._got.head[0] = str(int(a._got.head[0]) + 3600 * 10**9)   # "listed" an hour from now
+    assert a.catch_up(conn, str(remote)) is None
+
+
+def test_fetch_with_a_listing_ahead_brings_the_same_outputs(conn, remote, tmp_path):
+    local = tmp_path / "local"
+    local.mkdir()
+    for i in range(30):
+        (local / "data" / f"{i % 3}").mkdir(parents=True, exist_ok=True)
+        (local / "data" / f"{i % 3}" / f"in{i}.txt").write_text(f"input {i}")
+    state = tmp_path / "state.json"
+    sync.upload(conn, local, str(remote), state_file=state)
+    a = sync.ListAhead.start(conn, str(remote))
+    (remote / "run001").mkdir()
+    (remote / "run001" / "swift.log").write_text("log")
+    (remote / "data" / "1" / "in1.txt").write_text("rewritten by the run")
+    (remote / "sorted.txt").write_text("1 2 3")
+    rep = sync.fetch(conn, local, str(remote), state_file=state, ahead=a)
+    assert sorted(rep.files) == ["data/1/in1.txt", "run001/swift.log", "sorted.txt"]
+    assert (local / "data" / "1" / "in1.txt").read_text() == "rewritten by the run"
+    again = sync.fetch(conn, local, str(remote), state_file=state)   # a whole listing agrees
+    assert again.files == []
+
+
+def test_a_connection_that_fails_ahead_leaves_the_fetch_to_list_everything(capfd):
+    """The thread of its own never raises into the run (no traceback on the console)."""
+    from swiftrun.errors import RemoteError
+
+    class Broken:
+        def popen(self, *a, **k):
+            raise RemoteError("the connection dropped")
+
+    a = sync.ListAhead.start(Broken(), "/r")
+    a._thread.join(10)
+    assert a.catch_up(Broken(), "/r") is None
+    assert "Traceback" not in capfd.readouterr().err
