@@ -106,7 +106,7 @@ def _save_judged(path: Path, clean: set[str]) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write((_HEADER + "\0".join(sorted(clean))).encode("utf-8", "surrogateescape"))
+            fh.write((_HEADER + "\0".join(clean)).encode("utf-8", "surrogateescape"))
         os.replace(tmp, path)
     except OSError:
         pass            # only a cache: the next upload reads the files again
@@ -156,10 +156,21 @@ class Judge:
                 self.added.append(key)
 
     def save(self) -> None:
-        if self.judged is None or not (self.added or self.again):
+        if self.judged is None or not self.added:
+            # nothing new to remember; a stale record of a file read again is left for the
+            # next rewrite: it names a ctime the file no longer has, so it never matches
             return
         known = self.known
-        clean = {k for k in known if k.split(":", 5)[5] not in self.again} if self.again else set(known)
+        again = self.again
+        if not again:
+            clean = set(known)
+        elif len(again) <= 64:      # a warm run's few: one C test per record, no split
+            # (":" + name ends a record; one of another file whose name ends so goes too, and
+            # that file is read once more: the memory is only a cache)
+            ends = tuple(":" + rel for rel in again)
+            clean = known.difference([k for k in known if k.endswith(ends)])
+        else:
+            clean = {k for k in known if k.split(":", 5)[5] not in again}
         clean.update(self.added)
         if clean != known:
             _save_judged(self.judged, clean)
