@@ -14,9 +14,10 @@ than the listing ahead was already there, unchanged, when it was listed, unless 
 renamed meanwhile. A renamed directory's ctime moves, so its children come in the change
 listing; a child directory there with an old ctime at a path the listing ahead did not hold (by
 inode) was moved in, whole, and the merge gives up: the caller lists everything. So does a
-clock that went back, and a file system whose ctimes are not the kernel's own (s3fs, NFS,
-overlay: only ext2/3/4, xfs, btrfs and tmpfs are trusted). The ctime cannot be set by a user,
-unlike the mtime that `cp -p` or `tar` put back.
+clock that went back, and a directory on a file system whose ctimes are not the kernel's own
+(s3fs, NFS, overlay: only ext2/3/4, xfs, btrfs and tmpfs are trusted; find names each
+directory's). The ctime cannot be set by a user, unlike the mtime that `cp -p` or `tar` put
+back.
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ from swiftrun.sync.listing import _parse_mtime_ns
 from swiftrun.sync.manifest import Entry, _new_entry
 
 AHEAD_MIN_ENTRIES = 2000    # below this a whole listing costs less than two finds and a merge
-TRUSTED_FS = frozenset({"ext2/ext3", "xfs", "btrfs", "tmpfs"})     # `stat -f -c %T` names
-# A change made just after the listing ahead began may carry a ctime a clock tick older (the
-# kernel stamps with its coarse clock): everything changed from this long before is asked again.
-MARGIN_NS = 200_000_000
+TRUSTED_FS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs"})    # find's %F names
+# A change made just after the listing ahead began may carry an older ctime: the kernel stamps
+# with its coarse clock (a tick behind), and ext2/3 and small-inode ext4 keep whole seconds.
+# So everything changed from this long before it is asked for again.
+MARGIN_NS = 1_500_000_000
 
 # One record per entry, NUL-terminated name and link target (any byte a name may hold comes
-# through). Directories also carry their inode and ctime (%p: "./name"; the root is ".").
-_DIR_FMT = r"d\t%s\t%T@\t%m\t%i\t%C@\t%p\0%l\0"
+# through). Directories also carry their inode, ctime and file system type (%p: "./name"; the
+# root is ".").
+_DIR_FMT = r"d\t%s\t%T@\t%m\t%i\t%C@\t%F\t%p\0%l\0"
 _ENTRY_FMT = r"%y\t%s\t%T@\t%m\t%p\0%l\0"
 _RECORDS = f"\\( -type d -printf '{_DIR_FMT}' -o -printf '{_ENTRY_FMT}' \\)"
 
@@ -48,7 +51,7 @@ def _ahead_script(root: str) -> str:
     return "\n".join([
         f"R={root}",
         'cd "$R" || exit 66',
-        r'printf "%s\0%s\0" "$(date +%s%N)" "$(stat -f -c %T .)"',
+        r'printf "%s\0" "$(date +%s%N)"',
         f"exec find . -path ./.swiftrun -prune -o {_RECORDS}",
     ])
 
@@ -81,12 +84,13 @@ def _digits(text: str) -> bool:
 
 
 class _Parsed:
-    """Entries (the root left out), directories' (inode, ctime_ns) (the root as ""), and what
-    came before the records."""
+    """Entries (the root left out), directories' (inode, ctime_ns) (the root as ""), whether
+    every directory is on a trusted file system, and what came before the records."""
 
     def __init__(self):
         self.entries: dict[str, Entry] = {}
         self.dirs: dict[str, tuple[int, int]] = {}
+        self.trusted = True
         self.head: list[str] = []
 
 
@@ -103,9 +107,11 @@ def _parse(stream, head_fields: int) -> _Parsed:
     for first, target in zip(body[0::2], body[1::2]):
         kind, rest = first[0], first[2:]
         if kind == "d":
-            size, mtime, mode, ino, ctime, name = rest.split("\t", 5)
+            size, mtime, mode, ino, ctime, fs, name = rest.split("\t", 6)
             rel = "" if name == "." else name[2:]
             dirs[rel] = (int(ino), _parse_mtime_ns(ctime))
+            if fs not in TRUSTED_FS:
+                got.trusted = False
             if rel:
                 out[rel] = new(("d", 0, _parse_mtime_ns(mtime), int(mode, 8), None))
             continue
@@ -151,9 +157,8 @@ class ListAhead:
             self._chan.shutdown_write()
         except Exception:       # a thread of its own: whatever went wrong, the fetch lists all
             return
-        got = _answer(self._chan, 2)
-        if (got is None or not _digits(got.head[0]) or got.head[1] not in TRUSTED_FS
-                or "" not in got.dirs):
+        got = _answer(self._chan, 1)
+        if got is None or not got.trusted or not _digits(got.head[0]) or "" not in got.dirs:
             return
         kids: dict[str, list[str]] = {}
         for rel in got.entries:
@@ -190,7 +195,8 @@ class ListAhead:
                 _finish(chan)
                 raise
         delta = _answer(chan, 1)
-        if delta is None or not _digits(delta.head[0]) or int(delta.head[0]) < t0:
+        if delta is None or not delta.trusted or not _digits(delta.head[0]) \
+                or int(delta.head[0]) < t0:
             return None                     # the node's clock went back: ctimes tell nothing
         return _merge(got, self._children, delta, t0 - MARGIN_NS)
 
