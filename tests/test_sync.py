@@ -1171,15 +1171,28 @@ class _FakeDirEntry:
 
 
 def _deny(monkeypatch, local: Path, rel: str, how: str) -> None:
-    real = os.scandir
+    """As root every file is readable, so the walk's own calls are made to fail: it opens each
+    directory by path (``list``: that open is denied) and lists it through the descriptor, each
+    entry stat'ed relative to it (``stat``: the entry's stat is denied)."""
+    real_open, real_scandir = os.open, os.scandir
     target = str(local / rel)
+    parent, name = os.path.split(target)
+    opened: dict[int, str] = {}
 
-    def scandir(path="."):
+    def opener(path, flags, *args, **kwargs):
         if how == "list" and str(path) == target:
             raise PermissionError(13, "Permission denied", str(path))
-        entries = list(real(path))
-        return [_FakeDirEntry(e) if e.path == target else e for e in entries]
+        fd = real_open(path, flags, *args, **kwargs)
+        opened[fd] = str(path)
+        return fd
 
+    def scandir(path="."):
+        entries = list(real_scandir(path))
+        if isinstance(path, int) and opened.get(path) == parent:
+            return [_FakeDirEntry(e) if e.name == name else e for e in entries]
+        return entries
+
+    monkeypatch.setattr(manifest.os, "open", opener)     # the os module's own: patched for all
     monkeypatch.setattr(manifest.os, "scandir", scandir)
 
 
@@ -1599,3 +1612,34 @@ def test_a_prepared_upload_scans_once_and_a_later_edit_goes_next_time(conn, dirs
     (remote / ".swiftrun/sync-id").write_text("another-machine\n")
     rep = sync.upload(conn, local, str(remote), state_file=state, prepared=prepared)
     assert rep.full and (remote / "a.txt").read_text() == "a3"
+
+
+def test_the_scan_never_follows_a_directory_swapped_for_a_link_meanwhile(tmp_path, monkeypatch):
+    """Each directory is opened without following a link: one replaced by a link to somewhere
+    else between its listing and its turn is an error naming it, not a walk outside the tree."""
+    root, outside = tmp_path / "proj", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "a.txt").write_text("a")
+    outside.mkdir()
+    (outside / "not-yours.txt").write_text("secret-ish")
+    real_open = os.open
+    swapped = []
+
+    def swap_then_open(path, flags, *a, **k):     # os.open is the os module's: patched for all
+        if str(path).endswith("/sub") and not swapped:
+            swapped.append(path)
+            os.unlink(root / "sub" / "a.txt")
+            os.rmdir(root / "sub")
+            os.symlink(outside, root / "sub")
+        return real_open(path, flags, *a, **k)
+
+    rules = manifest.IgnoreRules.from_dir(root)
+    monkeypatch.setattr(os, "open", swap_then_open)
+    try:
+        with pytest.raises(ConfigError, match="cannot read .*sub"):
+            manifest.scan(root, rules)
+    finally:
+        monkeypatch.setattr(os, "open", real_open)
+    assert swapped
+    with pytest.raises(ConfigError, match="leads out of the script directory"):
+        manifest.scan(root, rules)          # scanned afresh, the link is judged as any link
