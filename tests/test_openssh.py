@@ -188,3 +188,27 @@ def test_rsync_runs_over_the_same_connection(hosts, tmp_path):
     assert res.returncode == 0, res.stderr
     assert (dest / "d" / "f.txt").read_text() == "payload\n"
     assert len(str(r.control_path(t))) < 100
+
+
+def test_a_booting_node_whose_first_connection_stalls_is_tried_again(tmp_path, monkeypatch):
+    """Seen in CI under load: a node just booted took the connection and said nothing, its first
+    ':' hit the 30 s limit, and `up` gave up with time to spare. A stall (the ssh was killed)
+    is now tried afresh while the node is booting; on a node up for a while it still fails."""
+    from swiftrun.remote import openssh
+
+    r = Remote(cluster_dir=tmp_path, key_file=None, user=USER, persist="0")
+    t = Target("127.0.0.1", free_port(), USER, alias="node", label="node")
+    calls, dropped = [], []
+
+    def connect(target, *, allow_new=False):
+        calls.append(target)
+        if len(calls) == 1:
+            raise openssh._Stalled("command on node did not finish within 30s: :")
+        return "link"
+
+    monkeypatch.setattr(r, "connect", connect)
+    monkeypatch.setattr(r, "drop", lambda target: dropped.append(target))
+    assert r.wait(t, 30, booting=True) == "link" and len(calls) == 2 and dropped == [t]
+    calls.clear()
+    with pytest.raises(RemoteError, match="did not finish within 30s"):
+        r.wait(t, 30, booting=False)

@@ -81,6 +81,10 @@ class _Unreachable(RemoteError):
     """No SSH session (yet): refused, timed out, no route, the proxy failed, banner never came."""
 
 
+class _Stalled(RemoteError):
+    """A command, the connection's first included, that did not finish in its time (killed)."""
+
+
 class _AuthFailed(RemoteError):
     """The node answered but refused the key (its authorized_keys may not be installed yet)."""
 
@@ -362,8 +366,8 @@ class Remote:
             proc = subprocess.run(argv, input=stdin if stdin is not None else b"",
                                   capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise RemoteError(f"command on {target.label or target.host} did not finish within "
-                              f"{int(timeout)}s: {command[:80]}") from None
+            raise _Stalled(f"command on {target.label or target.host} did not finish within "
+                           f"{int(timeout)}s: {command[:80]}") from None
         err = proc.stderr.decode(errors="replace")
         if proc.returncode == SSH_ERROR and self._is_ssh_error(err):
             self._ready.pop(target.key_name, None)
@@ -438,6 +442,13 @@ class Remote:
                     raise
                 last = exc
             except _Unreachable as exc:
+                last = exc
+            except _Stalled as exc:
+                # a node still booting can take a connection and then say nothing (seen under
+                # load: its first ':' hung for 30 s): the stalled ssh was killed; start afresh
+                if not booting:
+                    raise
+                self.drop(target)
                 last = exc
             if time.monotonic() + delay > deadline:
                 if isinstance(last, ProxyFailed):
