@@ -172,6 +172,8 @@ def test_a_node_reached_through_another_keeps_its_own_pin(hosts, tmp_path):
         assert log.read_text().split() == ["127.0.0.1"]
     finally:
         os.environ.pop("PROXY_LOG", None)
+        if "r" in locals():     # both masters: the one through the proxy outlived the test
+            r.close([head, worker])
 
 
 def test_rsync_runs_over_the_same_connection(hosts, tmp_path):
@@ -188,6 +190,7 @@ def test_rsync_runs_over_the_same_connection(hosts, tmp_path):
     assert res.returncode == 0, res.stderr
     assert (dest / "d" / "f.txt").read_text() == "payload\n"
     assert len(str(r.control_path(t))) < 100
+    r.close([t])                # the master would outlive the test (and its sshd)
 
 
 def test_a_booting_node_whose_first_connection_stalls_is_tried_again(tmp_path, monkeypatch):
