@@ -17,38 +17,18 @@ from pathlib import Path
 import pytest
 
 from swiftrun import sync
-from swiftrun.remote import Remote, Target
 from swiftrun.sync import ahead as ahead_mod
-from tests.support.sshd import LoopbackSshd, keygen
+from tests.test_sync import connect, node  # noqa: F401  (node: the module's sshd fixture)
 
 SHM = Path("/dev/shm")
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    base = tmp_path_factory.mktemp("ahead-node")
-    key = keygen(base / "client" / "id_ed25519")
-    auth = base / "authorized_keys"
-    auth.write_text(Path(str(key) + ".pub").read_text())
-    home = base / "home"
-    home.mkdir()
-    sshd = LoopbackSshd(base / "sshd", auth, env={"HOME": str(home)}).start()
-    try:
-        yield sshd, key
-    finally:
-        sshd.stop()
-
-
 @pytest.fixture
 def conn(node, tmp_path):
-    sshd, key = node
-    cluster = tmp_path / "cluster"
-    cluster.mkdir()
-    target = Target("127.0.0.1", sshd.port, sshd.user, alias="node", label="node")
-    (cluster / "known_hosts").write_text(f"node ssh-ed25519 {sshd.host_key_pub}\n")
-    remote = Remote(cluster_dir=cluster, key_file=key, user=sshd.user, persist="0")
-    yield remote.connect(target, allow_new=False)
-    remote.close()
+    """swiftrun's own transport to test_sync's loopback sshd (its ``node`` fixture)."""
+    c = connect(node, tmp_path / "cluster")
+    yield c
+    c.remote.close()
 
 
 @pytest.fixture(autouse=True)

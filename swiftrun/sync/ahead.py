@@ -29,7 +29,7 @@ import threading
 from swiftrun.errors import RemoteError
 from swiftrun.sync.channel import _exec, _finish, root_expr
 from swiftrun.sync.heap import paused_gc
-from swiftrun.sync.listing import _parse_mtime_ns
+from swiftrun.sync.listing import _parse_mtime_ns, overlap
 from swiftrun.sync.manifest import Entry, _new_entry
 
 AHEAD_MIN_ENTRIES = 2000    # below this a whole listing costs less than two finds and a merge
@@ -187,13 +187,7 @@ class ListAhead:
             chan.shutdown_write()
         except (OSError, RemoteError):      # the whole listing meets it again and says why
             return None
-        if meanwhile is not None:
-            try:
-                meanwhile()
-            except BaseException:
-                chan.kill()
-                _finish(chan)
-                raise
+        overlap(chan, meanwhile)
         delta = _answer(chan, 1)
         if delta is None or not delta.trusted or not _digits(delta.head[0]) \
                 or int(delta.head[0]) < t0:

@@ -45,13 +45,7 @@ def remote_listing(conn, remote_root: str, *, timeout: float | None = 120.0,
     except OSError as exc:
         raise RemoteError(f"listing {remote_root} on the headnode failed: {exc}",
                           hint=RETRY_HINT) from exc
-    if meanwhile is not None:
-        try:
-            meanwhile()
-        except BaseException:
-            chan.kill()
-            _finish(chan)
-            raise
+    overlap(chan, meanwhile)
     out: dict[str, Entry] = {}
     try:
         _parse_stream(chan.makefile("rb"), out)
@@ -66,6 +60,19 @@ def remote_listing(conn, remote_root: str, *, timeout: float | None = 120.0,
         raise RemoteError(f"listing {remote_root} on the headnode failed (exit {rc}): {err[-500:]}",
                           hint=RETRY_HINT)
     return out
+
+
+def overlap(chan, meanwhile) -> None:
+    """Do ``meanwhile`` (local work) while the node answers on ``chan``; if it fails, the
+    channel is ended before the failure goes on."""
+    if meanwhile is None:
+        return
+    try:
+        meanwhile()
+    except BaseException:
+        chan.kill()
+        _finish(chan)
+        raise
 
 
 def _parse_stream(stream, out: dict[str, Entry]) -> None:
