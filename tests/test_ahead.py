@@ -81,7 +81,7 @@ def test_nothing_changed_lists_next_to_nothing(conn, remote, monkeypatch):
         return got
 
     monkeypatch.setattr(ahead_mod, "_answer", counted)
-    got = a.catch_up(conn, str(remote))
+    got = a.catch_up(str(remote))
     assert got == sync.remote_listing(conn, str(remote))
     assert ".swiftrun" not in got and "top.txt" in got and len(got) == 6 * (1 + 2 + 2 * 8) + 2
     assert sizes == [0]                 # the change listing held nothing: 0 of 116 entries
@@ -102,7 +102,7 @@ def test_what_changed_after_the_listing_comes_through(conn, remote):
     os.rename(remote / "d5" / "s0" / "f0.txt", remote / "d0" / "moved.txt")
     (remote / "link").unlink()
     os.symlink("d0", remote / "link")
-    got = a.catch_up(conn, str(remote))
+    got = a.catch_up(str(remote))
     assert got is not None
     assert got == sync.remote_listing(conn, str(remote))
     assert "d4" not in got and "d4/s0/f0.txt" not in got and "d3/s0/f2.txt" not in got
@@ -112,7 +112,7 @@ def test_an_old_directory_moved_in_makes_it_list_everything(conn, remote):
     build(remote)
     a = ahead_of(conn, remote)
     os.rename(remote / "d1", remote / "d0" / "inside")     # d1/s0/... now under d0/inside/
-    assert a.catch_up(conn, str(remote)) is None
+    assert a.catch_up(str(remote)) is None
 
 
 def test_two_directories_swapped_are_told_apart_by_inode(conn, remote):
@@ -122,7 +122,7 @@ def test_two_directories_swapped_are_told_apart_by_inode(conn, remote):
     os.rename(remote / "d0", remote / "tmp")
     os.rename(remote / "d1", remote / "d0")
     os.rename(remote / "tmp", remote / "d1")
-    got = a.catch_up(conn, str(remote))
+    got = a.catch_up(str(remote))
     assert got is None or got == sync.remote_listing(conn, str(remote))
 
 
@@ -161,7 +161,7 @@ def test_random_changes_always_agree_with_a_whole_listing(conn, remote):
                     os.rename(src, dest)
             elif op == "chmod" and files:
                 rng.choice(files).chmod(0o640)
-        got = a.catch_up(conn, str(root))
+        got = a.catch_up(str(root))
         if got is None:
             gave_up += 1
         else:
@@ -175,14 +175,14 @@ def test_an_untrusted_file_system_gets_no_listing_ahead(conn, remote, monkeypatc
     build(remote)
     a = sync.ListAhead.start(conn, str(remote))
     a._thread.join(30)
-    assert a._got is None and a.catch_up(conn, str(remote)) is None
+    assert a._got is None and a.catch_up(str(remote)) is None
 
 
 def test_a_clock_that_went_back_makes_it_list_everything(conn, remote):
     build(remote)
     a = ahead_of(conn, remote)
     a._got.head[0] = str(int(a._got.head[0]) + 3600 * 10**9)   # "listed" an hour from now
-    assert a.catch_up(conn, str(remote)) is None
+    assert a.catch_up(str(remote)) is None
 
 
 def test_fetch_with_a_listing_ahead_brings_the_same_outputs(conn, remote, tmp_path):
@@ -215,5 +215,5 @@ def test_a_connection_that_fails_ahead_leaves_the_fetch_to_list_everything(capfd
 
     a = sync.ListAhead.start(Broken(), "/r")
     a._thread.join(10)
-    assert a.catch_up(Broken(), "/r") is None
+    assert a.catch_up("/r") is None
     assert "Traceback" not in capfd.readouterr().err

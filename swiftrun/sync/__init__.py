@@ -21,6 +21,6 @@ from swiftrun.sync.manifest import Entry, Manifest, scan
 from swiftrun.sync.uploading import (Prepared, UploadPlan, UploadReport, plan_upload, prepare,
                                      upload)
 
-__all__ = ["AHEAD_MIN_ENTRIES", "Entry", "FetchReport", "ListAhead", "Manifest", "Prepared", "UploadPlan", "UploadReport", "fetch",
-           "plan_upload", "prepare", "remote_listing", "root_expr", "scan", "select_fetch",
-           "upload"]
+__all__ = ["AHEAD_MIN_ENTRIES", "Entry", "FetchReport", "ListAhead", "Manifest", "Prepared",
+           "UploadPlan", "UploadReport", "fetch", "plan_upload", "prepare", "remote_listing",
+           "root_expr", "scan", "select_fetch", "upload"]

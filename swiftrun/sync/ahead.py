@@ -166,7 +166,7 @@ class ListAhead:
         self._children = kids
         self._got = got
 
-    def catch_up(self, conn, remote_root: str, timeout: float | None = None,
+    def catch_up(self, remote_root: str, timeout: float | None = None,
                  meanwhile=None) -> dict[str, Entry] | None:
         """What the remote tree holds now, from the listing ahead and one listing of what
         changed since; None when that cannot be told for sure (the caller lists everything;
@@ -183,7 +183,7 @@ class ListAhead:
         self._got = None                    # used once: its entries become the answer
         t0 = int(got.head[0])
         try:
-            chan = _exec(conn, _since_script(root_expr(remote_root), t0 - MARGIN_NS))
+            chan = _exec(self.conn, _since_script(root_expr(remote_root), t0 - MARGIN_NS))
             chan.shutdown_write()
         except (OSError, RemoteError):      # the whole listing meets it again and says why
             return None
@@ -191,7 +191,7 @@ class ListAhead:
         delta = _answer(chan, 1)
         if delta is None or not delta.trusted or not _digits(delta.head[0]) \
                 or int(delta.head[0]) < t0:
-            return None                     # the node's clock went back: ctimes tell nothing
+            return None     # no whole answer, an untrusted file system, or the clock went back
         return _merge(got, self._children, delta, t0 - MARGIN_NS)
 
     def cancel(self) -> None:

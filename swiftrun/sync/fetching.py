@@ -456,7 +456,7 @@ def fetch(conn, local_root: Path | str, remote_root: str, *, state_file: Path | 
         early.append(Pipe.early(conn))
 
     try:
-        listing = None if ahead is None else ahead.catch_up(conn, remote_root, timeout, meanwhile)
+        listing = None if ahead is None else ahead.catch_up(remote_root, timeout, meanwhile)
         if listing is None:     # none ahead, or it could not tell: the whole tree, as ever
             listing = remote_listing(conn, remote_root, timeout=timeout, meanwhile=meanwhile)
         return _fetch(conn, local_root, remote_root, state_file, listing, loaded[0], early[0],
