@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from swiftrun import sync
+from swiftrun.run.control import run_ended
 from swiftrun.sync import ahead as ahead_mod
+from tests.test_follow import HandRun
 from tests.test_sync import connect, node  # noqa: F401  (node: the module's sshd fixture)
 
 SHM = Path("/dev/shm")
@@ -217,3 +219,57 @@ def test_a_connection_that_fails_ahead_leaves_the_fetch_to_list_everything(capfd
     a._thread.join(10)
     assert a.catch_up("/r") is None
     assert "Traceback" not in capfd.readouterr().err
+
+
+# -- the change listing set off ahead, waiting on the node for the run's end ------------------
+
+def armed(conn, root: Path, run_id: str) -> sync.ListAhead:
+    """A run's listing ahead with its change listing sent and waiting for ``run_id`` to end."""
+    time.sleep(ahead_mod.MARGIN_NS / 1e9 + 0.05)
+    a = sync.ListAhead.start(conn, str(root), until=run_ended(str(root), run_id))
+    a._thread.join(30)
+    assert a._got is not None and a._armed is not None, "nothing was set off ahead"
+    return a
+
+
+@pytest.fixture
+def run_dir(remote):
+    build(remote)
+    (remote / ".swiftrun" / "runs").mkdir()
+    return remote
+
+
+@pytest.mark.parametrize("lock", [True, False], ids=["lock", "older-wrapper-polled"])
+def test_a_change_listing_sent_ahead_starts_only_when_the_run_ends(conn, run_dir, lock):
+    """What the run writes after the change listing was sent, and before it ended, comes
+    through: the node held the listing back until the wrapper let go of its lock (or, for a
+    wrapper without one, until its exit file was there)."""
+    run = HandRun(run_dir, "r1", lock=lock)
+    a = armed(conn, run_dir, "r1")
+    time.sleep(0.5)             # long enough for a listing that did not wait to be done
+    assert a._armed.proc.poll() is None, "the change listing did not wait for the run's end"
+    (run_dir / "run001").mkdir()
+    (run_dir / "run001" / "swift.log").write_text("log")
+    (run_dir / "d0" / "s0" / "f0.txt").write_text("rewritten by the run")
+    (run_dir / "sorted.txt").write_text("1 2 3")
+    run.end(0)
+    got = a.catch_up(str(run_dir))
+    assert got is not None
+    assert {"run001/swift.log", "sorted.txt"} <= set(got)
+    assert got == sync.remote_listing(conn, str(run_dir))
+
+
+def test_a_run_gone_without_an_exit_code_leaves_the_fetch_to_list_everything(conn, run_dir):
+    run = HandRun(run_dir, "r2")
+    a = armed(conn, run_dir, "r2")
+    run.end(None)               # the wrapper died: the lock is let go, no exit file
+    assert a.catch_up(str(run_dir)) is None
+
+
+def test_a_run_that_ends_another_way_leaves_no_listing_waiting_here(conn, run_dir):
+    run = HandRun(run_dir, "r3")
+    a = armed(conn, run_dir, "r3")
+    chan = a._armed
+    a.cancel()                  # the run was interrupted before its fetch
+    assert chan.proc.poll() is not None and a._armed is None
+    run.end(0)

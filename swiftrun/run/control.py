@@ -16,7 +16,6 @@ import select
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 
 from swiftrun import environ
@@ -137,6 +136,23 @@ def _follower(root: str, run_id: str) -> str:
             f"wait $w; "
             f"i=0; while [ ! -f {ex} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
             f"test -f {ex} || {{ wait $t; exit 98; }}; {mark}; wait $t; exit 0")
+
+
+def run_ended(root: str, run_id: str) -> str:
+    """sh that returns once run ``run_id`` has ended (its exit file exists) and fails when its
+    wrapper is gone without one: what the fetch's listing waits on when it is set off ahead of
+    the run's end (sync.ListAhead), so that it starts the moment swift is done and never before.
+    The wait is the follower's: a shared lock on the wrapper's ``<id>.lock``, or for a wrapper
+    without one a 10 ms poll for the exit file while the wrapper lives."""
+    ex, pid, lock = (f"{RUNS}/{_id(run_id)}.{x}" for x in ("exit", "pid", "lock"))
+    return (f"( cd {rq(root)} || exit 96; i=0; while [ ! -s {pid} ] && [ $i -lt 100 ]; "
+            f"do sleep 0.05; i=$((i+1)); done; "
+            f"if [ -f {lock} ] && command -v flock >/dev/null 2>&1; then flock -s {lock} true; "
+            f"else p=; read -r p 2>/dev/null < {pid}; "
+            f"alive() {{ [ -r /proc/\"$1\"/stat ] && read -r _ _ s _ < /proc/\"$1\"/stat && [ \"$s\" != Z ]; }}; "
+            f"while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.01; done; fi; "
+            f"i=0; while [ ! -f {ex} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
+            f"test -f {ex} )")
 
 
 def _exit_mark(err: bytes) -> tuple[int, int | None] | None:

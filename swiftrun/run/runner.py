@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swiftrun.errors import ConfigError, Interrupted, RemoteError, SwiftrunError
+from swiftrun.errors import ConfigError, RemoteError, SwiftrunError
 from swiftrun.node.layout import TOOLS_DIR, WORKER, remote_root
-from swiftrun.run.control import cancel_run, follow, start_run
+from swiftrun.run.control import cancel_run, follow, run_ended, start_run
 
 # A tree checked (check_tree) this recently is not scanned again by the upload: a warm up answers
 # in well under a second; a cold one takes minutes and the tree may have moved on meanwhile.
@@ -180,7 +180,8 @@ class Runner:
         self.t_run = time.monotonic()
         # a warm run's fetch then lists only what changed (after a full upload nearly all did)
         if rep.total_files >= sync.AHEAD_MIN_ENTRIES and not rep.full:
-            self._ahead = sync.ListAhead.start(conn, self.root)
+            self._ahead = sync.ListAhead.start(conn, self.root,
+                                               until=run_ended(self.root, self.run_id))
 
     def _push_tools(self) -> None:
         """[swift] path: the files of those directories (the first directory wins a name) into
