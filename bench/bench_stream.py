@@ -10,8 +10,9 @@ Run: python bench/bench_stream.py [--repeat 7] [--log-mb 200] [--lines 24] [--ga
     Baseline: ``ssh <same master> 'tail -s 0.01 -c +1 --pid=<wrapper> -f <id>.log; cat <id>.exit'``,
     which shows the whole console and the exit code as follow() does, and checks the wrapper as
     often as follow() checks for the exit file (every 10 ms; tail's own default is 1 s).
-(b) replay: follow() from offset 0 of a finished run with a ``--log-mb`` console log, into
-    /dev/null, against ``ssh <same master> cat <id>.log > /dev/null``.
+(b) replay: follow() from offset 0 of a finished run with a ``--log-mb`` console log, into a
+    file, against ``ssh <same master> cat <id>.log > file`` (`swiftrun logs > console.txt`);
+    each side's file is checked byte for byte after its turn.
 
 Fair: one loopback sshd, one ControlMaster opened by swiftrun before anything is timed, and the
 baselines use ``Remote.ssh_argv`` of that same master. The sides take turns (A B, B A, ...), each
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shlex
 import shutil
@@ -39,7 +39,6 @@ from pathlib import Path
 
 from loopback import interleaved, loopback_node, ratio, spread
 
-from swiftrun.run import control
 from swiftrun.run.control import follow, start_run
 
 HERE = Path(__file__).resolve().parent
@@ -64,36 +63,6 @@ class Lines:
 
     def flush(self) -> None:
         pass
-
-
-class CountingSink:
-    """follow()'s ``out`` for the replay: /dev/null, counting every byte that reaches it,
-    whether written from Python or moved there by the kernel (``control._splice``), so the
-    check sees the whole console arrived (follow() itself returns only its head)."""
-
-    def __init__(self, fh):
-        self.fh, self.count = fh, 0
-        inner = control._splice
-
-        def counted(src: int, dest: int):
-            moved = inner(src, dest)
-            self.count += moved or 0
-            return moved
-
-        control._splice = counted
-
-    def fileno(self) -> int:
-        return self.fh.fileno()
-
-    def write(self, data: bytes) -> int:
-        self.count += len(data)
-        return self.fh.write(data)
-
-    def flush(self) -> None:
-        self.fh.flush()
-
-    def close(self) -> None:
-        self.fh.close()
 
 
 class QuietUI:
@@ -196,30 +165,39 @@ def main() -> None:
                 (runs / f"replay-{side}.exit").write_text("0\n")
                 (runs / f"replay-{side}.pid").write_text("1\n")
             got = {}
-            sink = CountingSink(open(os.devnull, "wb"))
+            # Each side writes the console into a file of its own (tmpfs when there is one:
+            # no disk in the measure), emptied before its turn; the check reads it back.
+            shm = Path("/dev/shm")
+            outdir = Path(tempfile.mkdtemp(prefix="replay-", dir=shm if shm.is_dir() else None))
+            want = (runs / "replay-sw.log").read_bytes()
+
+            def into(side: str):
+                return open(outdir / side, "wb")      # truncated: the last turn's bytes gone
 
             def follow_replay(k: int) -> None:
-                sink.count = 0
-                code, _ = follow(node.remote, node.target, str(root), "replay-sw", ui, out=sink)
-                got[("sw", k)] = (code, sink.count)
+                with into("sw") as fh:
+                    code, _ = follow(node.remote, node.target, str(root), "replay-sw", ui, out=fh)
+                got[("sw", k)] = code
 
             def cat_replay(k: int) -> None:
-                res = subprocess.run(node.ssh(f"cat {shlex.quote(str(runs / 'replay-hand.log'))}"),
-                                     stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE)
-                got[("hand", k)] = (res.returncode, size if res.returncode == 0 else 0)
+                with into("hand") as fh:
+                    res = subprocess.run(node.ssh(f"cat {shlex.quote(str(runs / 'replay-hand.log'))}"),
+                                         stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.PIPE)
+                got[("hand", k)] = res.returncode
 
             def check_replay(k: int) -> str | None:
-                bad = [f"{side}: exit {code}, {n} of {size} bytes"
-                       for side in ("sw", "hand") for code, n in [got[(side, k)]]
-                       if code != 0 or n != size]
+                bad = [f"{side}: exit {got[(side, k)]}, {len(data)} of {size} bytes"
+                       for side in ("sw", "hand")
+                       for data in [(outdir / side).read_bytes()]
+                       if got[(side, k)] != 0 or data != want]
                 return "; ".join(bad) or None
 
             a, b, more = interleaved(args.repeat, lambda k: None, follow_replay, cat_replay,
                                      check_replay)
-            sink.close()
+            shutil.rmtree(outdir, ignore_errors=True)
             problems += more
             rows.append((f"replay of a finished {args.log_mb} MB console log", spread(a), spread(b),
-                         f"{ratio(a, b):.2f}", "ssh cat log > /dev/null"))
+                         f"{ratio(a, b):.2f}", "ssh cat log > file"))
             same = node.master_pid() == master
             conns = node.connections()
 

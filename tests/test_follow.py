@@ -309,3 +309,72 @@ def test_a_resume_while_the_run_goes_on_gives_exactly_the_rest(node, root):
     run.end(0)
     assert bg.join()[0] == 0
     assert bg.out.getvalue() == (first + later)[offset:]
+
+
+class CutOnce:
+    """A Remote whose first replay written by ssh itself (control._rest_into) stops after
+    ``cut`` bytes and fails, as a connection lost in the middle of it would."""
+
+    def __init__(self, remote: Remote, cut: int):
+        self._remote, self.cut, self.direct = remote, cut, 0
+
+    def ssh_argv(self, target, command, **kw):
+        if "exec tail -c" in command:
+            self.direct += 1
+            if self.direct == 1:
+                command = f"{command} | head -c {self.cut}; exit 1"
+        return self._remote.ssh_argv(target, command, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self._remote, name)
+
+
+@pytest.fixture
+def big_run(root):
+    data = random.Random(23).randbytes(12 << 20)
+    (runs(root) / "r-big.log").write_bytes(data)
+    (runs(root) / "r-big.exit").write_text("4\n")
+    (runs(root) / "r-big.pid").write_text("1\n")
+    return data
+
+
+@pytest.mark.parametrize("into", ["file", "devnull"])
+def test_a_finished_runs_bulk_is_written_by_ssh_itself(node, root, tmp_path, big_run, into,
+                                                       monkeypatch):
+    """Past the head, a finished run's log goes from ssh straight into a file (or /dev/null),
+    not through a pipe and this process; every byte once, in order."""
+    remote, target = node
+    used = []
+    real = control._rest_into
+    monkeypatch.setattr(control, "_rest_into", lambda *a: used.append(a[4]) or real(*a))
+    path = tmp_path / "console" if into == "file" else Path(os.devnull)
+    with open(path, "wb") as fh:
+        code, head = follow(remote, target, str(root), "r-big", UI(), out=fh)
+    assert code == 4 and used and used[0] >= control.KEEP_BYTES
+    assert head == big_run[:control.KEEP_BYTES].decode(errors="replace")
+    if into == "file":
+        assert path.read_bytes() == big_run
+
+
+def test_a_replay_cut_in_the_middle_resumes_at_the_byte_reached(node, root, tmp_path, big_run):
+    remote, target = node
+    cutting = CutOnce(remote, cut=3 << 20)
+    ui = UI()
+    path = tmp_path / "console"
+    with open(path, "wb") as fh:
+        code, _ = follow(cutting, target, str(root), "r-big", ui, out=fh, reconnect_for=10)
+    assert code == 4 and cutting.direct == 2
+    assert path.read_bytes() == big_run            # nothing lost, nothing twice
+    assert any("connection lost" in n for n in ui.notes)
+
+
+def test_a_pipe_or_a_terminal_keeps_the_stream_through_this_process():
+    """There a broken replay could not tell how far it got: no direct write."""
+    r, w = os.pipe()
+    try:
+        assert control._direct_fd(w) is None and control._direct_fd(None) is None
+    finally:
+        os.close(r)
+        os.close(w)
+    with open(os.devnull, "wb") as null:
+        assert control._direct_fd(null.fileno()) == null.fileno()

@@ -14,6 +14,7 @@ import os
 import re
 import select
 import shlex
+import stat
 import subprocess
 import sys
 import time
@@ -102,6 +103,7 @@ exec 9>&-   # the run is over: wake the followers now, not when this shell is go
 
 KEEP_BYTES = 1 << 20     # of the console, what follow() returns: the head (swift's RunID line)
 CHUNK = 1 << 20          # a read past the head: a replay wakes this process once per MiB
+DIRECT_MIN = 4 << 20     # a finished run's log past the head this long goes by _rest_into
 # the follower's last word, on stderr: swift's exit code and the log's final size in bytes
 EXIT_MARK = re.compile(rb"^swiftrun-exit (-?\d+)(?: (\d+))?[ \t]*$", re.M)
 
@@ -182,6 +184,7 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
     delay = 0.5
     code: int | None = None
     sink = _sink_fd(out)
+    direct = _direct_fd(sink)
     while True:
         proc = None
         try:
@@ -205,6 +208,14 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
                         err += data
                         mark = mark or _exit_mark(err)
                     if fd not in ready:
+                        continue
+                    if direct is not None and len(seen) >= KEEP_BYTES and mark \
+                            and mark[1] is not None and mark[1] - offset >= DIRECT_MIN:
+                        _stop(proc)                 # a finished run's bulk: ssh writes it
+                        offset, whole = _rest_into(remote, target, root, log, offset, mark[1],
+                                                   direct)
+                        if not whole:
+                            raise OSError("the replay ended early")
                         continue
                     if sink is not None and len(seen) >= KEEP_BYTES:
                         moved = _splice(fd, sink)
@@ -305,6 +316,42 @@ def _sink_fd(out) -> int | None:
         return out.fileno()
     except (AttributeError, OSError, ValueError):
         return None
+
+
+def _direct_fd(fd: int | None) -> int | None:
+    """``fd`` when ssh itself may write a finished run's log into it: a regular file (how far
+    it got is the shared file offset, so a broken replay resumes at the right byte) or
+    /dev/null (nothing to resume). Not a pipe or a terminal: there a broken replay could not
+    tell how much had arrived."""
+    if fd is None:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) or (stat.S_ISCHR(st.st_mode)
+                                        and st.st_rdev == os.stat(os.devnull).st_rdev):
+            return fd
+    except OSError:
+        pass
+    return None
+
+
+def _rest_into(remote, target, root: str, log: str, offset: int, size: int,
+               fd: int) -> tuple[int, bool]:
+    """Bytes ``offset`` to ``size`` of a finished run's log, written by ssh straight into
+    ``fd`` (``_direct_fd``). Through this process (a pipe, then splice) a 200 MB replay had
+    three busy processes on two cores, ssh, sshd and this one: ~20% slower than ``ssh cat >
+    file`` here. Returns the offset reached and whether it is all there."""
+    def position() -> int:
+        try:
+            return os.lseek(fd, 0, os.SEEK_CUR)
+        except OSError:
+            return 0
+    before = position()
+    argv = remote.ssh_argv(target, f"cd {rq(root)} && exec tail -c +{offset + 1} {log}")
+    res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.DEVNULL)
+    if res.returncode == 0:
+        return size, True
+    return offset + max(0, position() - before), False
 
 
 def _widen(fd: int) -> None:
