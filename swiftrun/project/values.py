@@ -6,7 +6,6 @@ swiftrun.toml back) spell values the same way.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from pathlib import Path
@@ -100,6 +99,8 @@ def _legacy_text(value: Any) -> str:
 
 
 def _nearest(word: str, choices, cutoff: float = 0.6) -> str | None:
+    import difflib      # only for a misspelt name: not in every command's start-up
+
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
     return found[0] if found else None
 
