@@ -312,18 +312,18 @@ def test_a_resume_while_the_run_goes_on_gives_exactly_the_rest(node, root):
 
 
 class CutOnce:
-    """A Remote whose first replay written by ssh itself (control._rest_into) stops after
-    ``cut`` bytes and fails, as a connection lost in the middle of it would."""
+    """A Remote whose first stream stops after ``cut`` bytes of the console and fails, as a
+    connection lost in the middle of it would (its exit marker has come through already)."""
 
     def __init__(self, remote: Remote, cut: int):
-        self._remote, self.cut, self.direct = remote, cut, 0
+        self._remote, self.cut, self.streams = remote, cut, 0
 
-    def ssh_argv(self, target, command, **kw):
-        if "exec tail -c" in command:
-            self.direct += 1
-            if self.direct == 1:
-                command = f"{command} | head -c {self.cut}; exit 1"
-        return self._remote.ssh_argv(target, command, **kw)
+    def popen(self, target, command, **kw):
+        if "OFFSET=" in command:
+            self.streams += 1
+            if self.streams == 1:
+                command = f"{{ {command}; }} | head -c {self.cut}; exit 1"
+        return self._remote.popen(target, command, **kw)
 
     def __getattr__(self, name):
         return getattr(self._remote, name)
@@ -338,22 +338,44 @@ def big_run(root):
     return data
 
 
-@pytest.mark.parametrize("into", ["file", "devnull"])
-def test_a_finished_runs_bulk_is_written_by_ssh_itself(node, root, tmp_path, big_run, into,
-                                                       monkeypatch):
-    """Past the head, a finished run's log goes from ssh straight into a file (or /dev/null),
-    not through a pipe and this process; every byte once, in order."""
+def test_into_a_file_ssh_writes_the_console_itself(node, root, tmp_path, big_run, monkeypatch):
+    """Into a regular file the console goes from ssh straight there, not through a pipe and
+    this process; every byte once, in order, after what the file held; the head read back."""
     remote, target = node
-    used = []
-    real = control._rest_into
-    monkeypatch.setattr(control, "_rest_into", lambda *a: used.append(a[4]) or real(*a))
-    path = tmp_path / "console" if into == "file" else Path(os.devnull)
+    monkeypatch.setattr(control, "_splice", lambda *a: pytest.fail("went through this process"))
+    monkeypatch.setattr(os, "read", lambda fd, n, real=os.read: (
+        pytest.fail("console read here") if n > 65536 else real(fd, n)))
+    path = tmp_path / "console"
     with open(path, "wb") as fh:
-        code, head = follow(remote, target, str(root), "r-big", UI(), out=fh)
-    assert code == 4 and used and used[0] >= control.KEEP_BYTES
-    assert head == big_run[:control.KEEP_BYTES].decode(errors="replace")
-    if into == "file":
-        assert path.read_bytes() == big_run
+        fh.write(b"before\n")
+        code, head = follow(remote, target, str(root), "r-big", UI(), out=fh, offset=5)
+    assert code == 4
+    assert path.read_bytes() == b"before\n" + big_run[5:]
+    assert head == big_run[5:5 + control.KEEP_BYTES].decode(errors="replace")
+
+
+def test_into_a_file_a_live_run_ends_with_its_last_bytes(node, root, tmp_path):
+    """A run still going: tail -f writes into the file; the end (the lock let go) comes with
+    every byte written before it, and promptly."""
+    remote, target = node
+    run = HandRun(root, "r-file", b"first\n")
+    path = tmp_path / "console"
+    result = {}
+
+    def go():
+        with open(path, "wb") as fh:
+            result["r"] = follow(remote, target, str(root), "r-file", UI(), out=fh)
+        result["at"] = time.monotonic()
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    time.sleep(0.4)
+    run.write(b"second\n")
+    ended = run.end(6)
+    t.join(20)
+    assert not t.is_alive() and result["r"] == (6, "first\nsecond\n")
+    assert path.read_bytes() == b"first\nsecond\n"
+    assert result["at"] - ended < 1.0
 
 
 def test_a_replay_cut_in_the_middle_resumes_at_the_byte_reached(node, root, tmp_path, big_run):
@@ -363,18 +385,18 @@ def test_a_replay_cut_in_the_middle_resumes_at_the_byte_reached(node, root, tmp_
     path = tmp_path / "console"
     with open(path, "wb") as fh:
         code, _ = follow(cutting, target, str(root), "r-big", ui, out=fh, reconnect_for=10)
-    assert code == 4 and cutting.direct == 2
+    assert code == 4 and cutting.streams == 2
     assert path.read_bytes() == big_run            # nothing lost, nothing twice
     assert any("connection lost" in n for n in ui.notes)
 
 
-def test_a_pipe_or_a_terminal_keeps_the_stream_through_this_process():
-    """There a broken replay could not tell how far it got: no direct write."""
+def test_a_pipe_a_terminal_or_dev_null_keeps_the_stream_through_this_process():
+    """There the head could not be read back, nor a broken stream tell how far it got."""
     r, w = os.pipe()
     try:
-        assert control._direct_fd(w) is None and control._direct_fd(None) is None
+        assert control._read_back(w) is None and control._read_back(None) is None
     finally:
         os.close(r)
         os.close(w)
     with open(os.devnull, "wb") as null:
-        assert control._direct_fd(null.fileno()) == null.fileno()
+        assert control._read_back(null.fileno()) is None

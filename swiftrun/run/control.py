@@ -103,7 +103,6 @@ exec 9>&-   # the run is over: wake the followers now, not when this shell is go
 
 KEEP_BYTES = 1 << 20     # of the console, what follow() returns: the head (swift's RunID line)
 CHUNK = 1 << 20          # a read past the head: a replay wakes this process once per MiB
-DIRECT_MIN = 4 << 20     # a finished run's log past the head this long goes by _rest_into
 # the follower's last word, on stderr: swift's exit code and the log's final size in bytes
 EXIT_MARK = re.compile(rb"^swiftrun-exit (-?\d+)(?: (\d+))?[ \t]*$", re.M)
 
@@ -184,7 +183,13 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
     delay = 0.5
     code: int | None = None
     sink = _sink_fd(out)
-    direct = _direct_fd(sink)
+    back = _read_back(sink)
+    if back is not None:
+        out.flush()
+        try:
+            return _into_file(remote, target, root, run_id, ui, sink, back, offset, reconnect_for)
+        finally:
+            os.close(back)
     while True:
         proc = None
         try:
@@ -208,14 +213,6 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
                         err += data
                         mark = mark or _exit_mark(err)
                     if fd not in ready:
-                        continue
-                    if direct is not None and len(seen) >= KEEP_BYTES and mark \
-                            and mark[1] is not None and mark[1] - offset >= DIRECT_MIN:
-                        _stop(proc)                 # a finished run's bulk: ssh writes it
-                        offset, whole = _rest_into(remote, target, root, log, offset, mark[1],
-                                                   direct)
-                        if not whole:
-                            raise OSError("the replay ended early")
                         continue
                     if sink is not None and len(seen) >= KEEP_BYTES:
                         moved = _splice(fd, sink)
@@ -260,28 +257,11 @@ def follow(remote, target, root: str, run_id: str, ui, *, out=None, offset: int 
         except KeyboardInterrupt:
             _stop(proc)
             raise
-        except (OSError, EOFError) as exc:
-            _stop(proc)
-            remote.drop(target)
-            now = time.monotonic()
-            down_since = down_since or now
-            if now - down_since > reconnect_for:
-                raise RemoteError(f"lost the connection to {target.label} for {int(reconnect_for)}s "
-                                  f"({exc}); swift may still be running: `swiftrun logs --follow`") from None
-            ui.node("stream", f"connection lost ({exc or type(exc).__name__}); reconnecting")
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
         except _RunGone:
             raise
-        except RemoteError:
+        except (OSError, EOFError, RemoteError) as exc:
             _stop(proc)
-            remote.drop(target)
-            now = time.monotonic()
-            down_since = down_since or now
-            if now - down_since > reconnect_for:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            down_since, delay = _lost(remote, target, ui, exc, down_since, delay, reconnect_for)
     if code is not None:
         return code, seen.decode(errors="replace")
     for attempt in range(5):   # the connection may blip right at the end too
@@ -318,40 +298,99 @@ def _sink_fd(out) -> int | None:
         return None
 
 
-def _direct_fd(fd: int | None) -> int | None:
-    """``fd`` when ssh itself may write a finished run's log into it: a regular file (how far
-    it got is the shared file offset, so a broken replay resumes at the right byte) or
-    /dev/null (nothing to resume). Not a pipe or a terminal: there a broken replay could not
-    tell how much had arrived."""
+def _read_back(fd: int | None) -> int | None:
+    """When ``fd`` is a regular file: a descriptor that reads the same file (for the console's
+    head, which ssh writes there itself, see ``_into_file``), else None."""
     if fd is None:
         return None
     try:
-        st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode) or (stat.S_ISCHR(st.st_mode)
-                                        and st.st_rdev == os.stat(os.devnull).st_rdev):
-            return fd
-    except OSError:
-        pass
-    return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:             # no /proc, or a file this process may write but not read
+        return None
 
 
-def _rest_into(remote, target, root: str, log: str, offset: int, size: int,
-               fd: int) -> tuple[int, bool]:
-    """Bytes ``offset`` to ``size`` of a finished run's log, written by ssh straight into
-    ``fd`` (``_direct_fd``). Through this process (a pipe, then splice) a 200 MB replay had
-    three busy processes on two cores, ssh, sshd and this one: ~20% slower than ``ssh cat >
-    file`` here. Returns the offset reached and whether it is all there."""
-    def position() -> int:
+def _into_file(remote, target, root: str, run_id: str, ui, fd: int, back: int, offset: int,
+               reconnect_for: float) -> tuple[int, str]:
+    """follow() into a regular file: ssh writes the console into it itself. Through a pipe and
+    this process a 200 MB replay had three busy processes on two cores (ssh, sshd, swiftrun),
+    ~20% slower than ``ssh cat > file`` here. How far the console got is the file's offset,
+    which ssh shares, so a reconnect resumes at the byte reached; once the exit marker is in,
+    the stream is stopped as soon as the file holds SIZE bytes. The head is read back."""
+    script, start = _follower(root, run_id), _pos(fd)
+    down_since, delay, short = None, 0.5, 0
+    while True:
+        proc, before, at = None, _pos(fd), offset
         try:
-            return os.lseek(fd, 0, os.SEEK_CUR)
-        except OSError:
-            return 0
-    before = position()
-    argv = remote.ssh_argv(target, f"cd {rq(root)} && exec tail -c +{offset + 1} {log}")
-    res = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.DEVNULL)
-    if res.returncode == 0:
-        return size, True
-    return offset + max(0, position() - before), False
+            proc = remote.popen(target, f"OFFSET={offset}; " + script, stdout=fd,
+                                stderr=subprocess.PIPE)
+            down_since, delay = None, 0.5
+            err, mark, last, efd = bytearray(), None, before, proc.stderr.fileno()
+            while True:
+                if not select.select([efd], [], [], HEARTBEAT)[0]:
+                    if _pos(fd) == last:
+                        ui.node("still running", f"no output from swift for {HEARTBEAT:.0f}s")
+                    last = _pos(fd)
+                    continue
+                data = os.read(efd, 65536)
+                if not data:
+                    break
+                err += data
+                mark = mark or _exit_mark(err)
+                if mark and mark[1] is not None:
+                    want = before + mark[1] - offset
+                    while proc.poll() is None and _pos(fd) < want:
+                        time.sleep(0.002)           # tail's last look: up to 10 ms
+                    if _pos(fd) >= want:
+                        break
+            _stop(proc)
+            status = proc.wait()
+            proc.stderr.close()
+            offset = at + _pos(fd) - before
+            mark = mark or _exit_mark(err)
+            if mark and (mark[1] is None or offset >= mark[1]):
+                return mark[0], os.pread(back, KEEP_BYTES, start).decode(errors="replace")
+            if status in (96, 98):
+                raise _RunGone(f"run {run_id} on {target.label} has no exit code yet "
+                               "(it may have been killed); see `swiftrun logs`")
+            if status == 0 and short < 3:
+                short += 1      # ended short of its size: the follower again, from there
+                continue
+            raise OSError("stream ended early")
+        except KeyboardInterrupt:
+            _stop(proc)
+            raise
+        except _RunGone:
+            raise
+        except (OSError, EOFError, RemoteError) as exc:
+            _stop(proc)
+            if proc is not None:
+                proc.stderr.close()
+            offset = at + max(0, _pos(fd) - before)     # what ssh wrote before it broke
+            down_since, delay = _lost(remote, target, ui, exc, down_since, delay, reconnect_for)
+
+
+def _lost(remote, target, ui, exc: BaseException, down_since: float | None, delay: float,
+          reconnect_for: float) -> tuple[float, float]:
+    """A stream broke: drop the connection, then give up (none for ``reconnect_for`` s) or say
+    so and wait before the next try. Returns (down since, the next wait)."""
+    remote.drop(target)
+    now = time.monotonic()
+    down_since = down_since or now
+    if now - down_since > reconnect_for:
+        if isinstance(exc, RemoteError):
+            raise exc
+        raise RemoteError(f"lost the connection to {target.label} for {int(reconnect_for)}s "
+                          f"({exc}); swift may still be running: `swiftrun logs --follow`") from None
+    if not isinstance(exc, RemoteError):
+        ui.node("stream", f"connection lost ({exc or type(exc).__name__}); reconnecting")
+    time.sleep(delay)
+    return down_since, min(delay * 2, 10.0)
+
+
+def _pos(fd: int) -> int:
+    return os.lseek(fd, 0, os.SEEK_CUR)
 
 
 def _widen(fd: int) -> None:
