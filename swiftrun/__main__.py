@@ -1,4 +1,4 @@
-from swiftrun.cli import main
+from swiftrun.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

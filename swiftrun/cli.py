@@ -137,6 +137,28 @@ def _json_error(args, message: str, code: int) -> None:
         emit(error_doc(message, code))
 
 
+def entry() -> None:
+    """The ``swiftrun`` program (console script and ``python -m swiftrun``): ``main``, then out
+    without the interpreter's teardown. Freeing a warm run's tables (a 20 000-file project's
+    manifest, scan and listing, some 100 000 objects) took 25-45 ms after the last line was
+    printed, against ~5 ms for this. Nothing is lost by it: every thread swiftrun starts is a
+    daemon, every file it writes is closed when written, no atexit work is registered, and the
+    output is flushed here. ``main`` itself still ends in SystemExit (tests call it)."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):
+        code = code or 120      # what Python exits with when its output cannot be flushed
+    os._exit(code)
+
+
 def main(argv=None) -> None:
     from swiftrun.errors import SwiftrunError
 
