@@ -107,35 +107,47 @@ CHUNK = 1 << 20          # a read past the head: a replay wakes this process onc
 EXIT_MARK = re.compile(rb"^swiftrun-exit (-?\d+)(?: (\d+))?[ \t]*$", re.M)
 
 
+def _run_waits(run_id: str) -> tuple[str, str, str]:
+    """The node's three waits on run ``run_id``, sh run in its project directory, shared by
+    the follower and ``run_ended``: until the wrapper has written its pid (5 s at most); until
+    the run ends (``flock -s`` on the wrapper's ``<id>.lock``, woken by the kernel when the
+    wrapper lets go, just after ``<id>.exit`` exists; or, for a wrapper that has no lock, an
+    older swiftrun or a node without flock, a 10 ms poll for the exit file while the wrapper
+    is neither dead nor a zombie); then for the exit file itself (2 s at most: a wrapper that
+    died holding the lock never writes one)."""
+    ex, pid, lock = (f"{RUNS}/{run_id}.{x}" for x in ("exit", "pid", "lock"))
+    started = f"i=0; while [ ! -s {pid} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done"
+    ended = (f"if [ -f {lock} ] && command -v flock >/dev/null 2>&1; then flock -s {lock} true; "
+             f"else p=; read -r p 2>/dev/null < {pid}; "
+             f"alive() {{ [ -r /proc/\"$1\"/stat ] && read -r _ _ s _ < /proc/\"$1\"/stat "
+             f"&& [ \"$s\" != Z ]; }}; "
+             f"while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.01; done; fi")
+    settled = f"i=0; while [ ! -f {ex} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done"
+    return started, ended, settled
+
+
 def _follower(root: str, run_id: str) -> str:
     """The node side of follow(): the log from byte ``$OFFSET`` on stdout until the run ends,
     then ``swiftrun-exit CODE SIZE`` on stderr (exit 96: no project directory, 98: the wrapper
     is gone without an exit code).
 
     A finished run: the marker first, then the rest of the log in one go (``cat`` from the
-    start). A running one: ``tail --pid=W -f``, where W is a waiter this script reaps (``wait``)
-    the moment the run ends: ``flock -s`` on the wrapper's ``<id>.lock`` (woken by the kernel
-    when the wrapper lets go, just after ``<id>.exit`` exists) or, for a wrapper that has no lock
-    (an older swiftrun, or a node without flock), a 10 ms poll for the exit file and for a dead
-    or zombie wrapper (a zombie would hold ``tail --pid`` on the wrapper itself). The client
-    stops as soon as it holds SIZE bytes, without waiting for tail's last look (up to 10 ms)
-    or for the channel to close. Small files are read with the ``read`` builtin (no fork).
+    start). A running one: ``tail --pid=W -f``, where W is the run's end (``_run_waits``) in
+    the background, which this script reaps (``wait``) the moment the run ends (a zombie
+    wrapper would hold ``tail --pid`` on the wrapper itself). The client stops as soon as it
+    holds SIZE bytes, without waiting for tail's last look (up to 10 ms) or for the channel to
+    close. Small files are read with the ``read`` builtin (no fork).
     """
-    log, ex, pid, lock = (f"{RUNS}/{run_id}.{x}" for x in ("log", "exit", "pid", "lock"))
+    log, ex = f"{RUNS}/{run_id}.log", f"{RUNS}/{run_id}.exit"
+    started, ended, settled = _run_waits(run_id)
     mark = (f"read -r c < {ex}; z=$(stat -c %s {log} 2>/dev/null); "
             f"echo \"swiftrun-exit $c $z\" >&2")
-    return (f"cd {rq(root)} || exit 96; i=0; while [ ! -s {pid} ] && [ $i -lt 100 ]; "
-            f"do sleep 0.05; i=$((i+1)); done; "
+    return (f"cd {rq(root)} || exit 96; {started}; "
             f"if [ -f {ex} ]; then {mark}; [ \"$OFFSET\" -gt 0 ] || exec cat {log}; "
             f"exec tail -c +$((OFFSET+1)) {log}; fi; "
-            f"if [ -f {lock} ] && command -v flock >/dev/null 2>&1; then "
-            f"flock -s {lock} true & w=$!; "
-            f"else p=; read -r p 2>/dev/null < {pid}; "
-            f"alive() {{ [ -r /proc/$1/stat ] && read -r _ _ s _ < /proc/$1/stat && [ \"$s\" != Z ]; }}; "
-            f"( while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.01; done ) & w=$!; fi; "
+            f"{ended} & w=$!; "
             f"tail -s 0.01 --pid=$w -c +$((OFFSET+1)) -f {log} & t=$!; "
-            f"wait $w; "
-            f"i=0; while [ ! -f {ex} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
+            f"wait $w; {settled}; "
             f"test -f {ex} || {{ wait $t; exit 98; }}; {mark}; wait $t; exit 0")
 
 
@@ -143,17 +155,9 @@ def run_ended(root: str, run_id: str) -> str:
     """sh that returns once run ``run_id`` has ended (its exit file exists) and fails when its
     wrapper is gone without one: what the fetch's listing waits on when it is set off ahead of
     the run's end (sync.ListAhead), so that it starts the moment swift is done and never before.
-    The wait is the follower's: a shared lock on the wrapper's ``<id>.lock``, or for a wrapper
-    without one a 10 ms poll for the exit file while the wrapper lives."""
-    ex, pid, lock = (f"{RUNS}/{_id(run_id)}.{x}" for x in ("exit", "pid", "lock"))
-    return (f"( cd {rq(root)} || exit 96; i=0; while [ ! -s {pid} ] && [ $i -lt 100 ]; "
-            f"do sleep 0.05; i=$((i+1)); done; "
-            f"if [ -f {lock} ] && command -v flock >/dev/null 2>&1; then flock -s {lock} true; "
-            f"else p=; read -r p 2>/dev/null < {pid}; "
-            f"alive() {{ [ -r /proc/\"$1\"/stat ] && read -r _ _ s _ < /proc/\"$1\"/stat && [ \"$s\" != Z ]; }}; "
-            f"while [ ! -f {ex} ] && alive \"$p\"; do sleep 0.01; done; fi; "
-            f"i=0; while [ ! -f {ex} ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
-            f"test -f {ex} )")
+    The waits are the follower's (``_run_waits``)."""
+    started, ended, settled = _run_waits(_id(run_id))
+    return f"( cd {rq(root)} || exit 96; {started}; {ended}; {settled}; test -f {RUNS}/{run_id}.exit )"
 
 
 def _exit_mark(err: bytes) -> tuple[int, int | None] | None:
